@@ -1,0 +1,111 @@
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import { DOWNLOAD_OPTIONS, EXPORT_OPTIONS, SHARED_OPTIONS, envName, resolveOptions, type DownloadOptions, type ExportOptions, type OptionSpec, type SharedOptions } from './config.js';
+import { DocstokgError, FatalError, UsageError } from './errors.js';
+
+const EXIT = { ok: 0, usage: 2, fatal: 3 } as const;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function addOptions(cmd: Command, specs: readonly OptionSpec[]): Command {
+  for (const s of specs) {
+    const long = s.kind === 'negbool' ? `--no-${s.flag}` : `--${s.flag}`;
+    const flags = `${s.short ? `-${s.short}, ` : ''}${long}${s.arg ? ` <${s.arg}>` : ''}`;
+    const dflt = s.default !== undefined && s.kind !== 'bool' && s.kind !== 'negbool' ? ` [${s.default}]` : '';
+    const env = envName(s.kind === 'negbool' ? `no-${s.flag}` : s.flag);
+    cmd.addOption(new Option(flags, `${s.help}${dflt} (env ${env})`));
+  }
+  return cmd;
+}
+
+/** Only values typed on the command line; defaults and environment are merged by config.ts. */
+function given(cmd: Command): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(cmd.opts())) if (cmd.getOptionValueSource(k) === 'cli') out[k] = v;
+  return out;
+}
+
+async function finish(code: number): Promise<never> {
+  await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
+  process.exit(code);
+}
+
+function fail(err: unknown): Promise<never> {
+  if (err instanceof UsageError) {
+    process.stderr.write(`docstokg: ${err.message}\n`);
+    return finish(EXIT.usage);
+  }
+  if (err instanceof FatalError || err instanceof DocstokgError) {
+    process.stderr.write(`docstokg: fatal: ${err.message}\n`);
+    return finish(EXIT.fatal);
+  }
+  const e = err as NodeJS.ErrnoException;
+  if (e?.code === 'ENOSPC' || e?.code === 'EROFS' || e?.code === 'EACCES' || e?.code === 'EDQUOT' || e?.code === 'EIO') {
+    process.stderr.write(`docstokg: fatal: ${e.message}\n`);
+    return finish(EXIT.fatal);
+  }
+  // Unknown errors are bugs: say so loudly, with the stack, and exit 3.
+  process.stderr.write(`docstokg: internal error (please report): ${e?.stack ?? String(err)}\n`);
+  return finish(EXIT.fatal);
+}
+
+function action<T>(specs: readonly OptionSpec[], run: (opts: T, args: string[]) => Promise<number>) {
+  return async (...args: unknown[]): Promise<void> => {
+    const cmd = args[args.length - 1] as Command;
+    try {
+      const opts = resolveOptions<T>([...SHARED_OPTIONS, ...specs], given(cmd), process.env);
+      await finish(await run(opts, cmd.args));
+    } catch (err) {
+      await fail(err);
+    }
+  };
+}
+
+const program = new Command('docstokg')
+  .description('Download the PDFs listed in manifests into a verified, content-addressed store')
+  .version(version(), '--version')
+  .exitOverride()
+  .showHelpAfterError()
+  .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+addOptions(program.command('download').argument('<manifest...>', 'JSONL/OpenAlex/URL-list files, gzip or not; - for stdin'), [...SHARED_OPTIONS, ...DOWNLOAD_OPTIONS])
+  .description('download every item of the manifests and record everything in the ledger')
+  .action(
+    action<DownloadOptions>(DOWNLOAD_OPTIONS, async (opts, args) => {
+      const { runDownload } = await import('./commands/download.js');
+      return runDownload(args, opts, process.argv.slice(2));
+    }),
+  );
+
+addOptions(program.command('status'), SHARED_OPTIONS)
+  .description('counts by state, bytes stored, failure reasons')
+  .action(
+    action<SharedOptions>([], async (opts) => {
+      const { runStatus } = await import('./commands/status.js');
+      return runStatus(opts);
+    }),
+  );
+
+addOptions(program.command('export'), [...SHARED_OPTIONS, ...EXPORT_OPTIONS])
+  .description("print the ledger's per-item results as JSONL (default) or CSV")
+  .action(
+    action<ExportOptions>(EXPORT_OPTIONS, async (opts) => {
+      const { runExport } = await import('./commands/export.js');
+      return runExport(opts);
+    }),
+  );
+
+process.on('uncaughtException', (err) => void fail(err));
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    const ok = err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help';
+    await finish(ok ? EXIT.ok : EXIT.usage);
+  }
+  await fail(err);
+}

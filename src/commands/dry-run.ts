@@ -1,0 +1,58 @@
+import { existsSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import type { DownloadOptions } from '../config.js';
+import { openDatabase } from '../ledger/open.js';
+import type { JobRow } from '../ledger/types.js';
+import { parseLine } from '../manifest/parse.js';
+import { readManifests } from '../manifest/read.js';
+import { invalidRecord, recordFromRow } from '../record.js';
+import { Reporter } from '../report.js';
+
+/**
+ * --dry-run: the same planning as a real run, reported as records, with no network and no write to
+ * --out or the ledger. The ledger, if present, is opened read-only to tell done items apart;
+ * repeated items are recognised with an anonymous temporary database so memory stays flat.
+ */
+export async function planDryRun(manifests: readonly string[], opts: DownloadOptions, db: string): Promise<number> {
+  const ledger = existsSync(db) ? openDatabase(db, { readonly: true }) : null;
+  const peek = ledger?.prepare('SELECT * FROM jobs WHERE key = ?');
+  const seen = new Database('');
+  seen.exec('CREATE TABLE seen (key TEXT PRIMARY KEY) WITHOUT ROWID');
+  const markSeen = seen.prepare('INSERT OR IGNORE INTO seen (key) VALUES (?)');
+  const reporter = new Reporter({ ...opts, progress: false }, Date.now);
+  seen.exec('BEGIN');
+  for await (const line of readManifests(manifests)) {
+    const parsed = parseLine(line);
+    if (parsed.kind === 'empty') continue;
+    reporter.planned();
+    if (parsed.kind === 'invalid') {
+      reporter.record(invalidRecord(parsed.source, 'invalid_line', parsed.message));
+      continue;
+    }
+    const item = parsed.item;
+    if (markSeen.run(item.key).changes === 0) {
+      reporter.duplicates += 1;
+      continue;
+    }
+    const row = peek?.get(item.key) as JobRow | undefined;
+    const base: JobRow = row ?? {
+      key: item.key, item_id: item.id, doi: item.doi, canonical_url: item.candidates[0]?.canonical ?? item.blocked[0] ?? null,
+      urls: '[]', expected_sha256: item.expectedSha256, source: item.source, state: 'pending', status: null, reason: null,
+      http_status: null, url: null, final_url: null, sha256: null, bytes: null, path: null, content_type: null, etag: null,
+      last_modified: null, resumed_from: 0, attempts: 0, elapsed_ms: 0, lease_owner: null, lease_expires_at: null, updated_at: 0,
+    };
+    if (row?.state === 'done') {
+      reporter.record(recordFromRow(base, { status: 'skipped', attempts: 0, elapsed_ms: 0, source: item.source }));
+    } else if (item.candidates.length === 0) {
+      reporter.record(recordFromRow(base, { status: 'failed', reason: item.blocked.length ? 'blocked' : 'no_url', source: item.source }));
+    } else {
+      reporter.record(recordFromRow(base, { status: 'planned', reason: null, url: item.candidates[0]!.href, source: item.source, attempts: 0 }));
+    }
+    await reporter.writable();
+  }
+  seen.exec('COMMIT');
+  seen.close();
+  ledger?.close();
+  await reporter.finish();
+  return reporter.exitCode();
+}

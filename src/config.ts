@@ -1,0 +1,157 @@
+import { UsageError } from './errors.js';
+
+/**
+ * Every option of every command, with its default, in one table. The CLI registers flags from it,
+ * and `resolveOptions` merges flag > environment (`DOCSTOKG_<FLAG>`) > default and validates once.
+ */
+type Kind = 'int' | 'size' | 'seconds' | 'ms' | 'string' | 'bool' | 'negbool' | 'enum';
+
+export interface OptionSpec {
+  /** long flag without dashes; for `negbool` the flag is `--no-<flag>` */
+  flag: string;
+  short?: string;
+  kind: Kind;
+  arg?: string;
+  default?: string | number | boolean;
+  choices?: readonly string[];
+  min?: number;
+  help: string;
+}
+
+export const SHARED_OPTIONS: readonly OptionSpec[] = [
+  { flag: 'out', short: 'o', kind: 'string', arg: 'dir', default: './pdfs', help: 'content-addressed store' },
+  { flag: 'db', kind: 'string', arg: 'path', help: 'ledger file (default: <out>/docstokg.sqlite)' },
+  { flag: 'json', kind: 'bool', default: false, help: 'machine-readable output on stdout' },
+  { flag: 'quiet', short: 'q', kind: 'bool', default: false, help: 'no progress or summary on stderr' },
+  { flag: 'verbose', short: 'v', kind: 'bool', default: false, help: 'one line per finished item on stderr' },
+];
+
+export const DOWNLOAD_OPTIONS: readonly OptionSpec[] = [
+  { flag: 'concurrency', short: 'c', kind: 'int', arg: 'n', default: 16, min: 1, help: 'total in-flight items' },
+  { flag: 'per-host', kind: 'int', arg: 'n', default: 4, min: 1, help: 'in-flight items per host' },
+  { flag: 'retries', kind: 'int', arg: 'n', default: 3, min: 0, help: 'retries per URL after the first attempt' },
+  { flag: 'retry-delay', kind: 'ms', arg: 'ms', default: 500, min: 0, help: 'base of the exponential backoff (full jitter)' },
+  { flag: 'connect-timeout', kind: 'seconds', arg: 's', default: 10, min: 0.001, help: 'TCP/TLS connect timeout' },
+  { flag: 'stall-timeout', kind: 'seconds', arg: 's', default: 30, min: 0.001, help: 'abort an attempt after this long without a byte' },
+  { flag: 'max-bytes', kind: 'size', arg: 'size', default: '512MiB', min: 1, help: 'largest file accepted' },
+  { flag: 'min-free', kind: 'size', arg: 'size', default: '1GiB', min: 0, help: 'free disk space to keep (quota guard)' },
+  { flag: 'link-dir', kind: 'string', arg: 'dir', help: 'also expose each item as <dir>/<safe id>.pdf' },
+  { flag: 'dry-run', kind: 'bool', default: false, help: 'plan and report without network or writes' },
+  { flag: 'progress', kind: 'negbool', default: true, help: 'no progress bar or periodic lines' },
+  { flag: 'fsync', kind: 'negbool', default: true, help: 'skip fsync of files and directories (not power-loss safe)' },
+  { flag: 'user-agent', kind: 'string', arg: 's', default: 'docstokg/0.1 (+https://www.npmjs.com/package/docstokg)', help: 'User-Agent header' },
+  { flag: 'mailto', kind: 'string', arg: 'addr', help: 'contact address added to the User-Agent' },
+];
+
+export const EXPORT_OPTIONS: readonly OptionSpec[] = [
+  { flag: 'format', kind: 'enum', arg: 'fmt', default: 'jsonl', choices: ['jsonl', 'csv'], help: 'output format' },
+];
+
+const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kib: 1024, m: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gib: 1024 ** 3, t: 1024 ** 4, tib: 1024 ** 4 };
+
+/** `512MiB` -> bytes. Accepts an integer with an optional binary suffix. */
+export function parseSize(text: string): number | null {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
+  if (!m) return null;
+  const unit = SIZE_UNITS[m[2]!.toLowerCase()];
+  if (unit === undefined) return null;
+  return Math.floor(Number(m[1]) * unit);
+}
+
+export function envName(flag: string): string {
+  return `DOCSTOKG_${flag.toUpperCase().replace(/-/g, '_')}`;
+}
+
+function camel(flag: string): string {
+  return flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+const TRUE = new Set(['1', 'true', 'yes', 'on']);
+const FALSE = new Set(['0', 'false', 'no', 'off', '']);
+
+function coerce(spec: OptionSpec, raw: unknown, origin: string): unknown {
+  const name = spec.kind === 'negbool' ? `--no-${spec.flag}` : `--${spec.flag}`;
+  const bad = (why: string): never => {
+    throw new UsageError(`${name}: ${why} (got ${JSON.stringify(raw)} from ${origin})`);
+  };
+  if (spec.kind === 'bool' || spec.kind === 'negbool') {
+    if (typeof raw === 'boolean') return raw;
+    const s = String(raw).trim().toLowerCase();
+    if (TRUE.has(s)) return spec.kind === 'bool';
+    if (FALSE.has(s)) return spec.kind !== 'bool';
+    return bad('expected true or false');
+  }
+  if (spec.kind === 'string') return String(raw);
+  if (spec.kind === 'enum') {
+    const s = String(raw);
+    if (!spec.choices!.includes(s)) bad(`expected one of ${spec.choices!.join(', ')}`);
+    return s;
+  }
+  let n: number | null;
+  if (spec.kind === 'size') n = typeof raw === 'number' ? raw : parseSize(String(raw));
+  else n = /^\s*\d+(\.\d+)?\s*$/.test(String(raw)) ? Number(raw) : null;
+  if (n === null || !Number.isFinite(n)) return bad(spec.kind === 'size' ? 'expected a size such as 512MiB' : 'expected a number');
+  if (spec.kind === 'int' && !Number.isInteger(n)) bad('expected a whole number');
+  if (spec.min !== undefined && n < spec.min) bad(`must be at least ${spec.min}`);
+  if (spec.kind === 'seconds') return Math.round(n * 1000);
+  return n;
+}
+
+/**
+ * Merge commander's parsed values (only what the user typed: the table's defaults are not given to
+ * commander, so "unset" stays visible), the environment and the defaults. Seconds become ms.
+ */
+export function resolveOptions<T>(specs: readonly OptionSpec[], given: Record<string, unknown>, env: NodeJS.ProcessEnv): T {
+  const out: Record<string, unknown> = {};
+  for (const spec of specs) {
+    const key = camel(spec.flag);
+    const fromEnv = env[envName(spec.kind === 'negbool' ? `no-${spec.flag}` : spec.flag)];
+    let value: unknown;
+    if (given[key] !== undefined) value = coerce(spec, given[key], 'the command line');
+    else if (fromEnv !== undefined) {
+      // DOCSTOKG_NO_FSYNC=1 means "--no-fsync given"
+      value = spec.kind === 'negbool' ? !coerce({ ...spec, kind: 'bool' }, fromEnv, envName(`no-${spec.flag}`)) : coerce(spec, fromEnv, envName(spec.flag));
+    } else if (spec.default !== undefined) value = coerce(spec, spec.default, 'the default');
+    out[key] = value;
+  }
+  return Object.freeze(out) as T;
+}
+
+export interface SharedOptions {
+  out: string;
+  db: string | undefined;
+  json: boolean;
+  quiet: boolean;
+  verbose: boolean;
+}
+
+export interface DownloadOptions extends SharedOptions {
+  concurrency: number;
+  perHost: number;
+  retries: number;
+  retryDelay: number;
+  connectTimeout: number;
+  stallTimeout: number;
+  maxBytes: number;
+  minFree: number;
+  linkDir: string | undefined;
+  dryRun: boolean;
+  progress: boolean;
+  fsync: boolean;
+  userAgent: string;
+  mailto: string | undefined;
+}
+
+export interface ExportOptions extends SharedOptions {
+  format: 'jsonl' | 'csv';
+}
+
+/** Lease length and heartbeat: a crashed holder's jobs become claimable after the TTL. */
+export const LEASE_TTL_MS = 60_000;
+export const HEARTBEAT_MS = 15_000;
+export const MAX_REDIRECTS = 10;
+/** Planned items held in memory ahead of the workers; bounds memory on huge manifests. */
+export const PLAN_WINDOW = 2048;
+/** Ledger writes grouped per transaction (see DESIGN: one commit per item blocks the loop). */
+export const LEDGER_BATCH = 256;
+export const PDF_MAGIC_WINDOW = 1024;

@@ -1,0 +1,73 @@
+import { ItemError, type Reason } from '../errors.js';
+
+/**
+ * The one table that decides what a failure means:
+ *   retry - same URL again after backoff (transient)
+ *   next  - this URL will not work; try the item's next candidate URL
+ *   stop  - the item ends now (no other URL would help)
+ */
+export type Action = 'retry' | 'next' | 'stop';
+
+const BY_REASON: Partial<Record<Reason, Action>> = {
+  timeout: 'retry',
+  stalled: 'retry',
+  connect_error: 'retry',
+  dns_error: 'retry',
+  size_mismatch: 'retry',
+  not_pdf: 'next',
+  too_large: 'next',
+  checksum_mismatch: 'next',
+  too_many_redirects: 'next',
+  tls_error: 'next',
+  blocked: 'next',
+  quota: 'stop',
+  interrupted: 'stop',
+};
+
+export function actionFor(reason: Reason): Action {
+  const known = BY_REASON[reason];
+  if (known) return known;
+  const status = /^http_(\d{3})$/.exec(reason);
+  if (status) {
+    const code = Number(status[1]);
+    return code >= 500 || code === 408 || code === 429 ? 'retry' : 'next';
+  }
+  return 'stop';
+}
+
+const CODE_TO_REASON: Record<string, Reason> = {
+  UND_ERR_CONNECT_TIMEOUT: 'timeout',
+  ETIMEDOUT: 'timeout',
+  UND_ERR_HEADERS_TIMEOUT: 'stalled',
+  UND_ERR_BODY_TIMEOUT: 'stalled',
+  ECONNREFUSED: 'connect_error',
+  ECONNRESET: 'connect_error',
+  EPIPE: 'connect_error',
+  EHOSTUNREACH: 'connect_error',
+  ENETUNREACH: 'connect_error',
+  EADDRNOTAVAIL: 'connect_error',
+  UND_ERR_SOCKET: 'connect_error',
+  UND_ERR_CLOSED: 'connect_error',
+  ENOTFOUND: 'dns_error',
+  EAI_AGAIN: 'dns_error',
+  EAI_FAIL: 'dns_error',
+  UND_ERR_RES_CONTENT_LENGTH_MISMATCH: 'size_mismatch',
+  UND_ERR_REQ_CONTENT_LENGTH_MISMATCH: 'size_mismatch',
+  UND_ERR_ABORTED: 'interrupted',
+  ABORT_ERR: 'interrupted',
+};
+
+const TLS = /^(ERR_TLS_|ERR_SSL_|CERT_|UNABLE_TO_|DEPTH_ZERO_|SELF_SIGNED_|ERR_OSSL_)/;
+
+/** Maps a thrown network error (undici or node) to a reason code; unknown errors are rethrown. */
+export function toItemError(err: unknown): ItemError {
+  if (err instanceof ItemError) return err;
+  for (let e: unknown = err, depth = 0; e && depth < 4; e = (e as { cause?: unknown }).cause, depth += 1) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code !== 'string') continue;
+    const reason = CODE_TO_REASON[code] ?? (TLS.test(code) ? 'tls_error' : undefined);
+    if (reason) return new ItemError(reason, (e as Error).message ?? code, { cause: err });
+  }
+  if ((err as Error)?.name === 'AbortError') return new ItemError('interrupted', 'aborted', { cause: err });
+  throw err;
+}

@@ -1,0 +1,73 @@
+/**
+ * Schema migrations, applied in order inside one transaction each; `PRAGMA user_version` holds the
+ * number applied. Never edit a shipped migration: add the next one.
+ */
+export const MIGRATIONS: readonly string[] = [
+  /* 1: jobs, ops, attempts, runs */ `
+  CREATE TABLE jobs (
+    key TEXT PRIMARY KEY,
+    item_id TEXT NOT NULL,
+    doi TEXT,
+    canonical_url TEXT,
+    urls TEXT NOT NULL,
+    expected_sha256 TEXT,
+    source TEXT,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'active', 'done', 'failed')),
+    status TEXT,
+    reason TEXT,
+    http_status INTEGER,
+    url TEXT,
+    final_url TEXT,
+    sha256 TEXT,
+    bytes INTEGER,
+    path TEXT,
+    content_type TEXT,
+    etag TEXT,
+    last_modified TEXT,
+    resumed_from INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    elapsed_ms INTEGER,
+    lease_owner TEXT,
+    lease_expires_at INTEGER,
+    seen_run TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+  );
+  CREATE INDEX jobs_state ON jobs (state);
+  CREATE INDEX jobs_sha256 ON jobs (sha256);
+  CREATE TABLE ops (
+    key TEXT PRIMARY KEY,
+    job_key TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('started', 'done')),
+    result TEXT,
+    owner TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+  );
+  CREATE INDEX ops_job ON ops (job_key);
+  CREATE TABLE attempts (
+    id INTEGER PRIMARY KEY,
+    job_key TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    url TEXT NOT NULL,
+    final_url TEXT,
+    http_status INTEGER,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    elapsed_ms INTEGER NOT NULL,
+    error TEXT,
+    resume_from INTEGER,
+    resume_decision TEXT,
+    started_at INTEGER NOT NULL
+  );
+  CREATE INDEX attempts_job ON attempts (job_key);
+  CREATE TABLE runs (
+    id TEXT PRIMARY KEY,
+    started_at INTEGER NOT NULL,
+    ended_at INTEGER,
+    argv TEXT NOT NULL,
+    counts TEXT,
+    exit_code INTEGER
+  );
+  `,
+];

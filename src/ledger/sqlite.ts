@@ -1,0 +1,175 @@
+import { randomUUID } from 'node:crypto';
+import type Database from 'better-sqlite3';
+import { LEDGER_BATCH } from '../config.js';
+import type { Item } from '../manifest/parse.js';
+import { openDatabase } from './open.js';
+import { sourcesOf, type AttemptRow, type JobRow, type Ledger, type OpResult, type Outcome, type PlanResult, type StatusCounts } from './types.js';
+
+const COMMIT_AFTER_MS = 25;
+
+function inList(states: readonly string[]): string {
+  return states.map((s) => `'${s}'`).join(', ');
+}
+
+/** SQLite ledger. Writes are grouped into short IMMEDIATE transactions (see LEDGER_BATCH). */
+export class SqliteLedger implements Ledger {
+  readonly runId = randomUUID();
+  private readonly db: Database.Database;
+  private readonly stmt;
+  private pending = 0;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(path: string) {
+    this.db = openDatabase(path);
+    const db = this.db;
+    this.stmt = {
+      plan: db.prepare(`
+        INSERT INTO jobs (key, item_id, doi, canonical_url, urls, expected_sha256, source, state, seen_run, created_at, updated_at)
+        VALUES (@key, @id, @doi, @canonical, @urls, @sha, @source, 'pending', @run, @now, @now)
+        ON CONFLICT (key) DO UPDATE SET seen_run = excluded.seen_run WHERE jobs.seen_run IS NOT excluded.seen_run
+        RETURNING *`),
+      peek: db.prepare('SELECT * FROM jobs WHERE key = ?'),
+      claim: db.prepare(`
+        UPDATE jobs SET state = 'active', lease_owner = @owner, lease_expires_at = @expires, updated_at = @now
+        WHERE key = @key AND (state IN (${inList(sourcesOf('active'))}) OR (state = 'active' AND lease_expires_at < @now))`),
+      renew: db.prepare(`UPDATE jobs SET lease_expires_at = @expires WHERE lease_owner = @owner AND state = 'active'`),
+      finish: db.prepare(`
+        UPDATE jobs SET state = @state, status = @status, reason = @reason, http_status = @http_status, url = @url,
+          final_url = @final_url, sha256 = @sha256, bytes = @bytes, path = @path, content_type = @content_type,
+          etag = @etag, last_modified = @last_modified, resumed_from = @resumed_from, attempts = @attempts,
+          elapsed_ms = @elapsed_ms, lease_owner = NULL, lease_expires_at = NULL, updated_at = @now
+        WHERE key = @key AND state = 'active' AND lease_owner = @owner`),
+      release: db.prepare(`
+        UPDATE jobs SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = @now
+        WHERE key = @key AND state = 'active' AND lease_owner = @owner`),
+      attempt: db.prepare(`
+        INSERT INTO attempts (job_key, run_id, url, final_url, http_status, bytes, elapsed_ms, error, resume_from, resume_decision, started_at)
+        VALUES (@job_key, @run, @url, @final_url, @http_status, @bytes, @elapsed_ms, @error, @resume_from, @resume_decision, @started_at)`),
+      opGet: db.prepare('SELECT state, result FROM ops WHERE key = ?'),
+      opBegin: db.prepare(`
+        INSERT INTO ops (key, job_key, kind, state, owner, created_at, updated_at) VALUES (@key, @job, @kind, 'started', @owner, @now, @now)
+        ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, updated_at = excluded.updated_at WHERE ops.state = 'started'`),
+      opFinish: db.prepare(`UPDATE ops SET state = 'done', result = @result, updated_at = @now WHERE key = @key`),
+      runBegin: db.prepare('INSERT INTO runs (id, started_at, argv) VALUES (?, ?, ?)'),
+      runEnd: db.prepare('UPDATE runs SET ended_at = ?, counts = ?, exit_code = ? WHERE id = ?'),
+      all: db.prepare('SELECT * FROM jobs ORDER BY created_at, key'),
+    };
+  }
+
+  /** Opens (or continues) the current write group; commits after LEDGER_BATCH writes or a few ms. */
+  private write<T>(fn: () => T): T {
+    if (this.pending === 0) {
+      this.db.exec('BEGIN IMMEDIATE');
+      this.timer = setTimeout(() => this.flush(), COMMIT_AFTER_MS);
+    }
+    this.pending += 1;
+    try {
+      return fn();
+    } finally {
+      if (this.pending >= LEDGER_BATCH) this.flush();
+    }
+  }
+
+  flush(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    if (this.pending === 0) return;
+    this.pending = 0;
+    this.db.exec('COMMIT');
+  }
+
+  beginRun(argv: readonly string[], now: number): void {
+    this.write(() => this.stmt.runBegin.run(this.runId, now, JSON.stringify(argv)));
+  }
+
+  endRun(counts: Record<string, number>, exitCode: number, now: number): void {
+    this.write(() => this.stmt.runEnd.run(now, JSON.stringify(counts), exitCode, this.runId));
+  }
+
+  plan(item: Item, now: number): PlanResult {
+    const row = this.write(
+      () =>
+        this.stmt.plan.get({
+          key: item.key,
+          id: item.id,
+          doi: item.doi,
+          canonical: item.candidates[0]?.canonical ?? item.blocked[0] ?? null,
+          urls: JSON.stringify([...item.candidates.map((c) => c.canonical), ...item.blocked]),
+          sha: item.expectedSha256,
+          source: item.source,
+          run: this.runId,
+          now,
+        }) as JobRow | undefined,
+    );
+    if (!row) return { kind: 'duplicate' };
+    if (row.state === 'done') return { kind: 'done', row };
+    if (row.state === 'active' && (row.lease_expires_at ?? 0) >= now) return { kind: 'held', row };
+    return { kind: 'work', row };
+  }
+
+  peek(key: string): JobRow | undefined {
+    return this.stmt.peek.get(key) as JobRow | undefined;
+  }
+
+  claim(key: string, owner: string, now: number, ttlMs: number): boolean {
+    return this.write(() => this.stmt.claim.run({ key, owner, now, expires: now + ttlMs }).changes === 1);
+  }
+
+  renew(owner: string, now: number, ttlMs: number): number {
+    return this.write(() => this.stmt.renew.run({ owner, expires: now + ttlMs }).changes);
+  }
+
+  finish(key: string, owner: string, outcome: Outcome, now: number): boolean {
+    return this.write(() => this.stmt.finish.run({ ...outcome, key, owner, now }).changes === 1);
+  }
+
+  release(key: string, owner: string, now: number): boolean {
+    return this.write(() => this.stmt.release.run({ key, owner, now }).changes === 1);
+  }
+
+  recordAttempt(a: AttemptRow): void {
+    this.write(() => this.stmt.attempt.run({ ...a, run: this.runId }));
+  }
+
+  /** An op already done is replayed from its stored result instead of running again. */
+  beginOp(key: string, jobKey: string, kind: string, owner: string, now: number): OpResult {
+    return this.write(() => {
+      const existing = this.stmt.opGet.get(key) as { state: 'started' | 'done'; result: string | null } | undefined;
+      if (existing?.state === 'done') return { state: 'done', result: existing.result ? JSON.parse(existing.result) : null };
+      this.stmt.opBegin.run({ key, job: jobKey, kind, owner, now });
+      return { state: existing ? 'started' : 'new', result: null };
+    });
+  }
+
+  finishOp(key: string, result: unknown, now: number): void {
+    this.write(() => this.stmt.opFinish.run({ key, result: JSON.stringify(result), now }));
+  }
+
+  counts(): StatusCounts {
+    this.flush();
+    const group = (col: string, where = ''): Record<string, number> =>
+      Object.fromEntries(
+        (this.db.prepare(`SELECT ${col} AS k, COUNT(*) AS n FROM jobs ${where} GROUP BY ${col}`).all() as { k: string; n: number }[]).map((r) => [r.k ?? 'none', r.n]),
+      );
+    const store = this.db
+      .prepare(`SELECT COUNT(*) AS objects, COALESCE(SUM(bytes), 0) AS bytes FROM (SELECT sha256, MAX(bytes) AS bytes FROM jobs WHERE state = 'done' AND sha256 IS NOT NULL GROUP BY sha256)`)
+      .get() as { objects: number; bytes: number };
+    return {
+      byState: group('state'),
+      byStatus: group('status'),
+      byReason: group('reason', 'WHERE reason IS NOT NULL'),
+      objects: store.objects,
+      bytesStored: store.bytes,
+    };
+  }
+
+  jobs(): IterableIterator<JobRow> {
+    this.flush();
+    return this.stmt.all.iterate() as IterableIterator<JobRow>;
+  }
+
+  close(): void {
+    this.flush();
+    this.db.close();
+  }
+}

@@ -1,0 +1,125 @@
+import type { Item } from '../manifest/parse.js';
+
+export type JobState = 'pending' | 'active' | 'done' | 'failed';
+export type RecordStatus = 'downloaded' | 'deduped' | 'unchanged' | 'skipped' | 'failed' | 'invalid' | 'planned';
+
+/**
+ * The only allowed moves of a job. `failed -> active` is a later run trying again; `active ->
+ * pending` is a holder giving its lease back (interrupted). Nothing ever leaves `done` here.
+ */
+export const TRANSITIONS: Readonly<Record<JobState, readonly JobState[]>> = {
+  pending: ['active'],
+  active: ['done', 'failed', 'pending'],
+  failed: ['active'],
+  done: [],
+};
+
+export function sourcesOf(to: JobState): JobState[] {
+  return (Object.keys(TRANSITIONS) as JobState[]).filter((from) => TRANSITIONS[from].includes(to));
+}
+
+export interface JobRow {
+  key: string;
+  item_id: string;
+  doi: string | null;
+  canonical_url: string | null;
+  urls: string;
+  expected_sha256: string | null;
+  source: string | null;
+  state: JobState;
+  status: RecordStatus | null;
+  reason: string | null;
+  http_status: number | null;
+  url: string | null;
+  final_url: string | null;
+  sha256: string | null;
+  bytes: number | null;
+  path: string | null;
+  content_type: string | null;
+  etag: string | null;
+  last_modified: string | null;
+  resumed_from: number | null;
+  attempts: number;
+  elapsed_ms: number | null;
+  lease_owner: string | null;
+  lease_expires_at: number | null;
+  updated_at: number;
+}
+
+/** What a finished job stores: the record's fields minus those the plan already holds. */
+export interface Outcome {
+  state: 'done' | 'failed';
+  status: RecordStatus;
+  reason: string | null;
+  http_status: number | null;
+  url: string | null;
+  final_url: string | null;
+  sha256: string | null;
+  bytes: number | null;
+  path: string | null;
+  content_type: string | null;
+  etag: string | null;
+  last_modified: string | null;
+  resumed_from: number;
+  attempts: number;
+  elapsed_ms: number;
+}
+
+export interface AttemptRow {
+  job_key: string;
+  url: string;
+  final_url: string | null;
+  http_status: number | null;
+  bytes: number;
+  elapsed_ms: number;
+  error: string | null;
+  resume_from: number | null;
+  resume_decision: string | null;
+  started_at: number;
+}
+
+export type PlanResult =
+  | { kind: 'work'; row: JobRow }
+  | { kind: 'done'; row: JobRow }
+  /** leased by a live holder (another process): that holder reports it */
+  | { kind: 'held'; row: JobRow }
+  /** same job already seen earlier in this run */
+  | { kind: 'duplicate' };
+
+export interface OpResult {
+  state: 'new' | 'done' | 'started';
+  result: unknown;
+}
+
+export interface StatusCounts {
+  byState: Record<string, number>;
+  byStatus: Record<string, number>;
+  byReason: Record<string, number>;
+  objects: number;
+  bytesStored: number;
+}
+
+/**
+ * The narrow interface the pipeline talks to. Every write after a claim names the lease owner and
+ * is refused (returns false) when the lease is no longer held, so a server-backed ledger only has
+ * to implement these calls.
+ */
+export interface Ledger {
+  readonly runId: string;
+  beginRun(argv: readonly string[], now: number): void;
+  endRun(counts: Record<string, number>, exitCode: number, now: number): void;
+  plan(item: Item, now: number): PlanResult;
+  /** read-only look-up used by --dry-run */
+  peek(key: string): JobRow | undefined;
+  claim(key: string, owner: string, now: number, ttlMs: number): boolean;
+  renew(owner: string, now: number, ttlMs: number): number;
+  finish(key: string, owner: string, outcome: Outcome, now: number): boolean;
+  release(key: string, owner: string, now: number): boolean;
+  recordAttempt(attempt: AttemptRow): void;
+  beginOp(key: string, jobKey: string, kind: string, owner: string, now: number): OpResult;
+  finishOp(key: string, result: unknown, now: number): void;
+  counts(): StatusCounts;
+  jobs(): IterableIterator<JobRow>;
+  flush(): void;
+  close(): void;
+}

@@ -1,0 +1,136 @@
+import { createHash } from 'node:crypto';
+import { canonicalizeUrl } from './canonical-url.js';
+import type { ManifestLine } from './read.js';
+
+/** A fetchable candidate: `href` is requested, `canonical` is the ledger key. */
+export interface Candidate {
+  href: string;
+  canonical: string;
+  host: string;
+}
+
+export interface Item {
+  key: string;
+  id: string;
+  doi: string | null;
+  candidates: Candidate[];
+  /** URLs given but never fetched (non-http schemes) */
+  blocked: string[];
+  expectedSha256: string | null;
+  source: string;
+}
+
+export type Parsed =
+  | { kind: 'item'; item: Item }
+  | { kind: 'invalid'; source: string; message: string }
+  | { kind: 'empty' };
+
+type Json = Record<string, unknown>;
+
+const OPENALEX = /^https?:\/\/openalex\.org\/(W\d+)$/i;
+const SHA256 = /^[0-9a-f]{64}$/i;
+
+function invalid(source: string, message: string): Parsed {
+  return { kind: 'invalid', source, message };
+}
+
+function normalizeDoi(doi: string): string {
+  return doi.trim().replace(/^(?:https?:\/\/(?:dx\.)?doi\.org\/|doi:)/i, '').toLowerCase();
+}
+
+function pdfUrl(location: unknown): unknown {
+  return location && typeof location === 'object' ? (location as Json).pdf_url : undefined;
+}
+
+/** OpenAlex order: best OA location, primary location, every location, then open_access.oa_url. */
+function openAlexUrls(work: Json): unknown[] {
+  const locations = Array.isArray(work.locations) ? work.locations : [];
+  const oa = work.open_access && typeof work.open_access === 'object' ? (work.open_access as Json).oa_url : undefined;
+  return [pdfUrl(work.best_oa_location), pdfUrl(work.primary_location), ...locations.map(pdfUrl), oa].filter(
+    (u) => u !== null && u !== undefined,
+  );
+}
+
+/** SHA-256 of canonical JSON (fixed key order) of the id and canonical candidate URLs. */
+export function jobKey(id: string, urls: readonly string[]): string {
+  return createHash('sha256').update(JSON.stringify({ id, urls })).digest('hex');
+}
+
+function build(source: string, rawUrls: unknown[], id: unknown, doi: unknown, sha256: unknown, openAlex: boolean): Parsed {
+  const candidates: Candidate[] = [];
+  const blocked: string[] = [];
+  const seen = new Set<string>();
+  for (const raw of rawUrls) {
+    if (typeof raw !== 'string' || raw.trim() === '') {
+      if (openAlex) continue;
+      return invalid(source, `url must be a non-empty string, got ${JSON.stringify(raw)}`);
+    }
+    const c = canonicalizeUrl(raw);
+    if (!c.ok && c.why === 'unparseable') {
+      if (openAlex) continue;
+      return invalid(source, `not a valid URL: ${JSON.stringify(raw)}`);
+    }
+    if (seen.has(c.url)) continue;
+    seen.add(c.url);
+    if (c.ok) candidates.push({ href: c.href, canonical: c.url, host: c.host });
+    else blocked.push(c.url);
+  }
+  if (id !== undefined && id !== null && typeof id !== 'string' && typeof id !== 'number') {
+    return invalid(source, `id must be a string or a number, got ${JSON.stringify(id)}`);
+  }
+  if (doi !== undefined && doi !== null && typeof doi !== 'string') {
+    return invalid(source, `doi must be a string, got ${JSON.stringify(doi)}`);
+  }
+  if (sha256 !== undefined && sha256 !== null && (typeof sha256 !== 'string' || !SHA256.test(sha256))) {
+    return invalid(source, `sha256 must be 64 hex digits, got ${JSON.stringify(sha256)}`);
+  }
+  const normDoi = typeof doi === 'string' && doi.trim() !== '' ? normalizeDoi(doi) : null;
+  let itemId = id === undefined || id === null || id === '' ? null : String(id);
+  const short = itemId ? OPENALEX.exec(itemId) : null;
+  if (short) itemId = short[1]!.toUpperCase();
+  itemId ??= normDoi ?? candidates[0]?.canonical ?? blocked[0] ?? null;
+  if (itemId === null) return invalid(source, 'item has no id, doi or url');
+  const urls = [...candidates.map((c) => c.canonical), ...blocked];
+  return {
+    kind: 'item',
+    item: {
+      key: jobKey(itemId, urls),
+      id: itemId,
+      doi: normDoi,
+      candidates,
+      blocked,
+      expectedSha256: typeof sha256 === 'string' ? sha256.toLowerCase() : null,
+      source,
+    },
+  };
+}
+
+/** Judges one manifest line on its own: JSON object, OpenAlex work, bare URL, blank or comment. */
+export function parseLine(line: ManifestLine): Parsed {
+  const text = line.text.trim();
+  const source = `${line.file}:${line.line}`;
+  if (text === '' || text.startsWith('#')) return { kind: 'empty' };
+  if (!text.startsWith('{')) {
+    if (/\s/.test(text)) return invalid(source, 'a bare line must be a single URL');
+    if (!/^[a-z][a-z0-9+.-]*:/i.test(text)) return invalid(source, 'not JSON and not a URL');
+    return build(source, [text], undefined, undefined, undefined, false);
+  }
+  let obj: unknown;
+  try {
+    obj = JSON.parse(text);
+  } catch (err) {
+    return invalid(source, `invalid JSON: ${(err as Error).message}`);
+  }
+  if (!obj || typeof obj !== 'object' || Array.isArray(obj)) return invalid(source, 'expected a JSON object');
+  const o = obj as Json;
+  if (o.url !== undefined || o.urls !== undefined) {
+    if (o.urls !== undefined && !Array.isArray(o.urls)) return invalid(source, 'urls must be an array of strings');
+    const urls = [...(o.url !== undefined ? [o.url] : []), ...((o.urls as unknown[] | undefined) ?? [])];
+    if (urls.length === 0) return invalid(source, 'urls is empty');
+    return build(source, urls, o.id, o.doi, o.sha256, false);
+  }
+  if (typeof o.id === 'string' && OPENALEX.test(o.id)) {
+    return build(source, openAlexUrls(o), o.id, o.doi, o.sha256, true);
+  }
+  return invalid(source, 'object has neither url nor urls and is not an OpenAlex work');
+}

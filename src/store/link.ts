@@ -1,0 +1,50 @@
+import { createHash } from 'node:crypto';
+import { copyFile, link, mkdir, rename, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+
+const MAX_NAME = 120;
+const RESERVED = /^(con|prn|aux|nul|com\d|lpt\d)$/i;
+
+/**
+ * A file name for an item id that can never escape the link directory and never collides: anything
+ * outside [A-Za-z0-9._-] becomes `_`, and whenever that changed the id (or it was too long, or a
+ * reserved name) a short digest of the original id is appended, so two ids that sanitize alike
+ * still get different names.
+ */
+export function safeName(id: string): string {
+  let name = id.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^[.]+/, '_');
+  const changed = name !== id || name.length > MAX_NAME || RESERVED.test(name) || name === '';
+  if (changed) {
+    const digest = createHash('sha256').update(id).digest('hex').slice(0, 10);
+    name = `${name.slice(0, MAX_NAME)}-${digest}`;
+  }
+  return `${name}.pdf`;
+}
+
+/**
+ * Exposes an object as `<dir>/<safe id>.pdf`: a hard link where the filesystem allows, a copy
+ * otherwise. The view is built under a temporary name and renamed over, so a reader never sees a
+ * half-written copy and a changed object replaces the old view atomically.
+ */
+export async function linkItem(dir: string, id: string, object: string): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  const name = safeName(id);
+  const target = join(dir, name);
+  try {
+    const [a, b] = await Promise.all([stat(target), stat(object)]);
+    if (a.ino === b.ino && a.dev === b.dev) return name;
+  } catch {
+    // no view yet
+  }
+  const tmp = join(dir, `.${name}.${process.pid}.tmp`);
+  await unlink(tmp).catch(() => undefined);
+  try {
+    await link(object, tmp);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK' && code !== 'ENOTSUP') throw err;
+    await copyFile(object, tmp);
+  }
+  await rename(tmp, target);
+  return name;
+}
