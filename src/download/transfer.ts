@@ -93,6 +93,8 @@ export async function transfer(input: TransferInput, facts: AttemptFacts): Promi
   const lengthHeader = header(res.headers, 'content-length');
   const declared = lengthHeader !== null && /^\d+$/.test(lengthHeader) ? Number(lengthHeader) : null;
   const fail = async (err: ItemError): Promise<never> => {
+    // Abandon the rest of the body; the abort error undici then emits is expected, not a failure.
+    body.on('error', () => undefined);
     body.destroy();
     throw err;
   };

@@ -1,0 +1,79 @@
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export const BIN = resolve(import.meta.dirname, '../../bin/docstokg.js');
+
+export interface CliResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  records: Record<string, unknown>[];
+}
+
+export interface RunOptions {
+  env?: Record<string, string>;
+  stdin?: string | Buffer;
+  /** called once the process is running, e.g. to send it a signal */
+  onSpawn?: (pid: number) => void;
+  onStdout?: (chunk: string) => void;
+}
+
+/** Runs the real, built binary (the README's `npm install` builds it). */
+export function runCli(args: string[], opts: RunOptions = {}): Promise<CliResult> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      env: { ...process.env, ...opts.env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+      opts.onStdout?.(d);
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', reject);
+    if (opts.stdin !== undefined) child.stdin.end(opts.stdin);
+    else child.stdin.end();
+    if (child.pid) opts.onSpawn?.(child.pid);
+    child.on('close', (code, signal) => {
+      const records = stdout
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+      resolvePromise({ code, signal, stdout, stderr, records });
+    });
+  });
+}
+
+export interface Workspace {
+  dir: string;
+  out: string;
+  file: (name: string, content: string | Buffer) => Promise<string>;
+  cleanup: () => Promise<void>;
+}
+
+export async function workspace(): Promise<Workspace> {
+  const dir = await mkdtemp(join(tmpdir(), 'docstokg-test-'));
+  return {
+    dir,
+    out: join(dir, 'out'),
+    file: async (name, content) => {
+      const p = join(dir, name);
+      await writeFile(p, content);
+      return p;
+    },
+    cleanup: () => rm(dir, { recursive: true, force: true }),
+  };
+}
+
+export function jsonl(items: unknown[]): string {
+  return `${items.map((i) => (typeof i === 'string' ? i : JSON.stringify(i))).join('\n')}\n`;
+}
+
+export function byId(records: Record<string, unknown>[]): Map<unknown, Record<string, unknown>> {
+  return new Map(records.map((r) => [r.id, r]));
+}
