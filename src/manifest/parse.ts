@@ -110,7 +110,7 @@ export function parseLine(line: ManifestLine): Parsed {
   const text = line.text.trim();
   const source = `${line.file}:${line.line}`;
   if (text === '' || text.startsWith('#')) return { kind: 'empty' };
-  if (!text.startsWith('{')) {
+  if (!/^[{["]/.test(text)) {
     if (/\s/.test(text)) return invalid(source, 'a bare line must be a single URL');
     if (!/^[a-z][a-z0-9+.-]*:/i.test(text)) return invalid(source, 'not JSON and not a URL');
     return build(source, [text], undefined, undefined, undefined, false);

@@ -12,11 +12,12 @@ const RESERVED = /^(con|prn|aux|nul|com\d|lpt\d)$/i;
  * still get different names.
  */
 export function safeName(id: string): string {
-  let name = id.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^[.]+/, '_');
+  // A leading dot would hide the file and a leading dash reads as a flag to shell tools.
+  let name = id.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^[.-]/, '_');
   const changed = name !== id || name.length > MAX_NAME || RESERVED.test(name) || name === '';
   if (changed) {
     const digest = createHash('sha256').update(id).digest('hex').slice(0, 10);
-    name = `${name.slice(0, MAX_NAME)}-${digest}`;
+    name = `${name.slice(0, MAX_NAME) || 'item'}-${digest}`;
   }
   return `${name}.pdf`;
 }

@@ -1,0 +1,108 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { SCHEMA_VERSION } from '../../src/ledger/open.js';
+import { SqliteLedger } from '../../src/ledger/sqlite.js';
+import type { Outcome } from '../../src/ledger/types.js';
+import { parseLine, type Item } from '../../src/manifest/parse.js';
+
+const mk = (url: string, id?: string): Item => {
+  const p = parseLine({ file: 'm', line: 1, text: JSON.stringify({ url, id }) });
+  if (p.kind !== 'item') throw new Error('not an item');
+  return p.item;
+};
+
+const done: Outcome = {
+  state: 'done', status: 'downloaded', reason: null, http_status: 200, url: 'u', final_url: 'u', sha256: 'ab'.repeat(32), bytes: 10,
+  path: 'ab/x.pdf', content_type: 'application/pdf', etag: null, last_modified: null, resumed_from: 0, attempts: 1, elapsed_ms: 3,
+};
+
+describe('SqliteLedger', () => {
+  let dir: string;
+  let path: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'docstokg-ledger-'));
+    path = join(dir, 'l.sqlite');
+  });
+  afterEach(async () => rm(dir, { recursive: true, force: true }));
+
+  it('creates the schema in WAL mode with its version', () => {
+    new SqliteLedger(path).close();
+    const db = new Database(path, { readonly: true });
+    expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
+    expect(db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+    const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]).map((t) => t.name);
+    expect(tables).toEqual(expect.arrayContaining(['jobs', 'ops', 'attempts', 'runs']));
+    db.close();
+  });
+
+  it('refuses a ledger from a newer version', () => {
+    const db = new Database(path);
+    db.pragma(`user_version = ${SCHEMA_VERSION + 5}`);
+    db.close();
+    expect(() => new SqliteLedger(path)).toThrow(/newer/);
+  });
+
+  it('plans once per run, reports duplicates, done and held jobs', () => {
+    const a = new SqliteLedger(path);
+    const item = mk('https://a.org/x.pdf', 'x');
+    expect(a.plan(item, 1).kind).toBe('work');
+    expect(a.plan(item, 1).kind).toBe('duplicate');
+    expect(a.claim(item.key, 'me', 1, 1000)).toBe(true);
+    expect(a.finish(item.key, 'me', done, 2)).toBe(true);
+    a.close();
+    const b = new SqliteLedger(path);
+    const again = b.plan(item, 3);
+    expect(again.kind).toBe('done');
+    expect(again.kind === 'done' && again.row.sha256).toBe(done.sha256);
+    const other = mk('https://a.org/y.pdf', 'y');
+    b.plan(other, 3);
+    b.claim(other.key, 'them', 3, 1000);
+    b.close();
+    const c = new SqliteLedger(path);
+    expect(c.plan(other, 500).kind).toBe('held');
+    expect(c.plan(mk('https://a.org/y.pdf', 'y'), 500).kind).toBe('duplicate');
+    c.close();
+  });
+
+  it('guards every write after a claim by the lease owner, and expired leases can be taken over', () => {
+    const l = new SqliteLedger(path);
+    const item = mk('https://a.org/z.pdf');
+    l.plan(item, 0);
+    expect(l.claim(item.key, 'p1', 0, 100)).toBe(true);
+    expect(l.claim(item.key, 'p2', 50, 100)).toBe(false);
+    expect(l.renew('p1', 90, 100)).toBe(1);
+    expect(l.claim(item.key, 'p2', 150, 100)).toBe(false);
+    expect(l.claim(item.key, 'p2', 191, 100)).toBe(true);
+    expect(l.finish(item.key, 'p1', done, 200)).toBe(false);
+    expect(l.release(item.key, 'p1', 200)).toBe(false);
+    expect(l.finish(item.key, 'p2', { ...done, state: 'failed', status: 'failed', reason: 'http_404' }, 200)).toBe(true);
+    expect(l.claim(item.key, 'p3', 300, 100)).toBe(true);
+    expect(l.finish(item.key, 'p3', done, 300)).toBe(true);
+    expect(l.claim(item.key, 'p4', 400, 100)).toBe(false);
+    l.close();
+  });
+
+  it('replays an op that already ran from its stored result', () => {
+    const l = new SqliteLedger(path);
+    expect(l.beginOp('op1', 'job', 'finalize', 'me', 1)).toEqual({ state: 'new', result: null });
+    expect(l.beginOp('op1', 'job', 'finalize', 'me', 2)).toEqual({ state: 'started', result: null });
+    l.finishOp('op1', { path: 'ab/x.pdf' }, 3);
+    expect(l.beginOp('op1', 'job', 'finalize', 'me', 4)).toEqual({ state: 'done', result: { path: 'ab/x.pdf' } });
+    l.close();
+  });
+
+  it('counts objects once even when several jobs share one', () => {
+    const l = new SqliteLedger(path);
+    for (const id of ['a', 'b']) {
+      const it = mk(`https://a.org/${id}`, id);
+      l.plan(it, 0);
+      l.claim(it.key, 'me', 0, 100);
+      l.finish(it.key, 'me', done, 1);
+    }
+    expect(l.counts()).toMatchObject({ objects: 1, bytesStored: 10, byState: { done: 2 } });
+    l.close();
+  });
+});

@@ -1,0 +1,49 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, expect, it } from 'vitest';
+import { HostPool } from '../../src/pool.js';
+
+describe('HostPool', () => {
+  it('never exceeds the total or the per-host limit, and keeps other hosts busy', async () => {
+    const pool = new HostPool(4, 2, 8);
+    let active = 0;
+    let peak = 0;
+    const perHost = new Map<string, number>();
+    const peakHost = new Map<string, number>();
+    const order: string[] = [];
+    const task = (host: string) => ({
+      host,
+      run: async () => {
+        active += 1;
+        peak = Math.max(peak, active);
+        perHost.set(host, (perHost.get(host) ?? 0) + 1);
+        peakHost.set(host, Math.max(peakHost.get(host) ?? 0, perHost.get(host)!));
+        order.push(host);
+        await sleep(host === 'slow' ? 30 : 5);
+        perHost.set(host, perHost.get(host)! - 1);
+        active -= 1;
+      },
+    });
+    for (let i = 0; i < 10; i += 1) await pool.add(task('slow'));
+    for (let i = 0; i < 10; i += 1) await pool.add(task('fast'));
+    await pool.drain();
+    expect(peak).toBeLessThanOrEqual(4);
+    expect(peakHost.get('slow')).toBe(2);
+    expect(peakHost.get('fast')).toBe(2);
+    expect(order.filter((h) => h === 'fast')).toHaveLength(10);
+    // fast items started before the slow host's queue was worked off
+    expect(order.indexOf('fast')).toBeLessThan(order.lastIndexOf('slow'));
+  });
+
+  it('stop() drops queued work; drain() rethrows a task that threw', async () => {
+    const pool = new HostPool(1, 1);
+    let ran = 0;
+    await pool.add({ host: 'a', run: async () => { ran += 1; await sleep(10); } });
+    await pool.add({ host: 'a', run: async () => { ran += 1; } });
+    pool.stop();
+    await pool.drain();
+    expect(ran).toBe(1);
+    const p2 = new HostPool(2, 2);
+    await p2.add({ host: 'a', run: async () => { throw new Error('bug'); } });
+    await expect(p2.drain()).rejects.toThrow('bug');
+  });
+});
