@@ -1,0 +1,48 @@
+#!/usr/bin/env node
+// A download that needs no network: a local origin serves sample PDFs (and one HTML page posing
+// as a PDF), and the real docstokg binary fetches them into ./demo-out.
+import { spawn } from 'node:child_process';
+import { rm, writeFile, mkdir } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { startOrigin } from '../dist/testing/origin.js';
+import { samplePdf } from '../dist/testing/pdf.js';
+
+const root = resolve(import.meta.dirname, '..');
+const out = join(root, 'demo-out');
+const bin = join(root, 'bin', 'docstokg.js');
+
+function run(args) {
+  return new Promise((done) => {
+    const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
+    child.on('close', (code) => done(code));
+  });
+}
+
+const origin = await startOrigin();
+const lines = [];
+for (let i = 1; i <= 24; i += 1) {
+  origin.set(`/papers/${i}.pdf`, { body: samplePdf(`demo paper ${i}`, 20_000 + i * 1000) });
+  lines.push(JSON.stringify({ id: `paper-${i}`, url: origin.url(`/papers/${i}.pdf`) }));
+}
+origin.set('/login.pdf', { body: Buffer.from('<html><body>Sign in to read this article</body></html>'.padEnd(3000)), headers: { 'content-type': 'application/pdf' } });
+origin.set('/moved', { body: Buffer.alloc(0), redirect: '/papers/1.pdf' });
+lines.push(JSON.stringify({ id: 'paywalled', url: origin.url('/login.pdf') }));
+lines.push(JSON.stringify({ id: 'https://openalex.org/W2741809807', best_oa_location: { pdf_url: origin.url('/moved') }, locations: [] }));
+lines.push(origin.url('/papers/2.pdf'));
+lines.push('# comments and blank lines are skipped', '');
+
+await rm(out, { recursive: true, force: true });
+await mkdir(out, { recursive: true });
+const manifest = join(out, 'manifest.jsonl');
+await writeFile(manifest, `${lines.join('\n')}\n`);
+
+console.log(`demo: origin on ${origin.url('/')}, manifest ${manifest}\n`);
+console.log('demo: first run (one HTML page posing as a PDF is refused; the same bytes under two ids are stored once)');
+await run(['download', manifest, '-o', out, '--link-dir', join(out, 'by-id'), '--verbose']);
+console.log('\ndemo: second run: every item already done is skipped without a request; the failed one is tried again');
+const before = origin.requests.length;
+await run(['download', manifest, '-o', out]);
+console.log(`demo: requests sent by the second run: ${origin.requests.length - before}\n`);
+await run(['status', '-o', out]);
+console.log(`\ndemo: objects are in ${out}/<aa>/<sha256>.pdf, views by id in ${out}/by-id/`);
+await origin.close();
