@@ -35,6 +35,7 @@ export const DOWNLOAD_OPTIONS: readonly OptionSpec[] = [
   { flag: 'stall-timeout', kind: 'seconds', arg: 's', default: 30, min: 0.001, help: 'abort an attempt after this long without a byte' },
   { flag: 'max-bytes', kind: 'size', arg: 'size', default: '512MiB', min: 1, help: 'largest file accepted' },
   { flag: 'min-free', kind: 'size', arg: 'size', default: '1GiB', min: 0, help: 'free disk space to keep (quota guard)' },
+  { flag: 'revalidate', kind: 'bool', default: false, help: 'ask again for items already done, with their validators (304 = unchanged)' },
   { flag: 'link-dir', kind: 'string', arg: 'dir', help: 'also expose each item as <dir>/<safe id>.pdf' },
   { flag: 'dry-run', kind: 'bool', default: false, help: 'plan and report without network or writes' },
   { flag: 'progress', kind: 'negbool', default: true, help: 'no progress bar or periodic lines' },
@@ -135,6 +136,7 @@ export interface DownloadOptions extends SharedOptions {
   maxBytes: number;
   minFree: number;
   linkDir: string | undefined;
+  revalidate: boolean;
   dryRun: boolean;
   progress: boolean;
   fsync: boolean;
@@ -155,3 +157,5 @@ export const PLAN_WINDOW = 2048;
 /** Ledger writes grouped per transaction (see DESIGN: one commit per item blocks the loop). */
 export const LEDGER_BATCH = 256;
 export const PDF_MAGIC_WINDOW = 1024;
+/** With no Content-Length, free space is checked again every this many bytes. */
+export const QUOTA_RECHECK_BYTES = 16 * 1024 * 1024;

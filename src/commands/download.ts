@@ -7,7 +7,7 @@ import { downloadItem, type ItemContext } from '../download/item.js';
 import { FatalError, UsageError } from '../errors.js';
 import { createAgent } from '../http/client.js';
 import { SqliteLedger } from '../ledger/sqlite.js';
-import type { JobRow, Ledger } from '../ledger/types.js';
+import type { JobRow, Ledger, Outcome } from '../ledger/types.js';
 import { parseLine, type Item } from '../manifest/parse.js';
 import { readManifests } from '../manifest/read.js';
 import { HostPool } from '../pool.js';
@@ -46,16 +46,29 @@ function userAgent(opts: DownloadOptions): string {
   return opts.mailto ? `${opts.userAgent} (mailto:${opts.mailto})` : opts.userAgent;
 }
 
-/** Runs a claimed item and records it; a lost lease means another holder owns the result. */
-async function work(ctx: ItemContext, ledger: Ledger, reporter: Reporter, item: Item, row: JobRow): Promise<void> {
-  if (!ledger.claim(item.key, ctx.owner, ctx.now(), LEASE_TTL_MS)) {
+/** The stored result of a done job, to put back when its revalidation fails. */
+function storedOutcome(row: JobRow): Outcome {
+  return {
+    state: 'done', status: row.status ?? 'downloaded', reason: null, http_status: row.http_status, url: row.url, final_url: row.final_url,
+    sha256: row.sha256, bytes: row.bytes, path: row.path, content_type: row.content_type, etag: row.etag, last_modified: row.last_modified,
+    resumed_from: row.resumed_from ?? 0, attempts: row.attempts, elapsed_ms: row.elapsed_ms ?? 0,
+  };
+}
+
+/**
+ * Runs a claimed item and records it; a lost lease means another holder owns the result. A done
+ * job being revalidated stays done with its stored object whatever the revalidation met.
+ */
+async function work(ctx: ItemContext, ledger: Ledger, reporter: Reporter, item: Item, row: JobRow, previous: JobRow | null): Promise<void> {
+  if (!ledger.claim(item.key, ctx.owner, ctx.now(), LEASE_TTL_MS, previous !== null)) {
     reporter.heldElsewhere += 1;
     return;
   }
-  const { outcome, canonicalUrl } = await downloadItem(ctx, item, row);
+  const { outcome, canonicalUrl } = await downloadItem(ctx, item, row, previous);
   const record = recordFromRow(row, { ...outcome, canonical_url: canonicalUrl, source: item.source });
-  if (outcome.reason === 'interrupted') ledger.release(item.key, ctx.owner, ctx.now());
-  else if (!ledger.finish(item.key, ctx.owner, outcome, ctx.now())) {
+  const keep = previous && outcome.state === 'failed' ? storedOutcome(previous) : outcome;
+  if (!previous && outcome.reason === 'interrupted') ledger.release(item.key, ctx.owner, ctx.now());
+  else if (!ledger.finish(item.key, ctx.owner, keep, ctx.now())) {
     reporter.heldElsewhere += 1;
     return;
   }
@@ -108,6 +121,9 @@ export async function runDownload(manifests: readonly string[], opts: DownloadOp
       if (plan.kind === 'duplicate') {
         reporter.planned(-1);
         reporter.duplicates += 1;
+      } else if (plan.kind === 'done' && opts.revalidate) {
+        const row = plan.row;
+        await pool.add({ host: item.candidates[0]?.host ?? '', run: () => work(ctx, ledger, reporter, item, row, row) });
       } else if (plan.kind === 'done') {
         reporter.record(recordFromRow(plan.row, { status: 'skipped', attempts: 0, elapsed_ms: 0, resumed_from: 0, source: item.source }));
       } else if (plan.kind === 'held') {
@@ -115,7 +131,7 @@ export async function runDownload(manifests: readonly string[], opts: DownloadOp
         reporter.heldElsewhere += 1;
       } else {
         const row = plan.row;
-        await pool.add({ host: item.candidates[0]?.host ?? '', run: () => work(ctx, ledger, reporter, item, row) });
+        await pool.add({ host: item.candidates[0]?.host ?? '', run: () => work(ctx, ledger, reporter, item, row, null) });
       }
       await reporter.writable();
     }

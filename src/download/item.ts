@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { unlink } from 'node:fs/promises';
+import { stat, unlink } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Dispatcher } from 'undici';
 import type { DownloadOptions } from '../config.js';
@@ -11,7 +11,7 @@ import type { Candidate, Item } from '../manifest/parse.js';
 import { finalizePart, objectExists, type Finalized } from '../store/finalize.js';
 import { linkItem } from '../store/link.js';
 import { objectPath, partPath } from '../store/paths.js';
-import { transfer, type AttemptFacts, type Transferred } from './transfer.js';
+import { emptyFacts, transfer, type AttemptFacts, type TransferResult } from './transfer.js';
 
 export interface ItemContext {
   opts: DownloadOptions;
@@ -32,8 +32,6 @@ function opKey(kind: string, jobKey: string, detail: string): string {
   return createHash('sha256').update(`${kind}\0${jobKey}\0${detail}`).digest('hex');
 }
 
-const emptyFacts = (): AttemptFacts => ({ finalUrl: null, httpStatus: null, bytes: 0, contentType: null, etag: null, lastModified: null });
-
 /**
  * Finalize and link are ops with deterministic keys: one already done is replayed from its stored
  * result (its object is still there), so a repeated run never moves or links twice.
@@ -41,12 +39,15 @@ const emptyFacts = (): AttemptFacts => ({ finalUrl: null, httpStatus: null, byte
 async function finalizeOnce(ctx: ItemContext, job: JobRow, part: string, sha256: string): Promise<Finalized> {
   const key = opKey('finalize', job.key, sha256);
   const op = ctx.ledger.beginOp(key, job.key, 'finalize', ctx.owner, ctx.now());
+  let done: Finalized;
   if (op.state === 'done' && (await objectExists(ctx.opts.out, sha256))) {
     await unlink(part).catch(() => undefined);
-    return op.result as Finalized;
+    done = op.result as Finalized;
+  } else {
+    done = await finalizePart(ctx.opts.out, part, sha256, ctx.opts.fsync);
+    ctx.ledger.finishOp(key, done, ctx.now());
   }
-  const done = await finalizePart(ctx.opts.out, part, sha256, ctx.opts.fsync);
-  ctx.ledger.finishOp(key, done, ctx.now());
+  ctx.ledger.dropPart(job.key);
   return done;
 }
 
@@ -64,13 +65,27 @@ interface Tried {
   candidate: Candidate;
 }
 
-/** One URL with its retries. Returns the transfer, or the last failure and what it means. */
-async function tryCandidate(ctx: ItemContext, job: JobRow, candidate: Candidate, attempts: { n: number }): Promise<Transferred | Tried> {
+async function heldBytes(path: string): Promise<number> {
+  try {
+    return (await stat(path)).size;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * One URL with its retries. A part survives a failure that a retry may fix (and an interruption),
+ * so the next attempt, or the next run, continues it; any other failure drops it.
+ */
+async function tryCandidate(ctx: ItemContext, job: JobRow, candidate: Candidate, attempts: { n: number }, previous: JobRow | null): Promise<TransferResult | Tried> {
   const part = partPath(ctx.opts.out, job.key);
+  const conditional = previous && previous.url === candidate.href ? { etag: previous.etag, lastModified: previous.last_modified } : undefined;
   for (let retry = 0; ; retry += 1) {
     const facts = emptyFacts();
     const started = ctx.now();
     attempts.n += 1;
+    const record = (error: string | null): void =>
+      ctx.ledger.recordAttempt({ job_key: job.key, url: candidate.href, final_url: facts.finalUrl, http_status: facts.httpStatus, bytes: facts.bytes, elapsed_ms: ctx.now() - started, error, resume_from: facts.resumeFrom, resume_decision: facts.decision, started_at: started });
     try {
       const result = await transfer(
         {
@@ -83,20 +98,24 @@ async function tryCandidate(ctx: ItemContext, job: JobRow, candidate: Candidate,
           minFree: ctx.opts.minFree,
           fsync: ctx.opts.fsync,
           signal: ctx.signal,
+          held: conditional ? 0 : await heldBytes(part),
+          partRow: ctx.ledger.getPart(job.key),
+          conditional,
+          onFreshPart: (row) => ctx.ledger.savePart(job.key, row, ctx.now()),
         },
         facts,
       );
-      ctx.ledger.recordAttempt({ job_key: job.key, url: candidate.href, final_url: facts.finalUrl, http_status: facts.httpStatus, bytes: facts.bytes, elapsed_ms: ctx.now() - started, error: null, resume_from: 0, resume_decision: 'fresh', started_at: started });
-      if (job.expected_sha256 && result.sha256 !== job.expected_sha256) {
-        await unlink(part).catch(() => undefined);
+      record(null);
+      if (!result.notModified && job.expected_sha256 && result.sha256 !== job.expected_sha256) {
+        await discardPart(ctx, job);
         return { candidate, facts, error: new ItemError('checksum_mismatch', `expected sha256 ${job.expected_sha256}, got ${result.sha256}`, { httpStatus: facts.httpStatus }) };
       }
       return result;
     } catch (err) {
       const error = err instanceof ItemError ? err : (() => { throw err; })();
-      ctx.ledger.recordAttempt({ job_key: job.key, url: candidate.href, final_url: facts.finalUrl, http_status: facts.httpStatus, bytes: facts.bytes, elapsed_ms: ctx.now() - started, error: error.code, resume_from: 0, resume_decision: 'fresh', started_at: started });
-      if (error.code !== 'interrupted') await unlink(part).catch(() => undefined);
+      record(error.code);
       const action = actionFor(error.code);
+      if (action !== 'retry' && error.code !== 'interrupted') await discardPart(ctx, job);
       if (action !== 'retry' || retry >= ctx.opts.retries || ctx.signal.aborted) return { candidate, facts, error };
       const delay = Math.max(backoffDelay(retry, ctx.opts.retryDelay), error.retryAfterMs ?? 0);
       try {
@@ -106,6 +125,11 @@ async function tryCandidate(ctx: ItemContext, job: JobRow, candidate: Candidate,
       }
     }
   }
+}
+
+async function discardPart(ctx: ItemContext, job: JobRow): Promise<void> {
+  await unlink(partPath(ctx.opts.out, job.key)).catch(() => undefined);
+  ctx.ledger.dropPart(job.key);
 }
 
 function failure(reason: Reason, attempts: number, elapsed: number, last?: Tried): Outcome {
@@ -122,14 +146,18 @@ function failure(reason: Reason, attempts: number, elapsed: number, last?: Tried
     content_type: last?.facts.contentType ?? null,
     etag: last?.facts.etag ?? null,
     last_modified: last?.facts.lastModified ?? null,
-    resumed_from: 0,
+    resumed_from: last?.facts.resumeFrom ?? 0,
     attempts,
     elapsed_ms: elapsed,
   };
 }
 
-/** The orchestrator for one claimed item: every candidate URL in order until one gives a PDF. */
-export async function downloadItem(ctx: ItemContext, item: Item, job: JobRow): Promise<ItemResult> {
+/**
+ * The orchestrator for one claimed item: every candidate URL in order until one gives a PDF.
+ * `previous` is the done row when revalidating (--revalidate): its validators are sent, and a 304
+ * or the same bytes again make the item `unchanged`.
+ */
+export async function downloadItem(ctx: ItemContext, item: Item, job: JobRow, previous: JobRow | null = null): Promise<ItemResult> {
   const started = ctx.now();
   const attempts = { n: 0 };
   if (item.candidates.length === 0) {
@@ -138,33 +166,35 @@ export async function downloadItem(ctx: ItemContext, item: Item, job: JobRow): P
   }
   let last: Tried | undefined;
   for (const candidate of item.candidates) {
-    const tried = await tryCandidate(ctx, job, candidate, attempts);
+    const tried = await tryCandidate(ctx, job, candidate, attempts, previous);
     if ('error' in tried) {
       last = tried;
       if (actionFor(tried.error.code) === 'stop') break;
       continue;
     }
+    const base = {
+      state: 'done' as const,
+      reason: null,
+      http_status: tried.httpStatus,
+      url: candidate.href,
+      final_url: tried.finalUrl,
+      etag: tried.etag,
+      last_modified: tried.lastModified,
+      attempts: attempts.n,
+      elapsed_ms: ctx.now() - started,
+    };
+    if (tried.notModified || (previous && tried.sha256 === previous.sha256)) {
+      if (!tried.notModified) await discardPart(ctx, job);
+      return {
+        canonicalUrl: candidate.canonical,
+        outcome: { ...base, status: 'unchanged', sha256: previous!.sha256, bytes: previous!.bytes, path: previous!.path, content_type: tried.contentType ?? previous!.content_type, resumed_from: 0 },
+      };
+    }
     const fin = await finalizeOnce(ctx, job, partPath(ctx.opts.out, job.key), tried.sha256);
     await linkOnce(ctx, job, tried.sha256);
     return {
       canonicalUrl: candidate.canonical,
-      outcome: {
-        state: 'done',
-        status: fin.deduped ? 'deduped' : 'downloaded',
-        reason: null,
-        http_status: tried.httpStatus,
-        url: candidate.href,
-        final_url: tried.finalUrl,
-        sha256: tried.sha256,
-        bytes: tried.bytes,
-        path: fin.path,
-        content_type: tried.contentType,
-        etag: tried.etag,
-        last_modified: tried.lastModified,
-        resumed_from: 0,
-        attempts: attempts.n,
-        elapsed_ms: ctx.now() - started,
-      },
+      outcome: { ...base, status: fin.deduped ? 'deduped' : 'downloaded', sha256: tried.sha256, bytes: tried.size, path: fin.path, content_type: tried.contentType, resumed_from: tried.resumeFrom },
     };
   }
   return { outcome: failure(last!.error.code, attempts.n, ctx.now() - started, last), canonicalUrl: last!.candidate.canonical };

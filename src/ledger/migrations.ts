@@ -70,4 +70,14 @@ export const MIGRATIONS: readonly string[] = [
     exit_code INTEGER
   );
   `,
+  /* 2: validators of each part in progress, so a resume never splices two versions */ `
+  CREATE TABLE parts (
+    job_key TEXT PRIMARY KEY,
+    url TEXT NOT NULL,
+    etag TEXT,
+    last_modified TEXT,
+    total INTEGER,
+    started_at INTEGER NOT NULL
+  );
+  `,
 ];

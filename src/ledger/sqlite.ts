@@ -3,7 +3,7 @@ import type Database from 'better-sqlite3';
 import { LEDGER_BATCH } from '../config.js';
 import type { Item } from '../manifest/parse.js';
 import { openDatabase } from './open.js';
-import { sourcesOf, type AttemptRow, type JobRow, type Ledger, type OpResult, type Outcome, type PlanResult, type StatusCounts } from './types.js';
+import { sourcesOf, type AttemptRow, type JobRow, type Ledger, type OpResult, type Outcome, type PartRow, type PlanResult, type StatusCounts } from './types.js';
 
 const COMMIT_AFTER_MS = 25;
 
@@ -31,7 +31,11 @@ export class SqliteLedger implements Ledger {
       peek: db.prepare('SELECT * FROM jobs WHERE key = ?'),
       claim: db.prepare(`
         UPDATE jobs SET state = 'active', lease_owner = @owner, lease_expires_at = @expires, updated_at = @now
-        WHERE key = @key AND (state IN (${inList(sourcesOf('active'))}) OR (state = 'active' AND lease_expires_at < @now))`),
+        WHERE key = @key AND (state IN (${inList(sourcesOf('active').filter((x) => x !== 'done'))}) OR (state = 'done' AND @reopen = 1)
+          OR (state = 'active' AND lease_expires_at < @now))`),
+      partGet: db.prepare('SELECT url, etag, last_modified, total FROM parts WHERE job_key = ?'),
+      partSave: db.prepare(`INSERT OR REPLACE INTO parts (job_key, url, etag, last_modified, total, started_at) VALUES (@job, @url, @etag, @last_modified, @total, @now)`),
+      partDrop: db.prepare('DELETE FROM parts WHERE job_key = ?'),
       renew: db.prepare(`UPDATE jobs SET lease_expires_at = @expires WHERE lease_owner = @owner AND state = 'active'`),
       finish: db.prepare(`
         UPDATE jobs SET state = @state, status = @status, reason = @reason, http_status = @http_status, url = @url,
@@ -111,8 +115,20 @@ export class SqliteLedger implements Ledger {
     return this.stmt.peek.get(key) as JobRow | undefined;
   }
 
-  claim(key: string, owner: string, now: number, ttlMs: number): boolean {
-    return this.write(() => this.stmt.claim.run({ key, owner, now, expires: now + ttlMs }).changes === 1);
+  claim(key: string, owner: string, now: number, ttlMs: number, reopen = false): boolean {
+    return this.write(() => this.stmt.claim.run({ key, owner, now, expires: now + ttlMs, reopen: reopen ? 1 : 0 }).changes === 1);
+  }
+
+  getPart(jobKey: string): PartRow | undefined {
+    return this.stmt.partGet.get(jobKey) as PartRow | undefined;
+  }
+
+  savePart(jobKey: string, part: PartRow, now: number): void {
+    this.write(() => this.stmt.partSave.run({ ...part, job: jobKey, now }));
+  }
+
+  dropPart(jobKey: string): void {
+    this.write(() => this.stmt.partDrop.run(jobKey));
   }
 
   renew(owner: string, now: number, ttlMs: number): number {

@@ -5,13 +5,14 @@ export type RecordStatus = 'downloaded' | 'deduped' | 'unchanged' | 'skipped' | 
 
 /**
  * The only allowed moves of a job. `failed -> active` is a later run trying again; `active ->
- * pending` is a holder giving its lease back (interrupted). Nothing ever leaves `done` here.
+ * pending` is a holder giving its lease back (interrupted); `done -> active` happens only for
+ * --revalidate, which finishes the job as done again.
  */
 export const TRANSITIONS: Readonly<Record<JobState, readonly JobState[]>> = {
   pending: ['active'],
   active: ['done', 'failed', 'pending'],
   failed: ['active'],
-  done: [],
+  done: ['active'],
 };
 
 export function sourcesOf(to: JobState): JobState[] {
@@ -86,6 +87,14 @@ export type PlanResult =
   /** same job already seen earlier in this run */
   | { kind: 'duplicate' };
 
+/** Validators a part was started with (RFC 7232); a resume must match them. */
+export interface PartRow {
+  url: string;
+  etag: string | null;
+  last_modified: string | null;
+  total: number | null;
+}
+
 export interface OpResult {
   state: 'new' | 'done' | 'started';
   result: unknown;
@@ -111,11 +120,15 @@ export interface Ledger {
   plan(item: Item, now: number): PlanResult;
   /** read-only look-up used by --dry-run */
   peek(key: string): JobRow | undefined;
-  claim(key: string, owner: string, now: number, ttlMs: number): boolean;
+  /** `reopen` also claims a done job (revalidation); the stored result stays until finish. */
+  claim(key: string, owner: string, now: number, ttlMs: number, reopen?: boolean): boolean;
   renew(owner: string, now: number, ttlMs: number): number;
   finish(key: string, owner: string, outcome: Outcome, now: number): boolean;
   release(key: string, owner: string, now: number): boolean;
   recordAttempt(attempt: AttemptRow): void;
+  getPart(jobKey: string): PartRow | undefined;
+  savePart(jobKey: string, part: PartRow, now: number): void;
+  dropPart(jobKey: string): void;
   beginOp(key: string, jobKey: string, kind: string, owner: string, now: number): OpResult;
   finishOp(key: string, result: unknown, now: number): void;
   counts(): StatusCounts;

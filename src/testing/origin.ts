@@ -24,7 +24,16 @@ export interface Route {
   redirectStatus?: number;
   /** write the body in chunks of this size with a pause between them */
   trickle?: { chunk: number; ms: number };
+  etag?: string;
+  lastModified?: string;
+  /** honour Range / If-Range (RFC 7233) and conditional GETs (RFC 7232) */
+  ranges?: boolean;
+  /** answer any conditional request with 412 */
+  preconditionFailed?: boolean;
 }
+
+/** A route may depend on how many times its path was requested (1-based) and on the request. */
+export type RouteSpec = Route | ((n: number, req: IncomingMessage) => Route);
 
 export interface RequestLog {
   method: string;
@@ -37,7 +46,7 @@ export interface Origin {
   url: (path: string, host?: string) => string;
   port: number;
   requests: RequestLog[];
-  set: (path: string, route: Route) => void;
+  set: (path: string, route: RouteSpec) => void;
   close: () => Promise<void>;
 }
 
@@ -56,6 +65,23 @@ async function writeSlowly(res: ServerResponse, body: Buffer, chunk: number, ms:
   res.end();
 }
 
+function notModified(route: Route, req: IncomingMessage): boolean {
+  const inm = req.headers['if-none-match'];
+  if (inm !== undefined) return route.etag !== undefined && inm.split(',').map((t) => t.trim()).includes(route.etag);
+  const ims = req.headers['if-modified-since'];
+  if (ims !== undefined && route.lastModified) return Date.parse(route.lastModified) <= Date.parse(ims);
+  return false;
+}
+
+/** The start of a satisfiable `Range: bytes=N-`, or null when the full body must be sent. */
+function rangeStart(route: Route, req: IncomingMessage): number | null {
+  const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+  if (!m) return null;
+  const ifRange = req.headers['if-range'];
+  if (ifRange !== undefined && ifRange !== route.etag && ifRange !== route.lastModified) return null;
+  return Number(m[1]);
+}
+
 function serve(route: Route, req: IncomingMessage, res: ServerResponse, n: number): void {
   if (route.failFirst && n <= route.failFirst.times) {
     const h: Record<string, string> = { 'content-type': 'text/plain' };
@@ -67,8 +93,28 @@ function serve(route: Route, req: IncomingMessage, res: ServerResponse, n: numbe
     res.writeHead(route.redirectStatus ?? 302, { location: route.redirect }).end();
     return;
   }
-  const status = route.status ?? 200;
   const headers: Record<string, string> = { 'content-type': 'application/pdf', ...route.headers };
+  if (route.etag) headers.etag = route.etag;
+  if (route.lastModified) headers['last-modified'] = route.lastModified;
+  const conditional = req.headers['if-none-match'] ?? req.headers['if-modified-since'];
+  if (conditional !== undefined && route.preconditionFailed) {
+    res.writeHead(412).end();
+    return;
+  }
+  if (route.ranges && notModified(route, req)) {
+    res.writeHead(304, headers).end();
+    return;
+  }
+  const range = route.ranges ? rangeStart(route, req) : null;
+  if (range !== null && range >= route.body.length) {
+    res.writeHead(416, { 'content-range': `bytes */${route.body.length}` }).end();
+    return;
+  }
+  if (range !== null) {
+    headers['content-range'] = `bytes ${range}-${route.body.length - 1}/${route.body.length}`;
+    route = { ...route, body: route.body.subarray(range), status: 206 };
+  }
+  const status = route.status ?? 200;
   if (!route.chunked) headers['content-length'] = String(route.body.length);
   res.writeHead(status, headers);
   if (req.method === 'HEAD') {
@@ -97,7 +143,7 @@ function serve(route: Route, req: IncomingMessage, res: ServerResponse, n: numbe
   res.end(route.body);
 }
 
-export async function startOrigin(routes: Record<string, Route> = {}): Promise<Origin> {
+export async function startOrigin(routes: Record<string, RouteSpec> = {}): Promise<Origin> {
   const table = new Map(Object.entries(routes));
   const counts = new Map<string, number>();
   const requests: RequestLog[] = [];
@@ -105,12 +151,13 @@ export async function startOrigin(routes: Record<string, Route> = {}): Promise<O
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]!;
     requests.push({ method: req.method ?? 'GET', path, headers: req.headers, at: Date.now() });
-    const route = table.get(path);
-    if (!route) {
+    const spec = table.get(path);
+    if (!spec) {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
       return;
     }
-    serve(route, req, res, countFor(counts, path));
+    const n = countFor(counts, path);
+    serve(typeof spec === 'function' ? spec(n, req) : spec, req, res, n);
   });
   server.keepAliveTimeout = 30_000;
   server.on('connection', (s) => {
