@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { access, mkdir } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { join } from 'node:path';
@@ -7,6 +6,7 @@ import { downloadItem, type ItemContext } from '../download/item.js';
 import { FatalError, UsageError } from '../errors.js';
 import { createAgent } from '../http/client.js';
 import { SqliteLedger } from '../ledger/sqlite.js';
+import { isDeadLocalOwner, newOwnerId } from '../ledger/owner.js';
 import type { JobRow, Ledger, Outcome } from '../ledger/types.js';
 import { parseLine, type Item } from '../manifest/parse.js';
 import { readManifests } from '../manifest/read.js';
@@ -60,7 +60,9 @@ function storedOutcome(row: JobRow): Outcome {
  * job being revalidated stays done with its stored object whatever the revalidation met.
  */
 async function work(ctx: ItemContext, ledger: Ledger, reporter: Reporter, item: Item, row: JobRow, previous: JobRow | null): Promise<void> {
-  if (!ledger.claim(item.key, ctx.owner, ctx.now(), LEASE_TTL_MS, previous !== null)) {
+  // A lease whose holder died on this host (kill -9) is taken over now, not after its TTL.
+  const steal = row.state === 'active' && isDeadLocalOwner(row.lease_owner) ? row.lease_owner : null;
+  if (!ledger.claim(item.key, ctx.owner, ctx.now(), LEASE_TTL_MS, { reopen: previous !== null, steal })) {
     reporter.heldElsewhere += 1;
     return;
   }
@@ -88,7 +90,7 @@ export async function runDownload(manifests: readonly string[], opts: DownloadOp
     opts,
     ledger,
     dispatcher,
-    owner: `${process.pid}-${randomUUID()}`,
+    owner: newOwnerId(),
     headers: { 'user-agent': userAgent(opts), accept: 'application/pdf,*/*;q=0.8', 'accept-encoding': 'identity' },
     signal: controller.signal,
     now,

@@ -3,7 +3,8 @@ import type Database from 'better-sqlite3';
 import { LEDGER_BATCH } from '../config.js';
 import type { Item } from '../manifest/parse.js';
 import { openDatabase } from './open.js';
-import { sourcesOf, type AttemptRow, type JobRow, type Ledger, type OpResult, type Outcome, type PartRow, type PlanResult, type StatusCounts } from './types.js';
+import { isDeadLocalOwner } from './owner.js';
+import { sourcesOf, type AttemptRow, type JobRow, type Ledger, type ClaimOptions, type OpResult, type Outcome, type PartRow, type PlanResult, type StatusCounts } from './types.js';
 
 const COMMIT_AFTER_MS = 25;
 
@@ -32,7 +33,7 @@ export class SqliteLedger implements Ledger {
       claim: db.prepare(`
         UPDATE jobs SET state = 'active', lease_owner = @owner, lease_expires_at = @expires, updated_at = @now
         WHERE key = @key AND (state IN (${inList(sourcesOf('active').filter((x) => x !== 'done'))}) OR (state = 'done' AND @reopen = 1)
-          OR (state = 'active' AND lease_expires_at < @now))`),
+          OR (state = 'active' AND (lease_expires_at < @now OR lease_owner = @steal)))`),
       partGet: db.prepare('SELECT url, etag, last_modified, total FROM parts WHERE job_key = ?'),
       partSave: db.prepare(`INSERT OR REPLACE INTO parts (job_key, url, etag, last_modified, total, started_at) VALUES (@job, @url, @etag, @last_modified, @total, @now)`),
       partDrop: db.prepare('DELETE FROM parts WHERE job_key = ?'),
@@ -107,7 +108,7 @@ export class SqliteLedger implements Ledger {
     );
     if (!row) return { kind: 'duplicate' };
     if (row.state === 'done') return { kind: 'done', row };
-    if (row.state === 'active' && (row.lease_expires_at ?? 0) >= now) return { kind: 'held', row };
+    if (row.state === 'active' && (row.lease_expires_at ?? 0) >= now && !isDeadLocalOwner(row.lease_owner)) return { kind: 'held', row };
     return { kind: 'work', row };
   }
 
@@ -115,8 +116,9 @@ export class SqliteLedger implements Ledger {
     return this.stmt.peek.get(key) as JobRow | undefined;
   }
 
-  claim(key: string, owner: string, now: number, ttlMs: number, reopen = false): boolean {
-    return this.write(() => this.stmt.claim.run({ key, owner, now, expires: now + ttlMs, reopen: reopen ? 1 : 0 }).changes === 1);
+  claim(key: string, owner: string, now: number, ttlMs: number, opts: ClaimOptions = {}): boolean {
+    const params = { key, owner, now, expires: now + ttlMs, reopen: opts.reopen ? 1 : 0, steal: opts.steal ?? null };
+    return this.write(() => this.stmt.claim.run(params).changes === 1);
   }
 
   getPart(jobKey: string): PartRow | undefined {

@@ -95,6 +95,13 @@ export interface PartRow {
   total: number | null;
 }
 
+export interface ClaimOptions {
+  /** also claim a done job (revalidation); its stored result stays until finish */
+  reopen?: boolean;
+  /** take over a live-looking lease whose owner is known to be dead */
+  steal?: string | null;
+}
+
 export interface OpResult {
   state: 'new' | 'done' | 'started';
   result: unknown;
@@ -120,8 +127,7 @@ export interface Ledger {
   plan(item: Item, now: number): PlanResult;
   /** read-only look-up used by --dry-run */
   peek(key: string): JobRow | undefined;
-  /** `reopen` also claims a done job (revalidation); the stored result stays until finish. */
-  claim(key: string, owner: string, now: number, ttlMs: number, reopen?: boolean): boolean;
+  claim(key: string, owner: string, now: number, ttlMs: number, opts?: ClaimOptions): boolean;
   renew(owner: string, now: number, ttlMs: number): number;
   finish(key: string, owner: string, outcome: Outcome, now: number): boolean;
   release(key: string, owner: string, now: number): boolean;
