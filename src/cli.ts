@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
-import { DOWNLOAD_OPTIONS, EXPORT_OPTIONS, SHARED_OPTIONS, envName, resolveOptions, type DownloadOptions, type ExportOptions, type OptionSpec, type SharedOptions } from './config.js';
+import { DOWNLOAD_OPTIONS, EXPORT_OPTIONS, RECONCILE_OPTIONS, SHARED_OPTIONS, type ReconcileOptions, envName, resolveOptions, type DownloadOptions, type ExportOptions, type OptionSpec, type SharedOptions } from './config.js';
 import { DocstokgError, FatalError, UsageError } from './errors.js';
 
 const EXIT = { ok: 0, usage: 2, fatal: 3 } as const;
@@ -77,6 +77,15 @@ addOptions(program.command('download').argument('<manifest...>', 'JSONL/OpenAlex
     action<DownloadOptions>(DOWNLOAD_OPTIONS, async (opts, args) => {
       const { runDownload } = await import('./commands/download.js');
       return runDownload(args, opts, process.argv.slice(2));
+    }),
+  );
+
+addOptions(program.command('reconcile'), [...SHARED_OPTIONS, ...RECONCILE_OPTIONS])
+  .description('repair ledger and store after a crash or manual tampering')
+  .action(
+    action<ReconcileOptions>(RECONCILE_OPTIONS, async (opts) => {
+      const { runReconcile } = await import('./commands/reconcile.js');
+      return runReconcile(opts);
     }),
   );
 

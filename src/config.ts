@@ -40,8 +40,14 @@ export const DOWNLOAD_OPTIONS: readonly OptionSpec[] = [
   { flag: 'dry-run', kind: 'bool', default: false, help: 'plan and report without network or writes' },
   { flag: 'progress', kind: 'negbool', default: true, help: 'no progress bar or periodic lines' },
   { flag: 'fsync', kind: 'negbool', default: true, help: 'skip fsync of files and directories (not power-loss safe)' },
+  { flag: 'lease-ttl', kind: 'seconds', arg: 's', default: 60, min: 1, help: 'lease length; renewed every quarter of it while an item runs' },
   { flag: 'user-agent', kind: 'string', arg: 's', default: 'docstokg/0.1 (+https://www.npmjs.com/package/docstokg)', help: 'User-Agent header' },
   { flag: 'mailto', kind: 'string', arg: 'addr', help: 'contact address added to the User-Agent' },
+];
+
+export const RECONCILE_OPTIONS: readonly OptionSpec[] = [
+  { flag: 'dry-run', kind: 'bool', default: false, help: 'report what would be repaired, change nothing' },
+  { flag: 'verify', kind: 'bool', default: false, help: 're-hash every stored object; quarantine and re-queue corrupt ones' },
 ];
 
 export const EXPORT_OPTIONS: readonly OptionSpec[] = [
@@ -140,17 +146,20 @@ export interface DownloadOptions extends SharedOptions {
   dryRun: boolean;
   progress: boolean;
   fsync: boolean;
+  leaseTtl: number;
   userAgent: string;
   mailto: string | undefined;
+}
+
+export interface ReconcileOptions extends SharedOptions {
+  dryRun: boolean;
+  verify: boolean;
 }
 
 export interface ExportOptions extends SharedOptions {
   format: 'jsonl' | 'csv';
 }
 
-/** Lease length and heartbeat: a crashed holder's jobs become claimable after the TTL. */
-export const LEASE_TTL_MS = 60_000;
-export const HEARTBEAT_MS = 15_000;
 export const MAX_REDIRECTS = 10;
 /** Planned items held in memory ahead of the workers; bounds memory on huge manifests. */
 export const PLAN_WINDOW = 2048;

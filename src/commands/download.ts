@@ -1,7 +1,7 @@
-import { access, mkdir } from 'node:fs/promises';
+import { access, mkdir, unlink } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { join } from 'node:path';
-import { HEARTBEAT_MS, LEASE_TTL_MS, type DownloadOptions } from '../config.js';
+import type { DownloadOptions } from '../config.js';
 import { downloadItem, type ItemContext } from '../download/item.js';
 import { FatalError, UsageError } from '../errors.js';
 import { createAgent } from '../http/client.js';
@@ -13,7 +13,7 @@ import { readManifests } from '../manifest/read.js';
 import { HostPool } from '../pool.js';
 import { invalidRecord, recordFromRow } from '../record.js';
 import { Reporter } from '../report.js';
-import { DEFAULT_DB_NAME, STAGING_DIR } from '../store/paths.js';
+import { DEFAULT_DB_NAME, STAGING_DIR, partPath } from '../store/paths.js';
 import { planDryRun } from './dry-run.js';
 
 export function dbPath(opts: { out: string; db: string | undefined }): string {
@@ -55,18 +55,46 @@ function storedOutcome(row: JobRow): Outcome {
   };
 }
 
+interface Run {
+  ctx: ItemContext;
+  ledger: Ledger;
+  reporter: Reporter;
+  /** per-item aborts, fired when the heartbeat finds a lease lost */
+  leases: Map<string, AbortController>;
+}
+
 /**
- * Runs a claimed item and records it; a lost lease means another holder owns the result. A done
- * job being revalidated stays done with its stored object whatever the revalidation met.
+ * Runs a claimed item and records it. A holder that loses its lease stops the item and writes
+ * nothing more. A done job being revalidated stays done with its stored object whatever the
+ * revalidation met.
  */
-async function work(ctx: ItemContext, ledger: Ledger, reporter: Reporter, item: Item, row: JobRow, previous: JobRow | null): Promise<void> {
+async function work(run: Run, item: Item, row: JobRow, previous: JobRow | null): Promise<void> {
+  const { ctx, ledger, reporter } = run;
   // A lease whose holder died on this host (kill -9) is taken over now, not after its TTL.
   const steal = row.state === 'active' && isDeadLocalOwner(row.lease_owner) ? row.lease_owner : null;
-  if (!ledger.claim(item.key, ctx.owner, ctx.now(), LEASE_TTL_MS, { reopen: previous !== null, steal })) {
+  if (!ledger.claim(item.key, ctx.owner, ctx.now(), ctx.opts.leaseTtl, { reopen: previous !== null, steal })) {
     reporter.heldElsewhere += 1;
     return;
   }
-  const { outcome, canonicalUrl } = await downloadItem(ctx, item, row, previous);
+  if (row.state === 'active' && !steal) {
+    // Taken over after expiry from a holder that may still be alive and writing: its part cannot
+    // be trusted, and unlinking it sends any late writes of the old holder to a dead inode.
+    await unlink(partPath(ctx.opts.out, item.key)).catch(() => undefined);
+    ledger.dropPart(item.key);
+  }
+  const lease = new AbortController();
+  run.leases.set(item.key, lease);
+  let result;
+  try {
+    result = await downloadItem({ ...ctx, signal: AbortSignal.any([ctx.signal, lease.signal]) }, item, row, previous);
+  } finally {
+    run.leases.delete(item.key);
+  }
+  if (lease.signal.aborted) {
+    reporter.heldElsewhere += 1;
+    return;
+  }
+  const { outcome, canonicalUrl } = result;
   const record = recordFromRow(row, { ...outcome, canonical_url: canonicalUrl, source: item.source });
   const keep = previous && outcome.state === 'failed' ? storedOutcome(previous) : outcome;
   if (!previous && outcome.reason === 'interrupted') ledger.release(item.key, ctx.owner, ctx.now());
@@ -75,6 +103,14 @@ async function work(ctx: ItemContext, ledger: Ledger, reporter: Reporter, item: 
     return;
   }
   reporter.record(record);
+}
+
+/** Renews every lease of this process and aborts the items whose lease was lost meanwhile. */
+function heartbeat(run: Run): void {
+  run.ledger.renew(run.ctx.owner, run.ctx.now(), run.ctx.opts.leaseTtl);
+  if (run.leases.size === 0) return;
+  const held = run.ledger.heldKeys(run.ctx.owner);
+  for (const [key, lease] of run.leases) if (!held.has(key)) lease.abort();
 }
 
 export async function runDownload(manifests: readonly string[], opts: DownloadOptions, argv: readonly string[]): Promise<number> {
@@ -106,7 +142,8 @@ export async function runDownload(manifests: readonly string[], opts: DownloadOp
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  const heartbeat = setInterval(() => ledger.renew(ctx.owner, now(), LEASE_TTL_MS), HEARTBEAT_MS);
+  const run: Run = { ctx, ledger, reporter, leases: new Map() };
+  const beat = setInterval(() => heartbeat(run), Math.max(250, opts.leaseTtl / 4));
   ledger.beginRun(argv, now());
   try {
     for await (const line of readManifests(manifests)) {
@@ -125,7 +162,7 @@ export async function runDownload(manifests: readonly string[], opts: DownloadOp
         reporter.duplicates += 1;
       } else if (plan.kind === 'done' && opts.revalidate) {
         const row = plan.row;
-        await pool.add({ host: item.candidates[0]?.host ?? '', run: () => work(ctx, ledger, reporter, item, row, row) });
+        await pool.add({ host: item.candidates[0]?.host ?? '', run: () => work(run, item, row, row) });
       } else if (plan.kind === 'done') {
         reporter.record(recordFromRow(plan.row, { status: 'skipped', attempts: 0, elapsed_ms: 0, resumed_from: 0, source: item.source }));
       } else if (plan.kind === 'held') {
@@ -133,13 +170,13 @@ export async function runDownload(manifests: readonly string[], opts: DownloadOp
         reporter.heldElsewhere += 1;
       } else {
         const row = plan.row;
-        await pool.add({ host: item.candidates[0]?.host ?? '', run: () => work(ctx, ledger, reporter, item, row, null) });
+        await pool.add({ host: item.candidates[0]?.host ?? '', run: () => work(run, item, row, null) });
       }
       await reporter.writable();
     }
     await pool.drain();
   } finally {
-    clearInterval(heartbeat);
+    clearInterval(beat);
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     await dispatcher.close().catch(() => undefined);

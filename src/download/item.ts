@@ -1,12 +1,13 @@
 import { createHash } from 'node:crypto';
 import { stat, unlink } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Dispatcher } from 'undici';
 import type { DownloadOptions } from '../config.js';
 import { ItemError, type Reason } from '../errors.js';
 import { actionFor } from '../http/classify.js';
 import { backoffDelay } from '../http/retry-after.js';
-import type { JobRow, Ledger, Outcome } from '../ledger/types.js';
+import type { JobRow, Ledger, Outcome, PartRow } from '../ledger/types.js';
 import type { Candidate, Item } from '../manifest/parse.js';
 import { finalizePart, objectExists, type Finalized } from '../store/finalize.js';
 import { linkItem } from '../store/link.js';
@@ -37,8 +38,10 @@ function opKey(kind: string, jobKey: string, detail: string): string {
  * result (its object is still there), so a repeated run never moves or links twice.
  */
 async function finalizeOnce(ctx: ItemContext, job: JobRow, part: string, sha256: string): Promise<Finalized> {
+  // A holder that lost its lease must leave no trace: the new holder owns the part now.
+  if (!ctx.ledger.holds(job.key, ctx.owner, ctx.now())) throw new ItemError('interrupted', 'lease lost before finalize');
   const key = opKey('finalize', job.key, sha256);
-  const op = ctx.ledger.beginOp(key, job.key, 'finalize', ctx.owner, ctx.now());
+  const op = ctx.ledger.beginOp(key, job.key, 'finalize', ctx.owner, ctx.now(), sha256);
   let done: Finalized;
   if (op.state === 'done' && (await objectExists(ctx.opts.out, sha256))) {
     await unlink(part).catch(() => undefined);
@@ -53,9 +56,10 @@ async function finalizeOnce(ctx: ItemContext, job: JobRow, part: string, sha256:
 
 async function linkOnce(ctx: ItemContext, job: JobRow, sha256: string): Promise<void> {
   if (!ctx.opts.linkDir) return;
-  const key = opKey('link', job.key, sha256);
-  if (ctx.ledger.beginOp(key, job.key, 'link', ctx.owner, ctx.now()).state === 'done') return;
-  const name = await linkItem(ctx.opts.linkDir, job.item_id, objectPath(ctx.opts.out, sha256));
+  const dir = resolve(ctx.opts.linkDir);
+  const key = opKey('link', job.key, `${sha256}\0${dir}`);
+  if (ctx.ledger.beginOp(key, job.key, 'link', ctx.owner, ctx.now(), JSON.stringify({ dir, sha256 })).state === 'done') return;
+  const name = await linkItem(dir, job.item_id, objectPath(ctx.opts.out, sha256));
   ctx.ledger.finishOp(key, { name }, ctx.now());
 }
 
@@ -63,6 +67,27 @@ interface Tried {
   error: ItemError;
   facts: AttemptFacts;
   candidate: Candidate;
+}
+
+/** The stream effect of a part is identified by the job, the URL and the validators it began with. */
+export function streamOpKey(jobKey: string, row: PartRow): string {
+  return opKey('stream', jobKey, `${row.url}\0${row.etag ?? row.last_modified ?? ''}\0${row.total ?? ''}`);
+}
+
+interface StreamResult {
+  sha256: string;
+  size: number;
+}
+
+/**
+ * A part whose stream op is done (fsync'd, digest stored) is replayed: finalize it without asking
+ * the server again. Otherwise the op is (re)marked started and the transfer proceeds.
+ */
+function replayStream(ctx: ItemContext, job: JobRow, row: PartRow | undefined, held: number): StreamResult | null {
+  if (!row) return null;
+  const op = ctx.ledger.beginOp(streamOpKey(job.key, row), job.key, 'stream', ctx.owner, ctx.now(), row.url);
+  const result = op.result as StreamResult | null;
+  return op.state === 'done' && result && result.size === held ? result : null;
 }
 
 async function heldBytes(path: string): Promise<number> {
@@ -87,6 +112,16 @@ async function tryCandidate(ctx: ItemContext, job: JobRow, candidate: Candidate,
     const record = (error: string | null): void =>
       ctx.ledger.recordAttempt({ job_key: job.key, url: candidate.href, final_url: facts.finalUrl, http_status: facts.httpStatus, bytes: facts.bytes, elapsed_ms: ctx.now() - started, error, resume_from: facts.resumeFrom, resume_decision: facts.decision, started_at: started });
     try {
+      const held = conditional ? 0 : await heldBytes(part);
+      const partRow = conditional ? undefined : ctx.ledger.getPart(job.key);
+      const replayed = replayStream(ctx, job, partRow, held);
+      if (replayed) {
+        facts.decision = 'replay:stream';
+        facts.resumeFrom = held;
+        record(null);
+        return { ...facts, sha256: replayed.sha256, size: replayed.size, notModified: false };
+      }
+      let streamKey = partRow ? streamOpKey(job.key, partRow) : null;
       const result = await transfer(
         {
           url: candidate.href,
@@ -98,14 +133,19 @@ async function tryCandidate(ctx: ItemContext, job: JobRow, candidate: Candidate,
           minFree: ctx.opts.minFree,
           fsync: ctx.opts.fsync,
           signal: ctx.signal,
-          held: conditional ? 0 : await heldBytes(part),
-          partRow: ctx.ledger.getPart(job.key),
+          held,
+          partRow,
           conditional,
-          onFreshPart: (row) => ctx.ledger.savePart(job.key, row, ctx.now()),
+          onFreshPart: (row) => {
+            ctx.ledger.savePart(job.key, row, ctx.now());
+            streamKey = streamOpKey(job.key, row);
+            ctx.ledger.beginOp(streamKey, job.key, 'stream', ctx.owner, ctx.now(), row.url);
+          },
         },
         facts,
       );
       record(null);
+      if (!result.notModified && streamKey) ctx.ledger.finishOp(streamKey, { sha256: result.sha256, size: result.size }, ctx.now());
       if (!result.notModified && job.expected_sha256 && result.sha256 !== job.expected_sha256) {
         await discardPart(ctx, job);
         return { candidate, facts, error: new ItemError('checksum_mismatch', `expected sha256 ${job.expected_sha256}, got ${result.sha256}`, { httpStatus: facts.httpStatus }) };

@@ -80,4 +80,8 @@ export const MIGRATIONS: readonly string[] = [
     started_at INTEGER NOT NULL
   );
   `,
+  /* 3: what an op is about (object digest, link directory), so reconcile can finish it */ `
+  ALTER TABLE ops ADD COLUMN detail TEXT;
+  CREATE INDEX ops_state ON ops (state);
+  `,
 ];

@@ -4,9 +4,10 @@ import { LEDGER_BATCH } from '../config.js';
 import type { Item } from '../manifest/parse.js';
 import { openDatabase } from './open.js';
 import { isDeadLocalOwner } from './owner.js';
-import { sourcesOf, type AttemptRow, type JobRow, type Ledger, type ClaimOptions, type OpResult, type Outcome, type PartRow, type PlanResult, type StatusCounts } from './types.js';
+import { REPAIRS, sourcesOf, type AttemptRow, type JobState, type OpRow, type JobRow, type Ledger, type ClaimOptions, type OpResult, type Outcome, type PartRow, type RepairPatch, type PlanResult, type StatusCounts } from './types.js';
 
 const COMMIT_AFTER_MS = 25;
+const REPAIR_FIELDS = new Set(['status', 'reason', 'http_status', 'url', 'final_url', 'sha256', 'bytes', 'path', 'content_type', 'etag', 'last_modified', 'resumed_from', 'attempts', 'elapsed_ms']);
 
 function inList(states: readonly string[]): string {
   return states.map((s) => `'${s}'`).join(', ');
@@ -52,9 +53,18 @@ export class SqliteLedger implements Ledger {
         VALUES (@job_key, @run, @url, @final_url, @http_status, @bytes, @elapsed_ms, @error, @resume_from, @resume_decision, @started_at)`),
       opGet: db.prepare('SELECT state, result FROM ops WHERE key = ?'),
       opBegin: db.prepare(`
-        INSERT INTO ops (key, job_key, kind, state, owner, created_at, updated_at) VALUES (@key, @job, @kind, 'started', @owner, @now, @now)
+        INSERT INTO ops (key, job_key, kind, state, owner, detail, created_at, updated_at) VALUES (@key, @job, @kind, 'started', @owner, @detail, @now, @now)
         ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, updated_at = excluded.updated_at WHERE ops.state = 'started'`),
       opFinish: db.prepare(`UPDATE ops SET state = 'done', result = @result, updated_at = @now WHERE key = @key`),
+      heldKeys: db.prepare(`SELECT key FROM jobs WHERE lease_owner = ? AND state = 'active'`),
+      holds: db.prepare(`SELECT 1 FROM jobs WHERE key = @key AND lease_owner = @owner AND state = 'active' AND lease_expires_at >= @now`),
+      opsIn: db.prepare('SELECT key, job_key, kind, state, detail, result, owner FROM ops WHERE state = ? ORDER BY created_at'),
+      opDrop: db.prepare('DELETE FROM ops WHERE key = ?'),
+      unrecorded: db.prepare(`SELECT o.key, o.job_key, o.kind, o.state, o.detail, o.result, o.owner FROM ops o JOIN jobs j ON j.key = o.job_key
+        WHERE o.kind = 'finalize' AND o.state = 'done' AND j.state IN ('pending', 'failed')`),
+      partKeys: db.prepare('SELECT job_key FROM parts'),
+      doneBySha: db.prepare(`SELECT key FROM jobs WHERE sha256 = ? AND state = 'done'`),
+      jobsIn: db.prepare('SELECT * FROM jobs WHERE state = ?'),
       runBegin: db.prepare('INSERT INTO runs (id, started_at, argv) VALUES (?, ?, ?)'),
       runEnd: db.prepare('UPDATE runs SET ended_at = ?, counts = ?, exit_code = ? WHERE id = ?'),
       all: db.prepare('SELECT * FROM jobs ORDER BY created_at, key'),
@@ -150,17 +160,66 @@ export class SqliteLedger implements Ledger {
   }
 
   /** An op already done is replayed from its stored result instead of running again. */
-  beginOp(key: string, jobKey: string, kind: string, owner: string, now: number): OpResult {
+  beginOp(key: string, jobKey: string, kind: OpRow['kind'], owner: string, now: number, detail: string | null = null): OpResult {
     return this.write(() => {
       const existing = this.stmt.opGet.get(key) as { state: 'started' | 'done'; result: string | null } | undefined;
       if (existing?.state === 'done') return { state: 'done', result: existing.result ? JSON.parse(existing.result) : null };
-      this.stmt.opBegin.run({ key, job: jobKey, kind, owner, now });
+      this.stmt.opBegin.run({ key, job: jobKey, kind, owner, now, detail });
       return { state: existing ? 'started' : 'new', result: null };
     });
   }
 
   finishOp(key: string, result: unknown, now: number): void {
     this.write(() => this.stmt.opFinish.run({ key, result: JSON.stringify(result), now }));
+  }
+
+  heldKeys(owner: string): Set<string> {
+    return new Set((this.stmt.heldKeys.all(owner) as { key: string }[]).map((r) => r.key));
+  }
+
+  holds(key: string, owner: string, now: number): boolean {
+    return this.stmt.holds.get({ key, owner, now }) !== undefined;
+  }
+
+  repair(key: string, from: JobState, to: JobState, patch: RepairPatch, now: number): boolean {
+    if (!REPAIRS[from].includes(to)) throw new Error(`repair ${from} -> ${to} is not allowed`);
+    const fields = Object.keys(patch).filter((f) => REPAIR_FIELDS.has(f));
+    const sets = [...fields.map((f) => `${f} = @${f}`), 'state = @to', 'lease_owner = NULL', 'lease_expires_at = NULL', 'updated_at = @now'];
+    const sql = `UPDATE jobs SET ${sets.join(', ')} WHERE key = @key AND state = @from`;
+    return this.write(() => this.db.prepare(sql).run({ ...patch, key, from, to, now }).changes === 1);
+  }
+
+  ops(state: OpRow['state']): OpRow[] {
+    this.flush();
+    return this.stmt.opsIn.all(state) as OpRow[];
+  }
+
+  unrecordedFinalizes(): OpRow[] {
+    this.flush();
+    return this.stmt.unrecorded.all() as OpRow[];
+  }
+
+  partKeys(): string[] {
+    this.flush();
+    return (this.stmt.partKeys.all() as { job_key: string }[]).map((r) => r.job_key);
+  }
+
+  doneKeysBySha(sha256: string): string[] {
+    return (this.stmt.doneBySha.all(sha256) as { key: string }[]).map((r) => r.key);
+  }
+
+  /** Materialized, so the caller may write to the ledger while going through them. */
+  jobsIn(state: JobState): IterableIterator<JobRow> {
+    this.flush();
+    return (this.stmt.jobsIn.all(state) as JobRow[])[Symbol.iterator]();
+  }
+
+  dropOp(key: string): void {
+    this.write(() => this.stmt.opDrop.run(key));
+  }
+
+  job(key: string): JobRow | undefined {
+    return this.stmt.peek.get(key) as JobRow | undefined;
   }
 
   counts(): StatusCounts {

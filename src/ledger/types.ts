@@ -15,8 +15,21 @@ export const TRANSITIONS: Readonly<Record<JobState, readonly JobState[]>> = {
   done: ['active'],
 };
 
-export function sourcesOf(to: JobState): JobState[] {
-  return (Object.keys(TRANSITIONS) as JobState[]).filter((from) => TRANSITIONS[from].includes(to));
+/**
+ * Moves only `reconcile` may make, to bring the ledger back in line with the store: a stale lease
+ * expires (active -> pending), a stored object whose finish was never recorded is adopted
+ * (pending/failed -> done), a done job whose object is missing or corrupt is re-queued
+ * (done -> pending).
+ */
+export const REPAIRS: Readonly<Record<JobState, readonly JobState[]>> = {
+  pending: ['done'],
+  active: ['pending'],
+  failed: ['done'],
+  done: ['pending'],
+};
+
+export function sourcesOf(to: JobState, table: Readonly<Record<JobState, readonly JobState[]>> = TRANSITIONS): JobState[] {
+  return (Object.keys(table) as JobState[]).filter((from) => table[from].includes(to));
 }
 
 export interface JobRow {
@@ -66,6 +79,8 @@ export interface Outcome {
   elapsed_ms: number;
 }
 
+export type RepairPatch = Partial<{ [K in keyof Outcome]: Outcome[K] | null }>;
+
 export interface AttemptRow {
   job_key: string;
   url: string;
@@ -102,6 +117,16 @@ export interface ClaimOptions {
   steal?: string | null;
 }
 
+export interface OpRow {
+  key: string;
+  job_key: string;
+  kind: 'stream' | 'finalize' | 'link';
+  state: 'started' | 'done';
+  detail: string | null;
+  result: string | null;
+  owner: string | null;
+}
+
 export interface OpResult {
   state: 'new' | 'done' | 'started';
   result: unknown;
@@ -135,7 +160,20 @@ export interface Ledger {
   getPart(jobKey: string): PartRow | undefined;
   savePart(jobKey: string, part: PartRow, now: number): void;
   dropPart(jobKey: string): void;
-  beginOp(key: string, jobKey: string, kind: string, owner: string, now: number): OpResult;
+  beginOp(key: string, jobKey: string, kind: OpRow['kind'], owner: string, now: number, detail?: string | null): OpResult;
+  /** keys this owner still holds; a key missing here was lost (expired and taken over) */
+  heldKeys(owner: string): Set<string>;
+  holds(key: string, owner: string, now: number): boolean;
+  /** reconcile only: one of the REPAIRS moves, guarded by the expected current state */
+  repair(key: string, from: JobState, to: JobState, patch: RepairPatch, now: number): boolean;
+  ops(state: OpRow['state']): OpRow[];
+  /** done finalize ops whose job never recorded the finish */
+  unrecordedFinalizes(): OpRow[];
+  partKeys(): string[];
+  doneKeysBySha(sha256: string): string[];
+  jobsIn(state: JobState): IterableIterator<JobRow>;
+  dropOp(key: string): void;
+  job(key: string): JobRow | undefined;
   finishOp(key: string, result: unknown, now: number): void;
   counts(): StatusCounts;
   jobs(): IterableIterator<JobRow>;

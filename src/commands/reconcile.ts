@@ -1,0 +1,28 @@
+import type { ReconcileOptions } from '../config.js';
+import { reconcile } from '../reconcile.js';
+import { openExisting } from './status.js';
+
+/**
+ * Runs the repair steps, then checks again without changing anything: exit 0 when ledger and
+ * store agree afterwards (with --dry-run: when nothing needed repair), 1 otherwise.
+ */
+export async function runReconcile(opts: ReconcileOptions): Promise<number> {
+  const ledger = openExisting(opts);
+  try {
+    const result = await reconcile({ ledger, out: opts.out, apply: !opts.dryRun, verify: opts.verify, now: Date.now() });
+    const after = opts.dryRun ? result : await reconcile({ ledger, out: opts.out, apply: false, verify: false, now: Date.now() });
+    const consistent = opts.dryRun ? result.repaired === 0 : after.repaired === 0;
+    if (opts.json) {
+      process.stdout.write(`${JSON.stringify({ dry_run: opts.dryRun, steps: result.steps, repaired: result.repaired, consistent })}\n`);
+    } else if (!opts.quiet) {
+      for (const { step, ...stats } of result.steps) {
+        process.stdout.write(`${String(step).padEnd(22)} ${Object.entries(stats).map(([k, v]) => `${k} ${v}`).join(', ')}\n`);
+      }
+      const verb = opts.dryRun ? 'would repair' : 'repaired';
+      process.stdout.write(`${verb} ${result.repaired}; ledger and store ${consistent ? 'agree' : 'still disagree'}\n`);
+    }
+    return consistent ? 0 : 1;
+  } finally {
+    ledger.close();
+  }
+}
