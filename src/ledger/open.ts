@@ -30,16 +30,19 @@ export function openDatabase(path: string, opts: { readonly?: boolean } = {}): D
 }
 
 function migrate(db: Database.Database, readonly: boolean): void {
-  const version = db.pragma('user_version', { simple: true }) as number;
-  if (version > SCHEMA_VERSION) {
-    throw new FatalError(`ledger schema version ${version} is newer than this docstokg understands (${SCHEMA_VERSION})`);
-  }
-  if (version === SCHEMA_VERSION) return;
-  if (readonly) throw new FatalError(`ledger schema version ${version} needs migrating; run a download or reconcile first`);
-  for (let v = version; v < SCHEMA_VERSION; v += 1) {
-    db.transaction(() => {
-      db.exec(MIGRATIONS[v]!);
-      db.pragma(`user_version = ${v + 1}`);
-    }).immediate();
-  }
+  const current = (): number => db.pragma('user_version', { simple: true }) as number;
+  const check = (v: number): void => {
+    if (v > SCHEMA_VERSION) throw new FatalError(`ledger schema version ${v} is newer than this docstokg understands (${SCHEMA_VERSION})`);
+  };
+  check(current());
+  if (current() === SCHEMA_VERSION) return;
+  if (readonly) throw new FatalError(`ledger schema version ${current()} needs migrating; run a download or reconcile first`);
+  // Several processes may open a new ledger at once: the version is read again under the write
+  // lock, so only the first one migrates.
+  db.transaction(() => {
+    const version = current();
+    check(version);
+    for (let v = version; v < SCHEMA_VERSION; v += 1) db.exec(MIGRATIONS[v]!);
+    db.pragma(`user_version = ${SCHEMA_VERSION}`);
+  }).immediate();
 }
