@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 
 /** A lease owner id: host, pid and a random part (pids are reused; the random part is not). */
@@ -18,8 +19,18 @@ export function isDeadLocalOwner(owner: string | null): boolean {
   if (Number(pid) === process.pid) return false;
   try {
     process.kill(Number(pid), 0);
-    return false;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+  return isZombie(pid);
+}
+
+/** A killed process stays in the table until its parent reaps it; it holds nothing any more. */
+function isZombie(pid: string): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+  } catch {
+    return false;
   }
 }

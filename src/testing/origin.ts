@@ -40,6 +40,8 @@ export interface RequestLog {
   path: string;
   headers: IncomingMessage['headers'];
   at: number;
+  /** status sent, once the response has ended or the connection closed */
+  status?: number;
 }
 
 export interface Origin {
@@ -150,7 +152,9 @@ export async function startOrigin(routes: Record<string, RouteSpec> = {}): Promi
   const sockets = new Set<Socket>();
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]!;
-    requests.push({ method: req.method ?? 'GET', path, headers: req.headers, at: Date.now() });
+    const entry: RequestLog = { method: req.method ?? 'GET', path, headers: req.headers, at: Date.now() };
+    requests.push(entry);
+    res.on('close', () => (entry.status = res.statusCode));
     const spec = table.get(path);
     if (!spec) {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');

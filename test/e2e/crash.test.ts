@@ -1,0 +1,135 @@
+import { spawn } from 'node:child_process';
+import { readFile, readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { jobKey } from '../../src/manifest/parse.js';
+import { BIN, jsonl, runCli, workspace, type Workspace } from '../helpers/cli.js';
+import { queryLedger } from '../helpers/ledger.js';
+import { samplePdf, sha256Hex, startOrigin, type Origin, type Route } from '../helpers/origin.js';
+
+/**
+ * kill -9 of the real binary at random moments of a mixed manifest, then reconcile and re-run.
+ * CRASH_CYCLES sets how many cycles (npm run crash-test runs 50); CRASH_SEED replays a sequence.
+ */
+const CYCLES = Number(process.env.CRASH_CYCLES ?? 8);
+const SEED = Number(process.env.CRASH_SEED ?? Date.now() % 100_000);
+
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+interface Spec {
+  id: string;
+  path: string;
+  body: Buffer;
+  route: (n: number) => Route;
+}
+
+/** Small and large, with and without validators, chunked, flaky, and two ids sharing one body. */
+function mixedManifest(cycle: number): Spec[] {
+  const specs: Spec[] = [];
+  const slow = { chunk: 64 * 1024, ms: 12 };
+  const add = (id: string, body: Buffer, route: (n: number) => Omit<Route, 'body'>) =>
+    specs.push({ id, path: `/c${cycle}/${id}`, body, route: (n) => ({ body, ...route(n) }) });
+  for (let i = 0; i < 16; i += 1) add(`small${i}`, samplePdf(`c${cycle} small ${i}`, 6000 + i), () => ({}));
+  for (let i = 0; i < 3; i += 1) add(`etag${i}`, samplePdf(`c${cycle} etag ${i}`, 1024 * 1024), (n) => ({ etag: `"c${cycle}e${i}"`, ranges: true, trickle: n === 1 ? slow : undefined }));
+  add('lastmod', samplePdf(`c${cycle} lm`, 700_000), (n) => ({ lastModified: 'Tue, 01 Sep 2026 10:00:00 GMT', ranges: true, trickle: n === 1 ? slow : undefined }));
+  add('noval', samplePdf(`c${cycle} noval`, 800_000), (n) => ({ ranges: true, trickle: n === 1 ? slow : undefined }));
+  add('chunked', samplePdf(`c${cycle} chunked`, 500_000), (n) => ({ chunked: true, etag: `"c${cycle}ch"`, ranges: true, trickle: n === 1 ? slow : undefined }));
+  add('flaky', samplePdf(`c${cycle} flaky`, 20_000), () => ({ failFirst: { times: 1, status: 503 } }));
+  const shared = samplePdf(`c${cycle} shared`, 300_000);
+  add('twinA', shared, (n) => ({ etag: `"c${cycle}tw"`, ranges: true, trickle: n === 1 ? slow : undefined }));
+  add('twinB', shared, () => ({ etag: `"c${cycle}tw"`, ranges: true }));
+  return specs;
+}
+
+describe(`crash harness: ${CYCLES} kill -9 / reconcile / re-run cycles (seed ${SEED})`, () => {
+  let origin: Origin;
+  let ws: Workspace;
+  const random = rng(SEED);
+
+  beforeAll(async () => {
+    origin = await startOrigin();
+    ws = await workspace();
+  });
+  afterAll(async () => {
+    await origin.close();
+    await ws.cleanup();
+  });
+
+  it('ends every cycle with a consistent ledger and store', { timeout: 60_000 + CYCLES * 20_000 }, async () => {
+    for (let cycle = 0; cycle < CYCLES; cycle += 1) {
+      const specs = mixedManifest(cycle);
+      for (const s of specs) origin.set(s.path, s.route);
+      const manifest = await ws.file(`crash${cycle}.jsonl`, jsonl(specs.map((s) => ({ id: s.id, url: origin.url(s.path) }))));
+      const out = join(ws.dir, `crash${cycle}`);
+      const args = ['download', manifest, '-o', out, '--link-dir', join(out, 'links'), '--retry-delay', '5', '-c', '6', '--no-progress', '-q'];
+      const where = `cycle ${cycle} (seed ${SEED})`;
+
+      const t0 = Date.now();
+      const log = (what: string) => process.env.CRASH_DEBUG && console.error(`${where} +${Date.now() - t0}ms ${what}`);
+      // 1. kill -9 at a random moment
+      const killAfter = Math.floor(30 + random() * 1200);
+      const child = spawn(process.execPath, [BIN, ...args], { stdio: 'ignore' });
+      const closed = new Promise((r) => child.on('close', r));
+      await Promise.race([closed, new Promise((r) => setTimeout(r, killAfter))]);
+      child.kill('SIGKILL');
+      await closed;
+      log(`killed after ${killAfter} ms`);
+
+      // Parts that were complete when the process died must never be fetched again.
+      const complete = new Set<string>();
+      const parts = await readdir(join(out, '.staging')).catch(() => [] as string[]);
+      for (const s of specs) {
+        const key = jobKey(s.id, [origin.url(s.path)]);
+        if (!parts.includes(`${key}.part`)) continue;
+        if ((await stat(join(out, '.staging', `${key}.part`))).size === s.body.length) complete.add(s.path);
+      }
+
+      // 2. reconcile must leave ledger and store in agreement
+      let doneBefore = new Set<string>();
+      const hasLedger = await stat(join(out, 'docstokg.sqlite')).then(() => true, () => false);
+      if (hasLedger) {
+        const rec = await runCli(['reconcile', '-o', out, '--json']);
+        log('reconciled');
+        expect(rec.code, `${where}: ${rec.stderr}${rec.stdout}`).toBe(0);
+        doneBefore = new Set(queryLedger<{ item_id: string }>(out, "SELECT item_id FROM jobs WHERE state = 'done'").map((r) => r.item_id));
+      }
+
+      // 3. the same download completes everything
+      const before = origin.requests.length;
+      const rerun = await runCli([...args.filter((a) => a !== '-q'), '--json']);
+      log('re-ran');
+      expect(rerun.code, `${where}: ${rerun.stderr}`).toBe(0);
+      const requests = origin.requests.slice(before);
+      expect(rerun.records).toHaveLength(specs.length);
+      for (const s of specs) {
+        const r = rerun.records.find((x) => x.id === s.id)!;
+        expect(r.sha256, `${where}: ${s.id}`).toBe(sha256Hex(s.body));
+        expect((await readFile(join(out, r.path as string))).equals(s.body), `${where}: ${s.id} bytes`).toBe(true);
+        const asked = requests.filter((q) => q.path === s.path);
+        if (doneBefore.has(s.id)) {
+          expect(r.status, `${where}: ${s.id}`).toBe('skipped');
+          expect(asked, `${where}: ${s.id} fetched again`).toHaveLength(0);
+        }
+        if (complete.has(s.path)) expect(asked.every((q) => q.status === 416), `${where}: complete part ${s.id} fetched again`).toBe(true);
+      }
+
+      // 4. no duplicate objects, no leftovers, links in place, and nothing left to repair
+      const objects: string[] = [];
+      for (const d of (await readdir(out)).filter((x) => /^[0-9a-f]{2}$/.test(x))) objects.push(...(await readdir(join(out, d))));
+      expect(objects.sort(), where).toEqual([...new Set(specs.map((s) => `${sha256Hex(s.body)}.pdf`))].sort());
+      expect(await readdir(join(out, '.staging')), where).toEqual([]);
+      expect((await readdir(join(out, 'links'))).sort(), where).toEqual(specs.map((s) => `${s.id}.pdf`).sort());
+      const final = await runCli(['reconcile', '-o', out, '--json', '--verify']);
+      expect(JSON.parse(final.stdout), where).toMatchObject({ repaired: 0, consistent: true });
+    }
+  });
+});
