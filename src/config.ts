@@ -29,8 +29,11 @@ export const SHARED_OPTIONS: readonly OptionSpec[] = [
 export const DOWNLOAD_OPTIONS: readonly OptionSpec[] = [
   { flag: 'concurrency', short: 'c', kind: 'int', arg: 'n', default: 16, min: 1, help: 'total in-flight items' },
   { flag: 'per-host', kind: 'int', arg: 'n', default: 4, min: 1, help: 'in-flight items per host' },
+  { flag: 'ratelimits', kind: 'string', arg: 'file', help: 'per-host rate and concurrency policy (ratelimits.yaml format; default: config/ratelimits.default.yaml)' },
+  { flag: 'breakers', kind: 'string', arg: 'file', help: 'per-host circuit breaker policy (breakers.yaml format; default: config/breakers.default.yaml)' },
   { flag: 'retries', kind: 'int', arg: 'n', default: 3, min: 0, help: 'retries per URL after the first attempt' },
   { flag: 'retry-delay', kind: 'ms', arg: 'ms', default: 500, min: 0, help: 'base of the exponential backoff (full jitter)' },
+  { flag: 'retry-after-cap', kind: 'seconds', arg: 's', default: 120, min: 0, help: 'longest Retry-After honoured; longer ones leave the item pending (retry_after_too_long)' },
   { flag: 'connect-timeout', kind: 'seconds', arg: 's', default: 10, min: 0.001, help: 'TCP/TLS connect timeout' },
   { flag: 'stall-timeout', kind: 'seconds', arg: 's', default: 30, min: 0.001, help: 'abort an attempt after this long without a byte' },
   { flag: 'max-bytes', kind: 'size', arg: 'size', default: '512MiB', min: 1, help: 'largest file accepted' },
@@ -135,6 +138,9 @@ export interface SharedOptions {
 export interface DownloadOptions extends SharedOptions {
   concurrency: number;
   perHost: number;
+  ratelimits: string | undefined;
+  breakers: string | undefined;
+  retryAfterCap: number;
   retries: number;
   retryDelay: number;
   connectTimeout: number;

@@ -3,19 +3,34 @@ import { PLAN_WINDOW } from './config.js';
 export interface Task {
   host: string;
   run: () => Promise<void>;
+  /** the run ends with this task still blocked (open breaker, cool-down beyond the cap) */
+  abandon: (reason: string) => void;
 }
 
+/** What the pool asks before starting a task for a host (see HostGate). */
+export interface Gatekeeper {
+  check(host: string, now: number): { waitMs: number; why: string } | null;
+  pass(host: string, now: number): void;
+  maxConcurrent(host: string): number;
+  /** the reason to give up on a blocked host's tasks when nothing else is left to do, or null to wait */
+  abandonReason(host: string, blocked: { waitMs: number; why: string }): string | null;
+}
+
+const OPEN: Gatekeeper = { check: () => null, pass: () => {}, maxConcurrent: () => Number.MAX_SAFE_INTEGER, abandonReason: () => null };
+
 /**
- * Bounded worker pool with a per-host cap. Queued tasks wait per host; a free slot goes to the
- * next host (round robin) that has work and is under its cap, so one slow or crowded host never
- * holds slots that another host's items could use. `add` waits while the window of queued tasks
- * is full, which is what keeps memory flat on a manifest of any length.
+ * Bounded worker pool with per-host queues. A free slot goes to the next host (round robin) that
+ * has work, is under its cap and whose gate is open; a host whose gate is shut (rate window,
+ * breaker, cool-down) sleeps until it may go, so no worker ever waits on one host while another
+ * has work. `add` waits while the window of queued tasks is full, which keeps memory flat.
  */
 export class HostPool {
   private readonly queues = new Map<string, Task[]>();
   private readonly activeByHost = new Map<string, number>();
-  /** hosts with queued tasks and a free per-host slot, in round-robin order */
+  /** hosts with queued tasks, a free slot and no known reason to wait, in round-robin order */
   private readonly ready = new Set<string>();
+  private readonly sleeping = new Map<string, { until: number; why: string; waitMs: number }>();
+  private timer: NodeJS.Timeout | null = null;
   private active = 0;
   private queued = 0;
   private stopped = false;
@@ -25,23 +40,41 @@ export class HostPool {
   constructor(
     private readonly concurrency: number,
     private readonly perHost: number,
+    private readonly gate: Gatekeeper = OPEN,
+    private readonly now: () => number = Date.now,
     private readonly window = Math.max(PLAN_WINDOW, concurrency * 4),
   ) {}
 
   async add(task: Task): Promise<void> {
-    while (this.queued >= this.window && !this.stopped) await this.change();
+    while (this.queued >= this.window && !this.stopped) {
+      this.abandonIfStuck();
+      if (this.queued >= this.window) await this.change();
+    }
+    this.enqueue(task);
+  }
+
+  /** Puts a task back (its host said wait); it runs again when the host may be asked. */
+  requeue(task: Task): void {
+    this.enqueue(task);
+  }
+
+  private enqueue(task: Task): void {
     if (this.stopped) return;
     const q = this.queues.get(task.host);
     if (q) q.push(task);
     else this.queues.set(task.host, [task]);
     this.queued += 1;
-    if ((this.activeByHost.get(task.host) ?? 0) < this.perHost) this.ready.add(task.host);
+    this.markReady(task.host);
     this.pump();
   }
 
-  /** Resolves when every queued and running task has finished; rejects if a task threw (a bug). */
+  /** Resolves when every task has run or been abandoned; rejects if a task threw (a bug). */
   async drain(): Promise<void> {
-    while (this.active > 0 || (this.queued > 0 && !this.stopped)) await this.change();
+    while (this.active > 0 || (this.queued > 0 && !this.stopped)) {
+      this.abandonIfStuck();
+      if (this.active > 0 || this.queued > 0) await this.change();
+    }
+    if (this.timer) clearTimeout(this.timer);
     if (this.failure) throw this.failure;
   }
 
@@ -50,12 +83,18 @@ export class HostPool {
     this.stopped = true;
     this.queues.clear();
     this.ready.clear();
+    this.sleeping.clear();
     this.queued = 0;
+    if (this.timer) clearTimeout(this.timer);
     this.notify();
   }
 
-  get running(): number {
-    return this.active;
+  private cap(host: string): number {
+    return Math.min(this.perHost, this.gate.maxConcurrent(host));
+  }
+
+  private markReady(host: string): void {
+    if (this.queues.has(host) && !this.sleeping.has(host) && (this.activeByHost.get(host) ?? 0) < this.cap(host)) this.ready.add(host);
   }
 
   private change(): Promise<void> {
@@ -72,16 +111,64 @@ export class HostPool {
     while (!this.stopped && this.active < this.concurrency && this.ready.size > 0) {
       const host = this.ready.values().next().value as string;
       this.ready.delete(host);
+      const now = this.now();
+      const blocked = this.gate.check(host, now);
+      if (blocked) {
+        this.sleep(host, now, blocked);
+        continue;
+      }
+      this.gate.pass(host, now);
       const q = this.queues.get(host)!;
       const task = q.shift()!;
       if (q.length === 0) this.queues.delete(host);
       this.queued -= 1;
-      const n = (this.activeByHost.get(host) ?? 0) + 1;
-      this.activeByHost.set(host, n);
+      this.activeByHost.set(host, (this.activeByHost.get(host) ?? 0) + 1);
       this.active += 1;
-      if (q.length > 0 && n < this.perHost) this.ready.add(host);
+      this.markReady(host);
       void this.start(task);
     }
+    this.notify();
+  }
+
+  private sleep(host: string, now: number, blocked: { waitMs: number; why: string }): void {
+    this.sleeping.set(host, { until: now + blocked.waitMs, why: blocked.why, waitMs: blocked.waitMs });
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    if (this.sleeping.size === 0) return;
+    const next = Math.min(...[...this.sleeping.values()].map((s) => s.until));
+    this.timer = setTimeout(() => this.wake(), Math.max(1, next - this.now()));
+  }
+
+  private wake(): void {
+    this.timer = null;
+    const now = this.now();
+    for (const [host, s] of this.sleeping) {
+      if (s.until <= now) {
+        this.sleeping.delete(host);
+        this.markReady(host);
+      }
+    }
+    this.schedule();
+    this.pump();
+  }
+
+  /** Nothing running and nothing ready: hosts shut for good this run give their tasks up. */
+  private abandonIfStuck(): void {
+    if (this.active > 0 || this.ready.size > 0) return;
+    for (const [host, s] of [...this.sleeping]) {
+      const reason = this.gate.abandonReason(host, { waitMs: s.until - this.now(), why: s.why });
+      if (!reason) continue;
+      this.sleeping.delete(host);
+      const q = this.queues.get(host) ?? [];
+      this.queues.delete(host);
+      this.queued -= q.length;
+      for (const t of q) t.abandon(reason);
+    }
+    this.schedule();
   }
 
   private async start(task: Task): Promise<void> {
@@ -95,8 +182,7 @@ export class HostPool {
     const n = (this.activeByHost.get(task.host) ?? 1) - 1;
     if (n === 0) this.activeByHost.delete(task.host);
     else this.activeByHost.set(task.host, n);
-    if (this.queues.has(task.host)) this.ready.add(task.host);
+    this.markReady(task.host);
     this.pump();
-    this.notify();
   }
 }

@@ -11,12 +11,46 @@ export function openExisting(opts: SharedOptions): SqliteLedger {
   return new SqliteLedger(path);
 }
 
+const DAY_MS = 86_400_000;
+
+interface HostView {
+  host: string;
+  breaker: string;
+  open_until: string | null;
+  cooldown_until: string | null;
+  failures: number;
+  recent_failures: number;
+  last_error: string | null;
+}
+
+/** Hosts worth a look: an open breaker, a cool-down still running, or failures in the last day. */
+function hostViews(ledger: SqliteLedger, now: number): HostView[] {
+  const recent = ledger.recentFailures(now - DAY_MS);
+  const rows = ledger.hosts();
+  const names = new Set([...rows.keys(), ...recent.keys()]);
+  const iso = (t: number | undefined): string | null => (t && t > now ? new Date(t).toISOString() : null);
+  return [...names].sort().map((host) => {
+    const r = rows.get(host);
+    const open = r && r.breaker_state !== 'closed' && r.open_until > now;
+    return {
+      host,
+      breaker: open ? r.breaker_state : 'closed',
+      open_until: open ? iso(r.open_until) : null,
+      cooldown_until: iso(r?.cooldown_until),
+      failures: r?.failures ?? 0,
+      recent_failures: recent.get(host) ?? 0,
+      last_error: r?.last_error ?? null,
+    };
+  }).filter((h) => h.breaker !== 'closed' || h.cooldown_until !== null || h.recent_failures > 0);
+}
+
 export async function runStatus(opts: SharedOptions): Promise<number> {
   const ledger = openExisting(opts);
   const c = ledger.counts();
+  const hosts = hostViews(ledger, Date.now());
   ledger.close();
   if (opts.json) {
-    process.stdout.write(`${JSON.stringify({ states: c.byState, statuses: c.byStatus, reasons: c.byReason, objects: c.objects, bytes_stored: c.bytesStored })}\n`);
+    process.stdout.write(`${JSON.stringify({ states: c.byState, statuses: c.byStatus, reasons: c.byReason, objects: c.objects, bytes_stored: c.bytesStored, hosts })}\n`);
     return 0;
   }
   const line = (o: Record<string, number>): string => Object.entries(o).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
@@ -26,5 +60,11 @@ export async function runStatus(opts: SharedOptions): Promise<number> {
       `failure reasons: ${line(c.byReason)}\n` +
       `objects stored:  ${c.objects} (${formatBytes(c.bytesStored)})\n`,
   );
+  for (const h of hosts) {
+    const parts = [`breaker ${h.breaker}${h.open_until ? ` until ${h.open_until}` : ''}`];
+    if (h.cooldown_until) parts.push(`cool-down until ${h.cooldown_until}`);
+    parts.push(`${h.recent_failures} failures in 24 h${h.last_error ? ` (last: ${h.last_error})` : ''}`);
+    process.stdout.write(`host ${h.host}: ${parts.join(', ')}\n`);
+  }
   return 0;
 }

@@ -5,14 +5,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Dispatcher } from 'undici';
 import type { DownloadOptions } from '../config.js';
 import { ItemError, type Reason } from '../errors.js';
-import { actionFor } from '../http/classify.js';
+import { actionFor, keepsPart } from '../http/classify.js';
 import { backoffDelay } from '../http/retry-after.js';
 import type { JobRow, Ledger, Outcome, PartRow } from '../ledger/types.js';
 import type { Candidate, Item } from '../manifest/parse.js';
 import { finalizePart, objectExists, type Finalized } from '../store/finalize.js';
 import { linkItem } from '../store/link.js';
 import { objectPath, partPath } from '../store/paths.js';
-import { emptyFacts, transfer, type AttemptFacts, type TransferResult } from './transfer.js';
+import { emptyFacts, transfer, type AttemptFacts, type RequestGate, type TransferResult } from './transfer.js';
 
 export interface ItemContext {
   opts: DownloadOptions;
@@ -22,6 +22,7 @@ export interface ItemContext {
   headers: Record<string, string>;
   signal: AbortSignal;
   now: () => number;
+  gate: RequestGate;
 }
 
 export interface ItemResult {
@@ -54,7 +55,15 @@ async function finalizeOnce(ctx: ItemContext, job: JobRow, part: string, sha256:
   return done;
 }
 
-async function linkOnce(ctx: ItemContext, job: JobRow, sha256: string): Promise<void> {
+/**
+ * With --link-dir, a done item's view is made if its link op never completed (a crash between
+ * finalize and link): so a skipped item still ends up linked.
+ */
+export async function linkDone(ctx: Pick<ItemContext, 'opts' | 'ledger' | 'owner' | 'now'>, job: JobRow): Promise<void> {
+  if (ctx.opts.linkDir && job.sha256) await linkOnce(ctx, job, job.sha256);
+}
+
+async function linkOnce(ctx: Pick<ItemContext, 'opts' | 'ledger' | 'owner' | 'now'>, job: JobRow, sha256: string): Promise<void> {
   if (!ctx.opts.linkDir) return;
   const dir = resolve(ctx.opts.linkDir);
   const key = opKey('link', job.key, `${sha256}\0${dir}`);
@@ -136,6 +145,7 @@ async function tryCandidate(ctx: ItemContext, job: JobRow, candidate: Candidate,
           held,
           partRow,
           conditional,
+          gate: ctx.gate,
           onFreshPart: (row) => {
             ctx.ledger.savePart(job.key, row, ctx.now());
             streamKey = streamOpKey(job.key, row);
@@ -145,7 +155,11 @@ async function tryCandidate(ctx: ItemContext, job: JobRow, candidate: Candidate,
         facts,
       );
       record(null);
-      if (!result.notModified && streamKey) ctx.ledger.finishOp(streamKey, { sha256: result.sha256, size: result.size }, ctx.now());
+      if (!result.notModified && streamKey) {
+        ctx.ledger.finishOp(streamKey, { sha256: result.sha256, size: result.size }, ctx.now());
+        // Committed now: a complete, fsync'd part is then never fetched again after a crash.
+        ctx.ledger.flush();
+      }
       if (!result.notModified && job.expected_sha256 && result.sha256 !== job.expected_sha256) {
         await discardPart(ctx, job);
         return { candidate, facts, error: new ItemError('checksum_mismatch', `expected sha256 ${job.expected_sha256}, got ${result.sha256}`, { httpStatus: facts.httpStatus }) };
@@ -155,9 +169,11 @@ async function tryCandidate(ctx: ItemContext, job: JobRow, candidate: Candidate,
       const error = err instanceof ItemError ? err : (() => { throw err; })();
       record(error.code);
       const action = actionFor(error.code);
-      if (action !== 'retry' && error.code !== 'interrupted') await discardPart(ctx, job);
+      if (!keepsPart(error.code)) await discardPart(ctx, job);
       if (action !== 'retry' || retry >= ctx.opts.retries || ctx.signal.aborted) return { candidate, facts, error };
-      const delay = Math.max(backoffDelay(retry, ctx.opts.retryDelay), error.retryAfterMs ?? 0);
+      // A Retry-After is not slept here: it pauses the whole host in the gate, which the next
+      // attempt passes (or is deferred by, freeing this worker).
+      const delay = backoffDelay(retry, ctx.opts.retryDelay);
       try {
         await sleep(delay, undefined, { signal: ctx.signal });
       } catch {

@@ -2,11 +2,12 @@ import { unlink } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 import { stream, type Dispatcher } from 'undici';
 import { MAX_REDIRECTS } from '../config.js';
-import { ItemError } from '../errors.js';
+import { ItemError, type Reason } from '../errors.js';
 import { toItemError } from '../http/classify.js';
 import { parseRetryAfter } from '../http/retry-after.js';
 import type { PartRow } from '../ledger/types.js';
 import { Discard, DiscardOverflow, OverlapMismatch, PartWriter, readHeld, type HeldState } from './part-writer.js';
+import type { Ticket } from '../hosts/limiter.js';
 import { isStrongEtag, judgeResponse, planResume, rangeFrom, resumeHeaders, type ResumePlan } from './resume.js';
 
 export interface TransferInput {
@@ -27,6 +28,17 @@ export interface TransferInput {
   conditional?: { etag: string | null; lastModified: string | null };
   /** called with the validators of a fresh body before its first byte is written */
   onFreshPart: (row: PartRow) => void;
+  /** every request, each redirect hop included, passes the host's gate and reports back to it */
+  gate: RequestGate;
+}
+
+export interface RequestGate {
+  /** resolves when a request to the host may go; throws Deferred when not within max_delay_ms */
+  enter(host: string, signal: AbortSignal): Promise<Ticket | null>;
+  /** the response to that request started */
+  responded(host: string, ticket: Ticket | null): void;
+  /** false when a Retry-After asked for longer than the cap */
+  settle(host: string, reason: Reason | null, retryAfterMs: number | null): boolean;
 }
 
 /** What one attempt saw; filled in as it goes so a failure can still be recorded with its facts. */
@@ -99,7 +111,23 @@ export async function transfer(input: TransferInput, facts: AttemptFacts): Promi
   for (let hop = 0; ; ) {
     facts.decision = prefix + (conditional ? 'revalidate' : decisionName(plan));
     facts.finalUrl = url;
-    const answer = await exchange(input, url, { ...input.headers, ...resumeHeaders(plan), ...conditionalHeaders(conditional) }, plan, conditional !== undefined, facts, seed);
+    const host = new URL(url).hostname;
+    const ticket = await input.gate.enter(host, input.signal);
+    let answer: Answer;
+    try {
+      answer = await exchange({ ...input, onResponse: () => input.gate.responded(host, ticket) }, url, { ...input.headers, ...resumeHeaders(plan), ...conditionalHeaders(conditional) }, plan, conditional !== undefined, facts, seed);
+    } catch (err) {
+      input.gate.settle(host, err instanceof ItemError ? err.code : 'connect_error', null);
+      throw err;
+    }
+    if (answer.kind === 'error') {
+      const retryAfterMs = parseRetryAfter(answer.headers['retry-after'], Date.now());
+      if (!input.gate.settle(host, `http_${answer.status}`, retryAfterMs)) {
+        throw new ItemError('retry_after_too_long', `Retry-After of ${retryAfterMs} ms is above the cap`, { httpStatus: answer.status, retryAfterMs });
+      }
+      throw new ItemError(`http_${answer.status}`, `HTTP ${answer.status}`, { httpStatus: answer.status, retryAfterMs });
+    }
+    input.gate.settle(host, null, null);
     switch (answer.kind) {
       case 'redirect': {
         hop += 1;
@@ -123,8 +151,6 @@ export async function transfer(input: TransferInput, facts: AttemptFacts): Promi
         plan = { kind: 'fresh', why: 'refetch' };
         url = input.url;
         continue;
-      case 'error':
-        throw new ItemError(`http_${answer.status}`, `HTTP ${answer.status}`, { httpStatus: answer.status, retryAfterMs: parseRetryAfter(answer.headers['retry-after'], Date.now()) });
       case 'body': {
         const w = answer.writer;
         facts.resumeFrom = answer.plan.kind === 'fresh' ? 0 : answer.plan.held;
@@ -149,7 +175,7 @@ function nextHop(from: string, location: string, status: number): string {
 }
 
 async function exchange(
-  input: TransferInput,
+  input: TransferInput & { onResponse: () => void },
   url: string,
   headers: Record<string, string>,
   plan: ResumePlan,
@@ -162,6 +188,7 @@ async function exchange(
   try {
     await stream(url, { method: 'GET', headers, dispatcher: input.dispatcher, signal: input.signal }, ({ statusCode, headers: h }): Writable => {
       const rh = h as Headers;
+      input.onResponse();
       facts.httpStatus = statusCode;
       const location = header(rh, 'location');
       if (statusCode >= 300 && statusCode < 400 && statusCode !== 304 && location) {

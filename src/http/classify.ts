@@ -22,7 +22,21 @@ const BY_REASON: Partial<Record<Reason, Action>> = {
   blocked: 'next',
   quota: 'stop',
   interrupted: 'stop',
+  retry_after_too_long: 'stop',
+  breaker_open: 'stop',
 };
+
+/** Failures that leave the job pending for a later run (and its part in place), not failed. */
+const PENDING = new Set<Reason>(['interrupted', 'retry_after_too_long', 'breaker_open']);
+
+export function staysPending(reason: Reason | string | null): boolean {
+  return reason !== null && PENDING.has(reason as Reason);
+}
+
+/** Whether a failed attempt's part is worth keeping for the next attempt or run. */
+export function keepsPart(reason: Reason): boolean {
+  return actionFor(reason) === 'retry' || PENDING.has(reason);
+}
 
 export function actionFor(reason: Reason): Action {
   const known = BY_REASON[reason];
@@ -34,6 +48,23 @@ export function actionFor(reason: Reason): Action {
   }
   return 'stop';
 }
+
+/**
+ * What a finished request tells the host's breaker. Failures are 5xx, 429, timeouts and
+ * connection errors; 4xx other than 408/429 and content problems (not a PDF, too large) are
+ * neutral: the host answered.
+ */
+export function breakerOutcome(reason: Reason | null): 'success' | 'failure' | 'neutral' {
+  if (reason === null) return 'success';
+  const status = /^http_(\d{3})$/.exec(reason);
+  if (status) {
+    const code = Number(status[1]);
+    return code >= 500 || code === 408 || code === 429 ? 'failure' : 'neutral';
+  }
+  return BREAKER_FAILURES.has(reason) ? 'failure' : 'neutral';
+}
+
+const BREAKER_FAILURES = new Set<Reason>(['timeout', 'stalled', 'connect_error', 'dns_error', 'tls_error', 'size_mismatch']);
 
 const CODE_TO_REASON: Record<string, Reason> = {
   UND_ERR_CONNECT_TIMEOUT: 'timeout',

@@ -1,4 +1,5 @@
 import { Agent } from 'undici';
+import { cachedLookup } from './dns-cache.js';
 
 export interface ClientOptions {
   connectTimeout: number;
@@ -7,8 +8,9 @@ export interface ClientOptions {
 }
 
 /**
- * One Agent for the run: keep-alive pools per origin, sized so every in-flight item can have its
- * own connection; headers and body timeouts implement the stall timeout (no byte for that long).
+ * One Agent for the run, tuned for many hosts: keep-alive pools per origin, sized so every in-flight
+ * item can have its own connection, cached DNS answers, and headers and body timeouts that
+ * implement the stall timeout (no byte for that long). Retries are ours alone (no interceptor).
  */
 export function createAgent(opts: ClientOptions): Agent {
   return new Agent({
@@ -17,7 +19,7 @@ export function createAgent(opts: ClientOptions): Agent {
     keepAliveMaxTimeout: 60_000,
     headersTimeout: opts.stallTimeout,
     bodyTimeout: opts.stallTimeout,
-    connect: { timeout: opts.connectTimeout },
+    connect: { timeout: opts.connectTimeout, lookup: cachedLookup() },
     maxHeaderSize: 64 * 1024,
   });
 }

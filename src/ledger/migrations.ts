@@ -84,4 +84,15 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE ops ADD COLUMN detail TEXT;
   CREATE INDEX ops_state ON ops (state);
   `,
+  /* 4: per-host breaker and cool-down state, honoured by the next run */ `
+  CREATE TABLE hosts (
+    host TEXT PRIMARY KEY,
+    breaker_state TEXT NOT NULL,
+    open_until INTEGER NOT NULL DEFAULT 0,
+    cooldown_until INTEGER NOT NULL DEFAULT 0,
+    failures INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    updated_at INTEGER NOT NULL
+  );
+  `,
 ];

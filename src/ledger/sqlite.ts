@@ -4,7 +4,7 @@ import { LEDGER_BATCH } from '../config.js';
 import type { Item } from '../manifest/parse.js';
 import { openDatabase } from './open.js';
 import { isDeadLocalOwner } from './owner.js';
-import { REPAIRS, sourcesOf, type AttemptRow, type JobState, type OpRow, type JobRow, type Ledger, type ClaimOptions, type OpResult, type Outcome, type PartRow, type RepairPatch, type PlanResult, type StatusCounts } from './types.js';
+import { REPAIRS, sourcesOf, type AttemptRow, type JobState, type OpRow, type JobRow, type Ledger, type ClaimOptions, type HostRow, type OpResult, type Outcome, type PartRow, type RepairPatch, type PlanResult, type StatusCounts } from './types.js';
 
 const COMMIT_AFTER_MS = 25;
 const REPAIR_FIELDS = new Set(['status', 'reason', 'http_status', 'url', 'final_url', 'sha256', 'bytes', 'path', 'content_type', 'etag', 'last_modified', 'resumed_from', 'attempts', 'elapsed_ms']);
@@ -65,6 +65,9 @@ export class SqliteLedger implements Ledger {
       partKeys: db.prepare('SELECT job_key FROM parts'),
       doneBySha: db.prepare(`SELECT key FROM jobs WHERE sha256 = ? AND state = 'done'`),
       jobsIn: db.prepare('SELECT * FROM jobs WHERE state = ?'),
+      hosts: db.prepare('SELECT host, breaker_state, open_until, cooldown_until, failures, last_error FROM hosts'),
+      hostSave: db.prepare(`INSERT OR REPLACE INTO hosts (host, breaker_state, open_until, cooldown_until, failures, last_error, updated_at)
+        VALUES (@host, @breaker_state, @open_until, @cooldown_until, @failures, @last_error, @now)`),
       runBegin: db.prepare('INSERT INTO runs (id, started_at, argv) VALUES (?, ?, ?)'),
       runEnd: db.prepare('UPDATE runs SET ended_at = ?, counts = ?, exit_code = ? WHERE id = ?'),
       all: db.prepare('SELECT * FROM jobs ORDER BY created_at, key'),
@@ -135,8 +138,13 @@ export class SqliteLedger implements Ledger {
     return this.stmt.partGet.get(jobKey) as PartRow | undefined;
   }
 
+  /**
+   * Committed at once, before the first byte of the part is written: a part on disk then always
+   * has its validators, so a resume never has to fall back to the overlap check after a crash.
+   */
   savePart(jobKey: string, part: PartRow, now: number): void {
     this.write(() => this.stmt.partSave.run({ ...part, job: jobKey, now }));
+    this.flush();
   }
 
   dropPart(jobKey: string): void {
@@ -220,6 +228,29 @@ export class SqliteLedger implements Ledger {
 
   job(key: string): JobRow | undefined {
     return this.stmt.peek.get(key) as JobRow | undefined;
+  }
+
+  hosts(): Map<string, HostRow> {
+    return new Map((this.stmt.hosts.all() as HostRow[]).map((r) => [r.host, r]));
+  }
+
+  saveHost(row: HostRow, now: number): void {
+    this.write(() => this.stmt.hostSave.run({ ...row, now }));
+  }
+
+  recentFailures(since: number): Map<string, number> {
+    this.flush();
+    const out = new Map<string, number>();
+    for (const { url } of this.db.prepare('SELECT url FROM attempts WHERE error IS NOT NULL AND started_at >= ?').iterate(since) as IterableIterator<{ url: string }>) {
+      let host: string;
+      try {
+        host = new URL(url).hostname;
+      } catch {
+        continue;
+      }
+      out.set(host, (out.get(host) ?? 0) + 1);
+    }
+    return out;
   }
 
   counts(): StatusCounts {

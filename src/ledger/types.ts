@@ -127,6 +127,16 @@ export interface OpRow {
   owner: string | null;
 }
 
+/** Per-host state that outlives a run: open breakers and Retry-After cool-downs. */
+export interface HostRow {
+  host: string;
+  breaker_state: 'closed' | 'open' | 'half_open';
+  open_until: number;
+  cooldown_until: number;
+  failures: number;
+  last_error: string | null;
+}
+
 export interface OpResult {
   state: 'new' | 'done' | 'started';
   result: unknown;
@@ -175,6 +185,10 @@ export interface Ledger {
   dropOp(key: string): void;
   job(key: string): JobRow | undefined;
   finishOp(key: string, result: unknown, now: number): void;
+  hosts(): Map<string, HostRow>;
+  saveHost(row: HostRow, now: number): void;
+  /** failed attempts per host since `since` */
+  recentFailures(since: number): Map<string, number>;
   counts(): StatusCounts;
   jobs(): IterableIterator<JobRow>;
   flush(): void;

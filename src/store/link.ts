@@ -37,7 +37,8 @@ export async function linkItem(dir: string, id: string, object: string): Promise
   } catch {
     // no view yet
   }
-  const tmp = join(dir, `.${name}.${process.pid}.tmp`);
+  // One temporary name per view: a crash's leftover is replaced by the next attempt at that item.
+  const tmp = join(dir, `.${name}.tmp`);
   await unlink(tmp).catch(() => undefined);
   try {
     await link(object, tmp);

@@ -145,7 +145,8 @@ function serve(route: Route, req: IncomingMessage, res: ServerResponse, n: numbe
   res.end(route.body);
 }
 
-export async function startOrigin(routes: Record<string, RouteSpec> = {}): Promise<Origin> {
+/** `bind` picks the loopback address (127.0.0.2, …) so one machine can play several hosts. */
+export async function startOrigin(routes: Record<string, RouteSpec> = {}, bind = '127.0.0.1'): Promise<Origin> {
   const table = new Map(Object.entries(routes));
   const counts = new Map<string, number>();
   const requests: RequestLog[] = [];
@@ -168,12 +169,12 @@ export async function startOrigin(routes: Record<string, RouteSpec> = {}): Promi
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(0, bind, resolve));
   const port = (server.address() as AddressInfo).port;
   return {
     port,
     requests,
-    url: (path, host = '127.0.0.1') => `http://${host}:${port}${path}`,
+    url: (path, host = bind) => `http://${host}:${port}${path}`,
     set: (path, route) => table.set(path, route),
     close: () =>
       new Promise<void>((resolve) => {

@@ -4,7 +4,7 @@ import { HostPool } from '../../src/pool.js';
 
 describe('HostPool', () => {
   it('never exceeds the total or the per-host limit, and keeps other hosts busy', async () => {
-    const pool = new HostPool(4, 2, 8);
+    const pool = new HostPool(4, 2, undefined, Date.now, 8);
     let active = 0;
     let peak = 0;
     const perHost = new Map<string, number>();
@@ -12,6 +12,7 @@ describe('HostPool', () => {
     const order: string[] = [];
     const task = (host: string) => ({
       host,
+      abandon: () => {},
       run: async () => {
         active += 1;
         peak = Math.max(peak, active);
@@ -37,13 +38,33 @@ describe('HostPool', () => {
   it('stop() drops queued work; drain() rethrows a task that threw', async () => {
     const pool = new HostPool(1, 1);
     let ran = 0;
-    await pool.add({ host: 'a', run: async () => { ran += 1; await sleep(10); } });
-    await pool.add({ host: 'a', run: async () => { ran += 1; } });
+    await pool.add({ host: 'a', abandon: () => {}, run: async () => { ran += 1; await sleep(10); } });
+    await pool.add({ host: 'a', abandon: () => {}, run: async () => { ran += 1; } });
     pool.stop();
     await pool.drain();
     expect(ran).toBe(1);
     const p2 = new HostPool(2, 2);
-    await p2.add({ host: 'a', run: async () => { throw new Error('bug'); } });
+    await p2.add({ host: 'a', abandon: () => {}, run: async () => { throw new Error('bug'); } });
     await expect(p2.drain()).rejects.toThrow('bug');
+  });
+
+  it('lets a gated host sleep while others run, and abandons it when nothing else is left', async () => {
+    const shut = new Set(['dead']);
+    const gate = {
+      check: (host: string) => (shut.has(host) ? { waitMs: 60_000, why: 'breaker' } : null),
+      pass: () => {},
+      maxConcurrent: () => 10,
+      abandonReason: (_host: string, b: { why: string }) => (b.why === 'breaker' ? 'breaker_open' : null),
+    };
+    const pool = new HostPool(2, 2, gate);
+    const ran: string[] = [];
+    const gaveUp: string[] = [];
+    const task = (host: string, id: string) => ({ host, run: async () => { ran.push(id); await sleep(5); }, abandon: (why: string) => gaveUp.push(`${id}:${why}`) });
+    await pool.add(task('dead', 'd1'));
+    await pool.add(task('dead', 'd2'));
+    for (let i = 0; i < 5; i += 1) await pool.add(task('ok', `o${i}`));
+    await pool.drain();
+    expect(ran).toEqual(['o0', 'o1', 'o2', 'o3', 'o4']);
+    expect(gaveUp).toEqual(['d1:breaker_open', 'd2:breaker_open']);
   });
 });

@@ -1,0 +1,125 @@
+import { unlink } from 'node:fs/promises';
+import { breakerOutcome, staysPending } from '../http/classify.js';
+import { Deferred, type HostGate } from '../hosts/gate.js';
+import { isDeadLocalOwner } from '../ledger/owner.js';
+import type { JobRow, Ledger, Outcome } from '../ledger/types.js';
+import type { Item } from '../manifest/parse.js';
+import type { HostPool, Task } from '../pool.js';
+import { recordFromRow } from '../record.js';
+import type { Reporter } from '../report.js';
+import { partPath } from '../store/paths.js';
+import { downloadItem, type ItemContext } from './item.js';
+import type { RequestGate } from './transfer.js';
+
+export interface Run {
+  ctx: Omit<ItemContext, 'gate'>;
+  ledger: Ledger;
+  reporter: Reporter;
+  hosts: HostGate;
+  pool: HostPool;
+  /** per-item aborts, fired when the heartbeat finds a lease lost */
+  leases: Map<string, AbortController>;
+}
+
+/** The stored result of a done job, to put back when its revalidation fails. */
+function storedOutcome(row: JobRow): Outcome {
+  return {
+    state: 'done', status: row.status ?? 'downloaded', reason: null, http_status: row.http_status, url: row.url, final_url: row.final_url,
+    sha256: row.sha256, bytes: row.bytes, path: row.path, content_type: row.content_type, etag: row.etag, last_modified: row.last_modified,
+    resumed_from: row.resumed_from ?? 0, attempts: row.attempts, elapsed_ms: row.elapsed_ms ?? 0,
+  };
+}
+
+/**
+ * The pool already reserved a slot at the item's first host for its first request; every other
+ * request (retries, fallbacks, redirect hops) asks the host gate itself.
+ */
+function itemGate(hosts: HostGate, admitted: { host: string; used: boolean }): RequestGate {
+  return {
+    enter: async (host, signal) => {
+      if (!admitted.used && host === admitted.host) {
+        admitted.used = true;
+        return hosts.useReservation(host);
+      }
+      return hosts.enter(host, signal);
+    },
+    responded: (host, ticket) => hosts.responded(host, ticket),
+    settle: (host, reason, retryAfterMs) => hosts.settle(host, breakerOutcome(reason), reason, retryAfterMs),
+  };
+}
+
+export function itemTask(run: Run, item: Item, row: JobRow, previous: JobRow | null): Task {
+  const task: Task = {
+    host: item.candidates[0]?.host ?? '',
+    run: () => work(run, task, item, row, previous),
+    abandon: (reason) => {
+      // Never claimed in this run: the job keeps its state and the next run takes it up.
+      const record = recordFromRow(row, { state: 'failed', status: 'failed', reason, attempts: 0, elapsed_ms: 0, resumed_from: 0, source: item.source });
+      run.reporter.record(record);
+    },
+  };
+  return task;
+}
+
+/**
+ * Runs a claimed item and records it. A holder that loses its lease stops the item and writes
+ * nothing more; an item whose host says "not now" goes back to the pool; a done job being
+ * revalidated stays done with its stored object whatever the revalidation met.
+ */
+async function work(run: Run, task: Task, item: Item, row: JobRow, previous: JobRow | null): Promise<void> {
+  const { ctx, ledger, reporter } = run;
+  const admitted = { host: task.host, used: false };
+  try {
+    // A lease whose holder died on this host (kill -9) is taken over now, not after its TTL.
+    const steal = row.state === 'active' && isDeadLocalOwner(row.lease_owner) ? row.lease_owner : null;
+    if (!ledger.claim(item.key, ctx.owner, ctx.now(), ctx.opts.leaseTtl, { reopen: previous !== null, steal })) {
+      reporter.heldElsewhere += 1;
+      return;
+    }
+    if (row.state === 'active' && !steal) {
+      // Taken over after expiry from a holder that may still be alive and writing: its part cannot
+      // be trusted, and unlinking it sends any late writes of the old holder to a dead inode.
+      await unlink(partPath(ctx.opts.out, item.key)).catch(() => undefined);
+      ledger.dropPart(item.key);
+    }
+    const lease = new AbortController();
+    run.leases.set(item.key, lease);
+    let result;
+    try {
+      const signal = AbortSignal.any([ctx.signal, lease.signal]);
+      result = await downloadItem({ ...ctx, signal, gate: itemGate(run.hosts, admitted) }, item, row, previous);
+    } catch (err) {
+      if (!(err instanceof Deferred)) throw err;
+      // The host is paused (rate, breaker, cool-down): give the lease back and queue the item again.
+      if (previous) ledger.finish(item.key, ctx.owner, storedOutcome(previous), ctx.now());
+      else ledger.release(item.key, ctx.owner, ctx.now());
+      run.pool.requeue(itemTask(run, item, { ...row, state: previous ? 'done' : 'pending', lease_owner: null }, previous));
+      return;
+    } finally {
+      run.leases.delete(item.key);
+    }
+    if (lease.signal.aborted && !ctx.signal.aborted) {
+      reporter.heldElsewhere += 1;
+      return;
+    }
+    const { outcome, canonicalUrl } = result;
+    const record = recordFromRow(row, { ...outcome, canonical_url: canonicalUrl, source: item.source });
+    if (previous) ledger.finish(item.key, ctx.owner, outcome.state === 'failed' ? storedOutcome(previous) : outcome, ctx.now());
+    else if (staysPending(outcome.reason)) ledger.release(item.key, ctx.owner, ctx.now());
+    else if (!ledger.finish(item.key, ctx.owner, outcome, ctx.now())) {
+      reporter.heldElsewhere += 1;
+      return;
+    }
+    reporter.record(record);
+  } finally {
+    if (!admitted.used) run.hosts.release(admitted.host);
+  }
+}
+
+/** Renews every lease of this process and aborts the items whose lease was lost meanwhile. */
+export function heartbeat(run: Run): void {
+  run.ledger.renew(run.ctx.owner, run.ctx.now(), run.ctx.opts.leaseTtl);
+  if (run.leases.size === 0) return;
+  const held = run.ledger.heldKeys(run.ctx.owner);
+  for (const [key, lease] of run.leases) if (!held.has(key)) lease.abort();
+}

@@ -1,0 +1,199 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { parse, YAMLParseError } from 'yaml';
+import { UsageError } from '../errors.js';
+
+/**
+ * Per-host policy from the DocsToKG YAML formats, validated once and resolved per host.
+ * Unknown keys are errors (exit 2), not warnings: a misspelt `max_concurent` silently ignored
+ * would make a run impolite without anyone noticing.
+ */
+export interface RateWindow {
+  limit: number;
+  ms: number;
+}
+
+export interface RolePolicy {
+  windows: RateWindow[];
+  maxDelayMs: number;
+  maxConcurrent: number;
+}
+
+export interface BreakerPolicy {
+  failMax: number;
+  resetTimeoutMs: number;
+  retryAfterCapMs: number | null;
+}
+
+export const ROLES = ['artifact', 'metadata', 'landing'] as const;
+type Role = (typeof ROLES)[number];
+
+const UNIT_MS: Record<string, number> = { second: 1000, minute: 60_000, hour: 3_600_000, day: 86_400_000 };
+
+type Json = Record<string, unknown>;
+
+class Where {
+  constructor(readonly file: string, readonly path: string) {}
+  at(key: string | number): Where {
+    return new Where(this.file, typeof key === 'number' ? `${this.path}[${key}]` : this.path ? `${this.path}.${key}` : key);
+  }
+  fail(problem: string): never {
+    throw new UsageError(`${this.file}: ${this.path || '(top level)'}: ${problem}`);
+  }
+}
+
+function object(v: unknown, w: Where): Json {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) w.fail(`expected a mapping, got ${JSON.stringify(v)}`);
+  return v as Json;
+}
+
+function onlyKeys(o: Json, allowed: readonly string[], w: Where): void {
+  for (const k of Object.keys(o)) if (!allowed.includes(k)) w.at(k).fail(`unknown key (expected one of ${allowed.join(', ')})`);
+}
+
+function number(v: unknown, w: Where, opts: { min: number; integer?: boolean }): number {
+  if (typeof v !== 'number' || !Number.isFinite(v)) w.fail(`expected a number, got ${JSON.stringify(v)}`);
+  if (opts.integer && !Number.isInteger(v)) w.fail(`expected a whole number, got ${v}`);
+  if (v < opts.min) w.fail(`must be at least ${opts.min}, got ${v}`);
+  return v;
+}
+
+/** `5/SECOND`, `500/HOUR`, `1/3SECOND` (one per three seconds). */
+export function parseRate(text: unknown, w: Where): RateWindow {
+  if (typeof text !== 'string') w.fail(`expected a rate such as "2/SECOND", got ${JSON.stringify(text)}`);
+  const m = /^\s*(\d+)\s*\/\s*(\d*)\s*([a-z]+)\s*$/i.exec(text);
+  if (!m) w.fail(`bad rate ${JSON.stringify(text)} (expected N/UNIT or N/kUNIT, UNIT one of SECOND MINUTE HOUR DAY)`);
+  const unit = UNIT_MS[m[3]!.toLowerCase()];
+  if (unit === undefined) w.fail(`bad unit ${JSON.stringify(m[3])} in ${JSON.stringify(text)} (expected SECOND, MINUTE, HOUR or DAY)`);
+  const limit = Number(m[1]);
+  const k = m[2] === '' ? 1 : Number(m[2]);
+  if (limit < 1) w.fail(`rate ${JSON.stringify(text)} allows nothing: the count must be at least 1`);
+  if (k < 1) w.fail(`rate ${JSON.stringify(text)}: the unit multiplier must be at least 1`);
+  return { limit, ms: k * unit };
+}
+
+function rolePolicy(v: unknown, w: Where, base: RolePolicy): RolePolicy {
+  const o = object(v, w);
+  onlyKeys(o, ['rates', 'max_delay_ms', 'max_concurrent'], w);
+  const out = { ...base };
+  if (o.rates !== undefined) {
+    if (!Array.isArray(o.rates)) w.at('rates').fail('expected a list of rates');
+    out.windows = (o.rates as unknown[]).map((r, i) => parseRate(r, w.at('rates').at(i)));
+  }
+  if (o.max_delay_ms !== undefined) out.maxDelayMs = number(o.max_delay_ms, w.at('max_delay_ms'), { min: 0 });
+  if (o.max_concurrent !== undefined) out.maxConcurrent = number(o.max_concurrent, w.at('max_concurrent'), { min: 1, integer: true });
+  return out;
+}
+
+function roles(v: unknown, w: Where, base: Record<Role, RolePolicy>): Record<Role, RolePolicy> {
+  const o = object(v, w);
+  onlyKeys(o, ROLES, w);
+  const out = { ...base };
+  for (const role of ROLES) if (o[role] !== undefined) out[role] = rolePolicy(o[role], w.at(role), base[role]);
+  return out;
+}
+
+function hostKey(k: string, w: Where): string {
+  const host = k.trim().toLowerCase();
+  if (!/^(\*\.)?[a-z0-9.:[\]_-]+$/.test(host)) w.fail('not a host name (use "example.org" or "*.example.org")');
+  return host;
+}
+
+function readYaml(file: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`${file}: cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  try {
+    return parse(text);
+  } catch (err) {
+    const where = err instanceof YAMLParseError && err.linePos ? ` line ${err.linePos[0].line}` : '';
+    throw new UsageError(`${file}:${where} YAML syntax error: ${(err as Error).message.split('\n')[0]}`);
+  }
+}
+
+/** Longest matching key wins: an exact host, then the most specific `*.` wildcard. */
+function lookup<T>(table: Map<string, T>, host: string): T | undefined {
+  const exact = table.get(host);
+  if (exact) return exact;
+  const labels = host.split('.');
+  for (let i = 1; i < labels.length; i += 1) {
+    const hit = table.get(`*.${labels.slice(i).join('.')}`);
+    if (hit) return hit;
+  }
+  return undefined;
+}
+
+export class RatePolicies {
+  private readonly cache = new Map<string, RolePolicy>();
+  constructor(private readonly defaults: Record<Role, RolePolicy>, private readonly hosts: Map<string, Record<Role, RolePolicy>>) {}
+  resolve(host: string, role: Role = 'artifact'): RolePolicy {
+    const key = `${role} ${host}`;
+    let p = this.cache.get(key);
+    if (!p) {
+      p = (lookup(this.hosts, host.toLowerCase()) ?? this.defaults)[role];
+      this.cache.set(key, p);
+    }
+    return p;
+  }
+}
+
+const UNLIMITED: RolePolicy = { windows: [], maxDelayMs: 2000, maxConcurrent: Number.MAX_SAFE_INTEGER };
+
+export function loadRatelimits(file: string): RatePolicies {
+  const w = new Where(file, '');
+  const doc = object(readYaml(file), w);
+  onlyKeys(doc, ['version', 'defaults', 'hosts'], w);
+  if (doc.version !== 1) w.at('version').fail(`expected 1, got ${JSON.stringify(doc.version)}`);
+  const base = { artifact: UNLIMITED, metadata: UNLIMITED, landing: UNLIMITED };
+  const defaults = doc.defaults === undefined ? base : roles(doc.defaults, w.at('defaults'), base);
+  const hosts = new Map<string, Record<Role, RolePolicy>>();
+  if (doc.hosts !== undefined && doc.hosts !== null) {
+    for (const [k, v] of Object.entries(object(doc.hosts, w.at('hosts')))) {
+      const hw = w.at('hosts').at(k);
+      hosts.set(hostKey(k, hw), roles(v, hw, defaults));
+    }
+  }
+  return new RatePolicies(defaults, hosts);
+}
+
+export class BreakerPolicies {
+  constructor(private readonly defaults: BreakerPolicy, private readonly hosts: Map<string, BreakerPolicy>) {}
+  resolve(host: string): BreakerPolicy {
+    return lookup(this.hosts, host.toLowerCase()) ?? this.defaults;
+  }
+}
+
+function breaker(v: unknown, w: Where, base: BreakerPolicy): BreakerPolicy {
+  const o = object(v, w);
+  onlyKeys(o, ['fail_max', 'reset_timeout_s', 'retry_after_cap_s'], w);
+  return {
+    failMax: o.fail_max === undefined ? base.failMax : number(o.fail_max, w.at('fail_max'), { min: 1, integer: true }),
+    resetTimeoutMs: o.reset_timeout_s === undefined ? base.resetTimeoutMs : number(o.reset_timeout_s, w.at('reset_timeout_s'), { min: 0.001 }) * 1000,
+    retryAfterCapMs: o.retry_after_cap_s === undefined ? base.retryAfterCapMs : number(o.retry_after_cap_s, w.at('retry_after_cap_s'), { min: 0 }) * 1000,
+  };
+}
+
+export function loadBreakers(file: string): BreakerPolicies {
+  const w = new Where(file, '');
+  const doc = object(readYaml(file), w);
+  onlyKeys(doc, ['version', 'defaults', 'hosts'], w);
+  if (doc.version !== undefined && doc.version !== 1) w.at('version').fail(`expected 1, got ${JSON.stringify(doc.version)}`);
+  const base: BreakerPolicy = { failMax: 5, resetTimeoutMs: 60_000, retryAfterCapMs: null };
+  const defaults = doc.defaults === undefined ? base : breaker(doc.defaults, w.at('defaults'), base);
+  const hosts = new Map<string, BreakerPolicy>();
+  if (doc.hosts !== undefined && doc.hosts !== null) {
+    for (const [k, v] of Object.entries(object(doc.hosts, w.at('hosts')))) {
+      const hw = w.at('hosts').at(k);
+      hosts.set(hostKey(k, hw), breaker(v, hw, defaults));
+    }
+  }
+  return new BreakerPolicies(defaults, hosts);
+}
+
+/** The built-in policies shipped in config/ (used when no file is given). */
+export function builtinConfig(name: 'ratelimits.default.yaml' | 'breakers.default.yaml'): string {
+  return fileURLToPath(new URL(`../../config/${name}`, import.meta.url));
+}
