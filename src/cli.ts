@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
-import { DOWNLOAD_OPTIONS, EXPORT_OPTIONS, RECONCILE_OPTIONS, SHARED_OPTIONS, type ReconcileOptions, envName, resolveOptions, type DownloadOptions, type ExportOptions, type OptionSpec, type SharedOptions } from './config.js';
+import { DOWNLOAD_OPTIONS, EXPORT_OPTIONS, RECONCILE_OPTIONS, SHARED_OPTIONS, STATUS_OPTIONS, type ReconcileOptions, type StatusOptions, envName, resolveOptions, type DownloadOptions, type ExportOptions, type OptionSpec } from './config.js';
 import { DocstokgError, FatalError, UsageError } from './errors.js';
 
 const EXIT = { ok: 0, usage: 2, fatal: 3 } as const;
@@ -89,10 +89,10 @@ addOptions(program.command('reconcile'), [...SHARED_OPTIONS, ...RECONCILE_OPTION
     }),
   );
 
-addOptions(program.command('status'), SHARED_OPTIONS)
-  .description('counts by state, bytes stored, failure reasons')
+addOptions(program.command('status'), [...SHARED_OPTIONS, ...STATUS_OPTIONS])
+  .description('counts by state, bytes stored, failure reasons, hosts in trouble; --runs lists past runs')
   .action(
-    action<SharedOptions>([], async (opts) => {
+    action<StatusOptions>(STATUS_OPTIONS, async (opts) => {
       const { runStatus } = await import('./commands/status.js');
       return runStatus(opts);
     }),

@@ -44,6 +44,8 @@ export const DOWNLOAD_OPTIONS: readonly OptionSpec[] = [
   { flag: 'progress', kind: 'negbool', default: true, help: 'no progress bar or periodic lines' },
   { flag: 'fsync', kind: 'negbool', default: true, help: 'skip fsync of files and directories (not power-loss safe)' },
   { flag: 'lease-ttl', kind: 'seconds', arg: 's', default: 60, min: 1, help: 'lease length; renewed every quarter of it while an item runs' },
+  { flag: 'log-format', kind: 'enum', arg: 'fmt', default: 'text', choices: ['text', 'json'], help: 'events on stderr: human text, or one JSON object per line' },
+  { flag: 'metrics-file', kind: 'string', arg: 'path', help: 'Prometheus text file, rewritten atomically every 15 s and at the end' },
   { flag: 'user-agent', kind: 'string', arg: 's', default: 'docstokg/0.1 (+https://www.npmjs.com/package/docstokg)', help: 'User-Agent header' },
   { flag: 'mailto', kind: 'string', arg: 'addr', help: 'contact address added to the User-Agent' },
 ];
@@ -51,10 +53,16 @@ export const DOWNLOAD_OPTIONS: readonly OptionSpec[] = [
 export const RECONCILE_OPTIONS: readonly OptionSpec[] = [
   { flag: 'dry-run', kind: 'bool', default: false, help: 'report what would be repaired, change nothing' },
   { flag: 'verify', kind: 'bool', default: false, help: 're-hash every stored object; quarantine and re-queue corrupt ones' },
+  { flag: 'log-format', kind: 'enum', arg: 'fmt', default: 'text', choices: ['text', 'json'], help: 'events on stderr: human text, or one JSON object per line' },
+];
+
+export const STATUS_OPTIONS: readonly OptionSpec[] = [
+  { flag: 'runs', kind: 'bool', default: false, help: 'list past runs instead' },
 ];
 
 export const EXPORT_OPTIONS: readonly OptionSpec[] = [
   { flag: 'format', kind: 'enum', arg: 'fmt', default: 'jsonl', choices: ['jsonl', 'csv'], help: 'output format' },
+  { flag: 'attempts', kind: 'bool', default: false, help: 'one row per HTTP attempt instead of one per item' },
 ];
 
 const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kib: 1024, m: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gib: 1024 ** 3, t: 1024 ** 4, tib: 1024 ** 4 };
@@ -153,6 +161,8 @@ export interface DownloadOptions extends SharedOptions {
   progress: boolean;
   fsync: boolean;
   leaseTtl: number;
+  logFormat: 'text' | 'json';
+  metricsFile: string | undefined;
   userAgent: string;
   mailto: string | undefined;
 }
@@ -160,10 +170,16 @@ export interface DownloadOptions extends SharedOptions {
 export interface ReconcileOptions extends SharedOptions {
   dryRun: boolean;
   verify: boolean;
+  logFormat: 'text' | 'json';
+}
+
+export interface StatusOptions extends SharedOptions {
+  runs: boolean;
 }
 
 export interface ExportOptions extends SharedOptions {
   format: 'jsonl' | 'csv';
+  attempts: boolean;
 }
 
 export const MAX_REDIRECTS = 10;

@@ -9,14 +9,15 @@ export interface Task {
 
 /** What the pool asks before starting a task for a host (see HostGate). */
 export interface Gatekeeper {
-  check(host: string, now: number): { waitMs: number; why: string } | null;
+  /** null when a task for the host may start now, else how long to wait and why */
+  hold(host: string, now: number): { waitMs: number; why: string } | null;
   pass(host: string, now: number): void;
   maxConcurrent(host: string): number;
   /** the reason to give up on a blocked host's tasks when nothing else is left to do, or null to wait */
   abandonReason(host: string, blocked: { waitMs: number; why: string }): string | null;
 }
 
-const OPEN: Gatekeeper = { check: () => null, pass: () => {}, maxConcurrent: () => Number.MAX_SAFE_INTEGER, abandonReason: () => null };
+const OPEN: Gatekeeper = { hold: () => null, pass: () => {}, maxConcurrent: () => Number.MAX_SAFE_INTEGER, abandonReason: () => null };
 
 /**
  * Bounded worker pool with per-host queues. A free slot goes to the next host (round robin) that
@@ -112,7 +113,7 @@ export class HostPool {
       const host = this.ready.values().next().value as string;
       this.ready.delete(host);
       const now = this.now();
-      const blocked = this.gate.check(host, now);
+      const blocked = this.gate.hold(host, now);
       if (blocked) {
         this.sleep(host, now, blocked);
         continue;

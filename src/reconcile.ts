@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Events } from './events.js';
 import { isDeadLocalOwner } from './ledger/owner.js';
 import type { JobRow, JobState, Ledger, OpRow } from './ledger/types.js';
 import { linkItem } from './store/link.js';
@@ -18,6 +19,7 @@ export interface ReconcileContext {
   apply: boolean;
   verify: boolean;
   now: number;
+  events?: Events;
 }
 
 export type StepStats = Record<string, number>;
@@ -207,8 +209,10 @@ export async function reconcile(ctx: ReconcileContext): Promise<{ steps: StepRep
   const steps: StepReport[] = [];
   let repaired = 0;
   for (const step of STEPS) {
+    const started = Date.now();
     const stats = await step.run(ctx);
     for (const [k, v] of Object.entries(stats)) if (REPAIR_COUNTS.has(k)) repaired += v;
+    ctx.events?.emit('reconcile_step', { step: step.name, dry_run: !ctx.apply, elapsed_ms: Date.now() - started, ...stats });
     steps.push({ step: step.name, ...stats });
   }
   ctx.ledger.flush();

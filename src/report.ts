@@ -1,4 +1,5 @@
 import type { DownloadOptions } from './config.js';
+import { Events } from './events.js';
 import { createProgress, formatBytes, type Progress, type ProgressState } from './progress.js';
 import type { DownloadRecord } from './record.js';
 
@@ -23,6 +24,7 @@ export class Reporter {
   constructor(
     private readonly opts: Pick<DownloadOptions, 'json' | 'quiet' | 'verbose' | 'progress'>,
     private readonly now: () => number,
+    private readonly events: Events = new Events(),
   ) {
     this.state = { planned: 0, finished: 0, failed: 0, bytes: 0, startedAt: now() };
     this.progress = createProgress(process.stderr, opts.progress && !opts.quiet && !opts.verbose);
@@ -40,6 +42,10 @@ export class Reporter {
   }
 
   record(r: DownloadRecord): void {
+    this.events.emit(r.status === 'failed' || r.status === 'invalid' ? 'item_failed' : 'item_done', {
+      id: r.id, status: r.status, reason: r.reason, url: r.url, http_status: r.http_status, bytes: r.bytes, sha256: r.sha256,
+      path: r.path, attempts: r.attempts, elapsed_ms: r.elapsed_ms, source: r.source,
+    });
     this.counts[r.status] = (this.counts[r.status] ?? 0) + 1;
     if (r.reason) this.reasons[r.reason] = (this.reasons[r.reason] ?? 0) + 1;
     this.state.finished += 1;

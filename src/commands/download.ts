@@ -13,6 +13,7 @@ import { newOwnerId } from '../ledger/owner.js';
 import { parseLine } from '../manifest/parse.js';
 import { readManifests } from '../manifest/read.js';
 import { HostPool } from '../pool.js';
+import { startTelemetry } from '../telemetry.js';
 import { invalidRecord, recordFromRow } from '../record.js';
 import { Reporter } from '../report.js';
 import { DEFAULT_DB_NAME, STAGING_DIR } from '../store/paths.js';
@@ -63,7 +64,10 @@ export async function runDownload(manifests: readonly string[], opts: DownloadOp
   if (opts.dryRun) return planDryRun(manifests, opts, dbPath(opts));
   await prepareOut(opts);
   const ledger = new SqliteLedger(dbPath(opts));
-  const reporter = new Reporter(opts, now);
+  const telemetry = startTelemetry(opts, ledger.runId);
+  const events = telemetry.events;
+  // With JSON events the stderr stream is for machines: the summary travels in run_end.
+  const reporter = new Reporter(opts.logFormat === 'json' ? { ...opts, quiet: true } : opts, now, events);
   const controller = new AbortController();
   const dispatcher = createAgent({ connectTimeout: opts.connectTimeout, stallTimeout: opts.stallTimeout, concurrency: opts.concurrency });
   const policies = loadPolicies(opts);
@@ -75,8 +79,9 @@ export async function runDownload(manifests: readonly string[], opts: DownloadOp
     headers: { 'user-agent': userAgent(opts), accept: 'application/pdf,*/*;q=0.8', 'accept-encoding': 'identity' },
     signal: controller.signal,
     now,
+    events,
   };
-  const hosts = new HostGate(policies.rates, policies.breakers, opts.retryAfterCap, ledger.hosts(), (row) => ledger.saveHost(row, now()));
+  const hosts = new HostGate(policies.rates, policies.breakers, opts.retryAfterCap, ledger.hosts(), (row) => ledger.saveHost(row, now()), now, events);
   const pool = new HostPool(opts.concurrency, opts.perHost, hosts);
   let signalled: NodeJS.Signals | null = null;
   const onSignal = (sig: NodeJS.Signals): void => {
@@ -90,7 +95,9 @@ export async function runDownload(manifests: readonly string[], opts: DownloadOp
   process.on('SIGTERM', onSignal);
   const run: Run = { ctx, ledger, reporter, hosts, pool, leases: new Map() };
   const beat = setInterval(() => heartbeat(run), Math.max(250, opts.leaseTtl / 4));
-  ledger.beginRun(argv, now());
+  const startedAt = now();
+  ledger.beginRun(argv, startedAt);
+  events.emit('run_start', { argv, manifests, out: opts.out, db: dbPath(opts), pid: process.pid });
   try {
     for await (const line of readManifests(manifests)) {
       if (signalled) break;
@@ -102,7 +109,11 @@ export async function runDownload(manifests: readonly string[], opts: DownloadOp
         continue;
       }
       const item = parsed.item;
-      const plan = ledger.plan(item, now());
+      const at = now();
+      const plan = ledger.plan(item, at);
+      if (events.active && plan.kind !== 'duplicate') {
+        events.emit(plan.row.created_at === at ? 'job_created' : 'job_reused', { id: item.id, job: item.key, state: plan.row.state, source: item.source });
+      }
       if (plan.kind === 'duplicate') {
         reporter.planned(-1);
         reporter.duplicates += 1;
@@ -132,5 +143,7 @@ export async function runDownload(manifests: readonly string[], opts: DownloadOp
   const code = signalled ? (signalled === 'SIGINT' ? 130 : 143) : reporter.exitCode();
   ledger.endRun(reporter.summaryCounts(), code, now());
   ledger.close();
+  events.emit('run_end', { exit_code: code, duration_ms: now() - startedAt, counts: reporter.summaryCounts(), signal: signalled });
+  await telemetry.close();
   return code;
 }

@@ -39,7 +39,7 @@ export async function planDryRun(manifests: readonly string[], opts: DownloadOpt
       key: item.key, item_id: item.id, doi: item.doi, canonical_url: item.candidates[0]?.canonical ?? item.blocked[0] ?? null,
       urls: '[]', expected_sha256: item.expectedSha256, source: item.source, state: 'pending', status: null, reason: null,
       http_status: null, url: null, final_url: null, sha256: null, bytes: null, path: null, content_type: null, etag: null,
-      last_modified: null, resumed_from: 0, attempts: 0, elapsed_ms: 0, lease_owner: null, lease_expires_at: null, updated_at: 0,
+      last_modified: null, resumed_from: 0, attempts: 0, elapsed_ms: 0, lease_owner: null, lease_expires_at: null, created_at: 0, updated_at: 0,
     };
     if (row?.state === 'done') {
       reporter.record(recordFromRow(base, { status: 'skipped', attempts: 0, elapsed_ms: 0, source: item.source }));

@@ -1,5 +1,6 @@
 import type { ReconcileOptions } from '../config.js';
 import { reconcile } from '../reconcile.js';
+import { startTelemetry } from '../telemetry.js';
 import { openExisting } from './status.js';
 
 /**
@@ -8,10 +9,13 @@ import { openExisting } from './status.js';
  */
 export async function runReconcile(opts: ReconcileOptions): Promise<number> {
   const ledger = openExisting(opts);
+  const telemetry = startTelemetry(opts, ledger.runId);
   try {
-    const result = await reconcile({ ledger, out: opts.out, apply: !opts.dryRun, verify: opts.verify, now: Date.now() });
+    telemetry.events.emit('reconcile_start', { out: opts.out, dry_run: opts.dryRun, verify: opts.verify });
+    const result = await reconcile({ ledger, out: opts.out, apply: !opts.dryRun, verify: opts.verify, now: Date.now(), events: telemetry.events });
     const after = opts.dryRun ? result : await reconcile({ ledger, out: opts.out, apply: false, verify: false, now: Date.now() });
     const consistent = opts.dryRun ? result.repaired === 0 : after.repaired === 0;
+    telemetry.events.emit('reconcile_end', { repaired: result.repaired, consistent });
     if (opts.json) {
       process.stdout.write(`${JSON.stringify({ dry_run: opts.dryRun, steps: result.steps, repaired: result.repaired, consistent })}\n`);
     } else if (!opts.quiet) {
@@ -24,5 +28,6 @@ export async function runReconcile(opts: ReconcileOptions): Promise<number> {
     return consistent ? 0 : 1;
   } finally {
     ledger.close();
+    await telemetry.close();
   }
 }

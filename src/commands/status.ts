@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import type { SharedOptions } from '../config.js';
+import type { SharedOptions, StatusOptions } from '../config.js';
 import { FatalError } from '../errors.js';
 import { SqliteLedger } from '../ledger/sqlite.js';
 import { formatBytes } from '../progress.js';
@@ -44,8 +44,32 @@ function hostViews(ledger: SqliteLedger, now: number): HostView[] {
   }).filter((h) => h.breaker !== 'closed' || h.cooldown_until !== null || h.recent_failures > 0);
 }
 
-export async function runStatus(opts: SharedOptions): Promise<number> {
+function printRuns(ledger: SqliteLedger, json: boolean): void {
+  for (const r of ledger.runs()) {
+    const view = {
+      id: r.id,
+      started_at: new Date(r.started_at).toISOString(),
+      ended_at: r.ended_at ? new Date(r.ended_at).toISOString() : null,
+      duration_s: r.ended_at ? (r.ended_at - r.started_at) / 1000 : null,
+      exit_code: r.exit_code,
+      counts: r.counts ? (JSON.parse(r.counts) as Record<string, number>) : null,
+      argv: JSON.parse(r.argv) as string[],
+    };
+    if (json) process.stdout.write(`${JSON.stringify(view)}\n`);
+    else {
+      const counts = view.counts ? Object.entries(view.counts).filter(([, v]) => v).map(([k, v]) => `${k} ${v}`).join(', ') : 'did not finish';
+      process.stdout.write(`${view.started_at}  ${view.duration_s === null ? '-' : `${view.duration_s.toFixed(1)} s`}  exit ${view.exit_code ?? '-'}  ${counts}  docstokg ${view.argv.join(' ')}\n`);
+    }
+  }
+}
+
+export async function runStatus(opts: StatusOptions): Promise<number> {
   const ledger = openExisting(opts);
+  if (opts.runs) {
+    printRuns(ledger, opts.json);
+    ledger.close();
+    return 0;
+  }
   const c = ledger.counts();
   const hosts = hostViews(ledger, Date.now());
   ledger.close();

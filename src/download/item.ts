@@ -7,7 +7,8 @@ import type { DownloadOptions } from '../config.js';
 import { ItemError, type Reason } from '../errors.js';
 import { actionFor, keepsPart } from '../http/classify.js';
 import { backoffDelay } from '../http/retry-after.js';
-import type { JobRow, Ledger, Outcome, PartRow } from '../ledger/types.js';
+import type { Events } from '../events.js';
+import type { AttemptRow, JobRow, Ledger, Outcome, PartRow } from '../ledger/types.js';
 import type { Candidate, Item } from '../manifest/parse.js';
 import { finalizePart, objectExists, type Finalized } from '../store/finalize.js';
 import { linkItem } from '../store/link.js';
@@ -23,6 +24,7 @@ export interface ItemContext {
   signal: AbortSignal;
   now: () => number;
   gate: RequestGate;
+  events: Events;
 }
 
 export interface ItemResult {
@@ -47,9 +49,11 @@ async function finalizeOnce(ctx: ItemContext, job: JobRow, part: string, sha256:
   if (op.state === 'done' && (await objectExists(ctx.opts.out, sha256))) {
     await unlink(part).catch(() => undefined);
     done = op.result as Finalized;
+    ctx.events.emit('op', { kind: 'finalize', action: 'replayed', id: job.item_id, op: key });
   } else {
     done = await finalizePart(ctx.opts.out, part, sha256, ctx.opts.fsync);
     ctx.ledger.finishOp(key, done, ctx.now());
+    ctx.events.emit('op', { kind: 'finalize', action: 'executed', id: job.item_id, op: key, deduped: done.deduped });
   }
   ctx.ledger.dropPart(job.key);
   return done;
@@ -59,17 +63,18 @@ async function finalizeOnce(ctx: ItemContext, job: JobRow, part: string, sha256:
  * With --link-dir, a done item's view is made if its link op never completed (a crash between
  * finalize and link): so a skipped item still ends up linked.
  */
-export async function linkDone(ctx: Pick<ItemContext, 'opts' | 'ledger' | 'owner' | 'now'>, job: JobRow): Promise<void> {
+export async function linkDone(ctx: Pick<ItemContext, 'opts' | 'ledger' | 'owner' | 'now' | 'events'>, job: JobRow): Promise<void> {
   if (ctx.opts.linkDir && job.sha256) await linkOnce(ctx, job, job.sha256);
 }
 
-async function linkOnce(ctx: Pick<ItemContext, 'opts' | 'ledger' | 'owner' | 'now'>, job: JobRow, sha256: string): Promise<void> {
+async function linkOnce(ctx: Pick<ItemContext, 'opts' | 'ledger' | 'owner' | 'now' | 'events'>, job: JobRow, sha256: string): Promise<void> {
   if (!ctx.opts.linkDir) return;
   const dir = resolve(ctx.opts.linkDir);
   const key = opKey('link', job.key, `${sha256}\0${dir}`);
   if (ctx.ledger.beginOp(key, job.key, 'link', ctx.owner, ctx.now(), JSON.stringify({ dir, sha256 })).state === 'done') return;
   const name = await linkItem(dir, job.item_id, objectPath(ctx.opts.out, sha256));
   ctx.ledger.finishOp(key, { name }, ctx.now());
+  ctx.events.emit('op', { kind: 'link', action: 'executed', id: job.item_id, op: key, name });
 }
 
 interface Tried {
@@ -111,15 +116,20 @@ async function heldBytes(path: string): Promise<number> {
  * One URL with its retries. A part survives a failure that a retry may fix (and an interruption),
  * so the next attempt, or the next run, continues it; any other failure drops it.
  */
-async function tryCandidate(ctx: ItemContext, job: JobRow, candidate: Candidate, attempts: { n: number }, previous: JobRow | null): Promise<TransferResult | Tried> {
+/** A transfer that worked; its attempt row is written once the outcome (stored, deduped…) is known. */
+type Fetched = TransferResult & { recordAttempt: (extra: Partial<AttemptRow>) => void };
+
+async function tryCandidate(ctx: ItemContext, job: JobRow, candidate: Candidate, attempts: { n: number }, previous: JobRow | null): Promise<Fetched | Tried> {
   const part = partPath(ctx.opts.out, job.key);
   const conditional = previous && previous.url === candidate.href ? { etag: previous.etag, lastModified: previous.last_modified } : undefined;
   for (let retry = 0; ; retry += 1) {
     const facts = emptyFacts();
     const started = ctx.now();
     attempts.n += 1;
-    const record = (error: string | null): void =>
-      ctx.ledger.recordAttempt({ job_key: job.key, url: candidate.href, final_url: facts.finalUrl, http_status: facts.httpStatus, bytes: facts.bytes, elapsed_ms: ctx.now() - started, error, resume_from: facts.resumeFrom, resume_decision: facts.decision, started_at: started });
+    const record = (error: string | null, extra: Partial<AttemptRow> = {}): void => {
+      ctx.ledger.recordAttempt({ job_key: job.key, url: candidate.href, final_url: facts.finalUrl, http_status: facts.httpStatus, bytes: facts.bytes, elapsed_ms: ctx.now() - started, error, resume_from: facts.resumeFrom, resume_decision: facts.decision, started_at: started, ...extra });
+      ctx.events.emit('resume_decision', { id: job.item_id, url: candidate.href, decision: facts.decision, resume_from: facts.resumeFrom, bytes: facts.bytes, error });
+    };
     try {
       const held = conditional ? 0 : await heldBytes(part);
       const partRow = conditional ? undefined : ctx.ledger.getPart(job.key);
@@ -127,8 +137,8 @@ async function tryCandidate(ctx: ItemContext, job: JobRow, candidate: Candidate,
       if (replayed) {
         facts.decision = 'replay:stream';
         facts.resumeFrom = held;
-        record(null);
-        return { ...facts, sha256: replayed.sha256, size: replayed.size, notModified: false };
+        ctx.events.emit('op', { kind: 'stream', action: 'replayed', id: job.item_id });
+        return { ...facts, sha256: replayed.sha256, size: replayed.size, fsyncMs: null, notModified: false, recordAttempt: (extra) => record(null, extra) };
       }
       let streamKey = partRow ? streamOpKey(job.key, partRow) : null;
       const result = await transfer(
@@ -154,17 +164,18 @@ async function tryCandidate(ctx: ItemContext, job: JobRow, candidate: Candidate,
         },
         facts,
       );
-      record(null);
       if (!result.notModified && streamKey) {
         ctx.ledger.finishOp(streamKey, { sha256: result.sha256, size: result.size }, ctx.now());
         // Committed now: a complete, fsync'd part is then never fetched again after a crash.
         ctx.ledger.flush();
+        ctx.events.emit('op', { kind: 'stream', action: 'executed', id: job.item_id, bytes: result.size });
       }
       if (!result.notModified && job.expected_sha256 && result.sha256 !== job.expected_sha256) {
+        record('checksum_mismatch', { sha256: result.sha256 });
         await discardPart(ctx, job);
         return { candidate, facts, error: new ItemError('checksum_mismatch', `expected sha256 ${job.expected_sha256}, got ${result.sha256}`, { httpStatus: facts.httpStatus }) };
       }
-      return result;
+      return { ...result, recordAttempt: (extra) => record(null, extra) };
     } catch (err) {
       const error = err instanceof ItemError ? err : (() => { throw err; })();
       record(error.code);
@@ -174,6 +185,7 @@ async function tryCandidate(ctx: ItemContext, job: JobRow, candidate: Candidate,
       // A Retry-After is not slept here: it pauses the whole host in the gate, which the next
       // attempt passes (or is deferred by, freeing this worker).
       const delay = backoffDelay(retry, ctx.opts.retryDelay);
+      ctx.events.emit('retry_scheduled', { id: job.item_id, url: candidate.href, attempt: retry + 1, delay_ms: delay, cause: error.code });
       try {
         await sleep(delay, undefined, { signal: ctx.signal });
       } catch {
@@ -241,12 +253,14 @@ export async function downloadItem(ctx: ItemContext, item: Item, job: JobRow, pr
     };
     if (tried.notModified || (previous && tried.sha256 === previous.sha256)) {
       if (!tried.notModified) await discardPart(ctx, job);
+      tried.recordAttempt({ dedup: 'unchanged', sha256: previous!.sha256, path: previous!.path, fsync_ms: tried.notModified ? null : tried.fsyncMs });
       return {
         canonicalUrl: candidate.canonical,
         outcome: { ...base, status: 'unchanged', sha256: previous!.sha256, bytes: previous!.bytes, path: previous!.path, content_type: tried.contentType ?? previous!.content_type, resumed_from: 0 },
       };
     }
     const fin = await finalizeOnce(ctx, job, partPath(ctx.opts.out, job.key), tried.sha256);
+    tried.recordAttempt({ dedup: fin.deduped ? 'deduped' : 'stored', sha256: tried.sha256, path: fin.path, fsync_ms: tried.fsyncMs });
     await linkOnce(ctx, job, tried.sha256);
     return {
       canonicalUrl: candidate.canonical,

@@ -72,6 +72,7 @@ export class PartWriter extends Writable {
   /** body bytes received by this response */
   received = 0;
   size: number;
+  fsyncMs: number | null = null;
   private readonly sniffer: PdfSniffer;
   private readonly tail: Buffer;
   private overlapLeft: number;
@@ -144,7 +145,11 @@ export class PartWriter extends Writable {
     }
     if (!this.sniffer.finish()) return callback(new ItemError('not_pdf', 'no %PDF- header in the body', { httpStatus: this.o.httpStatus }));
     if (this.fd === null || !this.o.fsync) return callback();
-    fsync(this.fd, (err) => callback(err));
+    const t = performance.now();
+    fsync(this.fd, (err) => {
+      this.fsyncMs = performance.now() - t;
+      callback(err);
+    });
   }
 
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {

@@ -38,7 +38,7 @@ export interface RequestGate {
   /** the response to that request started */
   responded(host: string, ticket: Ticket | null): void;
   /** false when a Retry-After asked for longer than the cap */
-  settle(host: string, reason: Reason | null, retryAfterMs: number | null): boolean;
+  settle(host: string, reason: Reason | null, retryAfterMs: number | null, status: number | null): boolean;
 }
 
 /** What one attempt saw; filled in as it goes so a failure can still be recorded with its facts. */
@@ -58,6 +58,7 @@ export interface Transferred extends AttemptFacts {
   sha256: string;
   /** size of the complete file */
   size: number;
+  fsyncMs: number | null;
   notModified: false;
 }
 
@@ -113,21 +114,22 @@ export async function transfer(input: TransferInput, facts: AttemptFacts): Promi
     facts.finalUrl = url;
     const host = new URL(url).hostname;
     const ticket = await input.gate.enter(host, input.signal);
+    facts.httpStatus = null;
     let answer: Answer;
     try {
       answer = await exchange({ ...input, onResponse: () => input.gate.responded(host, ticket) }, url, { ...input.headers, ...resumeHeaders(plan), ...conditionalHeaders(conditional) }, plan, conditional !== undefined, facts, seed);
     } catch (err) {
-      input.gate.settle(host, err instanceof ItemError ? err.code : 'connect_error', null);
+      input.gate.settle(host, err instanceof ItemError ? err.code : 'connect_error', null, facts.httpStatus);
       throw err;
     }
     if (answer.kind === 'error') {
       const retryAfterMs = parseRetryAfter(answer.headers['retry-after'], Date.now());
-      if (!input.gate.settle(host, `http_${answer.status}`, retryAfterMs)) {
+      if (!input.gate.settle(host, `http_${answer.status}`, retryAfterMs, answer.status)) {
         throw new ItemError('retry_after_too_long', `Retry-After of ${retryAfterMs} ms is above the cap`, { httpStatus: answer.status, retryAfterMs });
       }
       throw new ItemError(`http_${answer.status}`, `HTTP ${answer.status}`, { httpStatus: answer.status, retryAfterMs });
     }
-    input.gate.settle(host, null, null);
+    input.gate.settle(host, null, null, facts.httpStatus);
     switch (answer.kind) {
       case 'redirect': {
         hop += 1;
@@ -154,7 +156,7 @@ export async function transfer(input: TransferInput, facts: AttemptFacts): Promi
       case 'body': {
         const w = answer.writer;
         facts.resumeFrom = answer.plan.kind === 'fresh' ? 0 : answer.plan.held;
-        return { ...facts, sha256: w.hash.digest('hex'), size: w.size, notModified: false };
+        return { ...facts, sha256: w.hash.digest('hex'), size: w.size, fsyncMs: w.fsyncMs, notModified: false };
       }
     }
   }

@@ -34,7 +34,8 @@ function storedOutcome(row: JobRow): Outcome {
  * The pool already reserved a slot at the item's first host for its first request; every other
  * request (retries, fallbacks, redirect hops) asks the host gate itself.
  */
-function itemGate(hosts: HostGate, admitted: { host: string; used: boolean }): RequestGate {
+function itemGate(run: Run, admitted: { host: string; used: boolean }): RequestGate {
+  const hosts = run.hosts;
   return {
     enter: async (host, signal) => {
       if (!admitted.used && host === admitted.host) {
@@ -44,7 +45,10 @@ function itemGate(hosts: HostGate, admitted: { host: string; used: boolean }): R
       return hosts.enter(host, signal);
     },
     responded: (host, ticket) => hosts.responded(host, ticket),
-    settle: (host, reason, retryAfterMs) => hosts.settle(host, breakerOutcome(reason), reason, retryAfterMs),
+    settle: (host, reason, retryAfterMs, status) => {
+      run.ctx.events.emit('request', { host, status, error: reason && !reason.startsWith('http_') ? reason : null });
+      return hosts.settle(host, breakerOutcome(reason), reason, retryAfterMs);
+    },
   };
 }
 
@@ -76,6 +80,8 @@ async function work(run: Run, task: Task, item: Item, row: JobRow, previous: Job
       reporter.heldElsewhere += 1;
       return;
     }
+    ctx.events.emit('lease_acquired', { id: item.id, job: item.key, took_over: steal });
+    ctx.events.emit('transition', { id: item.id, job: item.key, from: row.state, to: 'active' });
     if (row.state === 'active' && !steal) {
       // Taken over after expiry from a holder that may still be alive and writing: its part cannot
       // be trusted, and unlinking it sends any late writes of the old holder to a dead inode.
@@ -87,29 +93,39 @@ async function work(run: Run, task: Task, item: Item, row: JobRow, previous: Job
     let result;
     try {
       const signal = AbortSignal.any([ctx.signal, lease.signal]);
-      result = await downloadItem({ ...ctx, signal, gate: itemGate(run.hosts, admitted) }, item, row, previous);
+      result = await downloadItem({ ...ctx, signal, gate: itemGate(run, admitted) }, item, row, previous);
     } catch (err) {
       if (!(err instanceof Deferred)) throw err;
       // The host is paused (rate, breaker, cool-down): give the lease back and queue the item again.
       if (previous) ledger.finish(item.key, ctx.owner, storedOutcome(previous), ctx.now());
       else ledger.release(item.key, ctx.owner, ctx.now());
+      ctx.events.emit('deferred', { id: item.id, host: err.host, why: err.why, wait_ms: err.waitMs });
+      ctx.events.emit('transition', { id: item.id, job: item.key, from: 'active', to: previous ? 'done' : 'pending' });
       run.pool.requeue(itemTask(run, item, { ...row, state: previous ? 'done' : 'pending', lease_owner: null }, previous));
       return;
     } finally {
       run.leases.delete(item.key);
     }
     if (lease.signal.aborted && !ctx.signal.aborted) {
+      ctx.events.emit('lease_lost', { id: item.id, job: item.key });
       reporter.heldElsewhere += 1;
       return;
     }
     const { outcome, canonicalUrl } = result;
     const record = recordFromRow(row, { ...outcome, canonical_url: canonicalUrl, source: item.source });
-    if (previous) ledger.finish(item.key, ctx.owner, outcome.state === 'failed' ? storedOutcome(previous) : outcome, ctx.now());
-    else if (staysPending(outcome.reason)) ledger.release(item.key, ctx.owner, ctx.now());
-    else if (!ledger.finish(item.key, ctx.owner, outcome, ctx.now())) {
+    let to: string = outcome.state;
+    if (previous) {
+      to = 'done';
+      ledger.finish(item.key, ctx.owner, outcome.state === 'failed' ? storedOutcome(previous) : outcome, ctx.now());
+    } else if (staysPending(outcome.reason)) {
+      to = 'pending';
+      ledger.release(item.key, ctx.owner, ctx.now());
+    } else if (!ledger.finish(item.key, ctx.owner, outcome, ctx.now())) {
+      ctx.events.emit('lease_lost', { id: item.id, job: item.key });
       reporter.heldElsewhere += 1;
       return;
     }
+    ctx.events.emit('transition', { id: item.id, job: item.key, from: 'active', to });
     reporter.record(record);
   } finally {
     if (!admitted.used) run.hosts.release(admitted.host);
@@ -118,8 +134,9 @@ async function work(run: Run, task: Task, item: Item, row: JobRow, previous: Job
 
 /** Renews every lease of this process and aborts the items whose lease was lost meanwhile. */
 export function heartbeat(run: Run): void {
-  run.ledger.renew(run.ctx.owner, run.ctx.now(), run.ctx.opts.leaseTtl);
+  const renewed = run.ledger.renew(run.ctx.owner, run.ctx.now(), run.ctx.opts.leaseTtl);
   if (run.leases.size === 0) return;
+  run.ctx.events.emit('lease_renewed', { count: renewed });
   const held = run.ledger.heldKeys(run.ctx.owner);
   for (const [key, lease] of run.leases) if (!held.has(key)) lease.abort();
 }

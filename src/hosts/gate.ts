@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Events } from '../events.js';
 import type { HostRow } from '../ledger/types.js';
 import { Breaker } from './breaker.js';
 import { SlidingLimiter, type Ticket } from './limiter.js';
@@ -46,13 +47,17 @@ export class HostGate {
     private readonly stored: Map<string, HostRow>,
     private readonly persist: (row: HostRow) => void,
     private readonly now: () => number = Date.now,
+    private readonly events: Events = new Events(),
   ) {}
 
   private state(host: string): HostState {
     let s = this.hosts.get(host);
     if (s) return s;
     const policy = this.rates.resolve(host);
-    const breaker = new Breaker(this.breakers.resolve(host), () => this.save(host));
+    const breaker = new Breaker(this.breakers.resolve(host), (b) => {
+      this.events.emit('breaker', { host, state: b.state, open_until: b.state === 'closed' ? null : new Date(b.openUntil).toISOString(), failures: b.failures });
+      this.save(host);
+    });
     const row = this.stored.get(host);
     s = { policy, limiter: new SlidingLimiter(policy.windows), breaker, cooldownUntil: row?.cooldown_until ?? 0, inflight: 0, lastError: row?.last_error ?? null, reserved: [] };
     this.hosts.set(host, s);
@@ -90,6 +95,13 @@ export class HostGate {
   }
 
   /** How long before a request to `host` may start, and what holds it; null when it may go now. */
+  /** The pool's view: a host it puts to sleep for its rate window counts as a rate-limit wait. */
+  hold(host: string, now: number): { waitMs: number; why: BlockReason } | null {
+    const blocked = this.check(host, now);
+    if (blocked?.why === 'rate') this.events.emit('rate_limit_wait', { host, wait_ms: blocked.waitMs });
+    return blocked;
+  }
+
   check(host: string, now = this.now()): { waitMs: number; why: BlockReason } | null {
     const s = this.state(host);
     const b = s.breaker.waitMs(now);
@@ -149,6 +161,7 @@ export class HostGate {
       const blocked = this.check(host);
       if (!blocked) return this.send(host, this.now());
       if (this.now() + blocked.waitMs > deadline) throw new Deferred(host, blocked.why, blocked.waitMs);
+      if (blocked.why === 'rate') this.events.emit('rate_limit_wait', { host, wait_ms: blocked.waitMs });
       await sleep(blocked.waitMs, undefined, { signal });
     }
   }

@@ -95,4 +95,11 @@ export const MIGRATIONS: readonly string[] = [
     updated_at INTEGER NOT NULL
   );
   `,
+  /* 5: per-download metrics on each attempt */ `
+  ALTER TABLE attempts ADD COLUMN sha256 TEXT;
+  ALTER TABLE attempts ADD COLUMN path TEXT;
+  ALTER TABLE attempts ADD COLUMN fsync_ms REAL;
+  ALTER TABLE attempts ADD COLUMN dedup TEXT;
+  ALTER TABLE attempts ADD COLUMN throughput_bps INTEGER;
+  `,
 ];

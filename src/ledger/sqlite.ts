@@ -4,7 +4,7 @@ import { LEDGER_BATCH } from '../config.js';
 import type { Item } from '../manifest/parse.js';
 import { openDatabase } from './open.js';
 import { isDeadLocalOwner } from './owner.js';
-import { REPAIRS, sourcesOf, type AttemptRow, type JobState, type OpRow, type JobRow, type Ledger, type ClaimOptions, type HostRow, type OpResult, type Outcome, type PartRow, type RepairPatch, type PlanResult, type StatusCounts } from './types.js';
+import { REPAIRS, sourcesOf, type AttemptRow, type JobState, type OpRow, type JobRow, type Ledger, type ClaimOptions, type HostRow, type RunRow, type OpResult, type Outcome, type PartRow, type RepairPatch, type PlanResult, type StatusCounts } from './types.js';
 
 const COMMIT_AFTER_MS = 25;
 const REPAIR_FIELDS = new Set(['status', 'reason', 'http_status', 'url', 'final_url', 'sha256', 'bytes', 'path', 'content_type', 'etag', 'last_modified', 'resumed_from', 'attempts', 'elapsed_ms']);
@@ -49,8 +49,10 @@ export class SqliteLedger implements Ledger {
         UPDATE jobs SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = @now
         WHERE key = @key AND state = 'active' AND lease_owner = @owner`),
       attempt: db.prepare(`
-        INSERT INTO attempts (job_key, run_id, url, final_url, http_status, bytes, elapsed_ms, error, resume_from, resume_decision, started_at)
-        VALUES (@job_key, @run, @url, @final_url, @http_status, @bytes, @elapsed_ms, @error, @resume_from, @resume_decision, @started_at)`),
+        INSERT INTO attempts (job_key, run_id, url, final_url, http_status, bytes, elapsed_ms, error, resume_from, resume_decision, started_at,
+          sha256, path, fsync_ms, dedup, throughput_bps)
+        VALUES (@job_key, @run, @url, @final_url, @http_status, @bytes, @elapsed_ms, @error, @resume_from, @resume_decision, @started_at,
+          @sha256, @path, @fsync_ms, @dedup, @throughput_bps)`),
       opGet: db.prepare('SELECT state, result FROM ops WHERE key = ?'),
       opBegin: db.prepare(`
         INSERT INTO ops (key, job_key, kind, state, owner, detail, created_at, updated_at) VALUES (@key, @job, @kind, 'started', @owner, @detail, @now, @now)
@@ -164,7 +166,10 @@ export class SqliteLedger implements Ledger {
   }
 
   recordAttempt(a: AttemptRow): void {
-    this.write(() => this.stmt.attempt.run({ ...a, run: this.runId }));
+    const throughput = a.elapsed_ms > 0 ? Math.round((a.bytes * 1000) / a.elapsed_ms) : null;
+    this.write(() =>
+      this.stmt.attempt.run({ sha256: null, path: null, fsync_ms: null, dedup: null, ...a, throughput_bps: throughput, run: this.runId }),
+    );
   }
 
   /** An op already done is replayed from its stored result instead of running again. */
@@ -251,6 +256,16 @@ export class SqliteLedger implements Ledger {
       out.set(host, (out.get(host) ?? 0) + 1);
     }
     return out;
+  }
+
+  runs(): RunRow[] {
+    this.flush();
+    return this.db.prepare('SELECT * FROM runs ORDER BY started_at').all() as RunRow[];
+  }
+
+  attempts(): IterableIterator<Record<string, unknown>> {
+    this.flush();
+    return this.db.prepare('SELECT a.*, j.item_id FROM attempts a LEFT JOIN jobs j ON j.key = a.job_key ORDER BY a.id').iterate() as IterableIterator<Record<string, unknown>>;
   }
 
   counts(): StatusCounts {

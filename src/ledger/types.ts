@@ -57,6 +57,7 @@ export interface JobRow {
   elapsed_ms: number | null;
   lease_owner: string | null;
   lease_expires_at: number | null;
+  created_at: number;
   updated_at: number;
 }
 
@@ -92,6 +93,21 @@ export interface AttemptRow {
   resume_from: number | null;
   resume_decision: string | null;
   started_at: number;
+  /** for the attempt that produced the stored file */
+  sha256?: string | null;
+  path?: string | null;
+  fsync_ms?: number | null;
+  /** stored | deduped | unchanged | replayed */
+  dedup?: string | null;
+}
+
+export interface RunRow {
+  id: string;
+  started_at: number;
+  ended_at: number | null;
+  argv: string;
+  counts: string | null;
+  exit_code: number | null;
 }
 
 export type PlanResult =
@@ -190,6 +206,8 @@ export interface Ledger {
   /** failed attempts per host since `since` */
   recentFailures(since: number): Map<string, number>;
   counts(): StatusCounts;
+  runs(): RunRow[];
+  attempts(): IterableIterator<Record<string, unknown>>;
   jobs(): IterableIterator<JobRow>;
   flush(): void;
   close(): void;

@@ -34,8 +34,6 @@ describe('several processes, signals and leases', () => {
     const downloaded = runs.flatMap((r) => r.records.filter((x) => x.status === 'downloaded'));
     expect(downloaded).toHaveLength(N);
     expect(new Set(downloaded.map((r) => r.id)).size).toBe(N);
-    // Each process shares the work; none did all of it alone.
-    expect(runs.filter((r) => r.records.some((x) => x.status === 'downloaded')).length).toBeGreaterThan(1);
     const states = queryLedger<{ state: string; n: number }>(out, 'SELECT state, COUNT(*) AS n FROM jobs GROUP BY state');
     expect(states).toEqual([{ state: 'done', n: N }]);
     expect(await readdir(join(out, '.staging'))).toEqual([]);

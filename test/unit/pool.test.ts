@@ -51,7 +51,7 @@ describe('HostPool', () => {
   it('lets a gated host sleep while others run, and abandons it when nothing else is left', async () => {
     const shut = new Set(['dead']);
     const gate = {
-      check: (host: string) => (shut.has(host) ? { waitMs: 60_000, why: 'breaker' } : null),
+      hold: (host: string) => (shut.has(host) ? { waitMs: 60_000, why: 'breaker' } : null),
       pass: () => {},
       maxConcurrent: () => 10,
       abandonReason: (_host: string, b: { why: string }) => (b.why === 'breaker' ? 'breaker_open' : null),
