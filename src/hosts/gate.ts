@@ -106,8 +106,11 @@ export class HostGate {
     const s = this.state(host);
     const b = s.breaker.waitMs(now);
     if (b > 0) return { waitMs: b, why: 'breaker' };
-    // Never more in flight than failures still allowed: fail_max bounds what a dead host receives.
-    if (s.breaker.state === 'closed' && s.inflight + s.breaker.failures >= this.breakers.resolve(host).failMax) return { waitMs: 20, why: 'busy' };
+    // Once a host has failed, never more in flight than failures its breaker still allows, so a
+    // dead host receives at most max(fail_max, per-host cap) requests before the breaker opens.
+    if (s.breaker.state === 'closed' && s.breaker.failures > 0 && s.inflight + s.breaker.failures >= this.breakers.resolve(host).failMax) {
+      return { waitMs: 20, why: 'busy' };
+    }
     if (s.cooldownUntil > now) return { waitMs: s.cooldownUntil - now, why: 'cooldown' };
     const r = s.limiter.waitMs(now);
     return r > 0 ? { waitMs: r, why: 'rate' } : null;
