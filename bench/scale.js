@@ -1,0 +1,92 @@
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, rmSync, statSync, writeFileSync, readdirSync, createWriteStream } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { jobKey } from '../dist/manifest/parse.js';
+import { openDatabase } from '../dist/ledger/open.js';
+import { bytesSent } from './server.js';
+
+const MILLION = 1_000_000;
+
+async function writeManifest(path, base) {
+  if (existsSync(path)) return;
+  const out = createWriteStream(path);
+  for (let i = 0; i < MILLION; i += 1) {
+    if (!out.write(`${base}/w/${i}.pdf\n`)) await new Promise((r) => out.once('drain', r));
+  }
+  await new Promise((r) => out.end(r));
+}
+
+/**
+ * The ledger a completed run over the manifest leaves: one done job per line, written directly
+ * (downloading a million files first would measure the network, not the re-run).
+ */
+function doneLedger(db, base) {
+  if (existsSync(db)) return;
+  openDatabase(db).close();
+  const d = new Database(db);
+  d.pragma('journal_mode = WAL');
+  const ins = d.prepare(`INSERT INTO jobs (key, item_id, canonical_url, urls, state, status, sha256, bytes, path, url, final_url, http_status, attempts, created_at, updated_at)
+    VALUES (?, ?, ?, ?, 'done', 'downloaded', ?, 65536, ?, ?, ?, 200, 1, 0, 0)`);
+  d.transaction(() => {
+    for (let i = 0; i < MILLION; i += 1) {
+      const url = `${base}/w/${i}.pdf`;
+      const sha = jobKey('sha', [url]);
+      ins.run(jobKey(url, [url]), url, url, JSON.stringify([url]), sha, `${sha.slice(0, 2)}/${sha}.pdf`, url, url);
+    }
+  })();
+  d.close();
+}
+
+export async function scaleBenchmarks({ out, bin, server, timed, fresh, median }) {
+  const lines = ['\n### Scale, start-up and resume', '', '| measure | result |', '|---|---|'];
+  const manifest = join(out, 'million.txt');
+  await writeManifest(manifest, server.base);
+
+  const startup = [];
+  for (let i = 0; i < 10; i += 1) startup.push(timed(`node ${bin} --version`).wallMs);
+  lines.push(`| start-up (\`docstokg --version\`, median of 10) | ${median(startup).toFixed(0)} ms |`);
+
+  const dryDir = join(out, 'dry');
+  fresh(dryDir);
+  const dry = timed(`node ${bin} download ${manifest} -o ${dryDir} --dry-run --json > /dev/null`);
+  lines.push(`| first ingestion of 1,000,000 lines, \`--dry-run --json\` | ${(MILLION / (dry.wallMs / 1000)).toFixed(0)} items/s (${(dry.wallMs / 1000).toFixed(1)} s), peak RSS ${(dry.rssKiB / 1024).toFixed(0)} MB |`);
+
+  const rerunDir = join(out, 'rerun');
+  mkdirSync(rerunDir, { recursive: true });
+  const db = join(out, 'million.sqlite');
+  doneLedger(db, server.base);
+  const rerun = timed(`node ${bin} download ${manifest} -o ${rerunDir} --db ${db} --json -q > /dev/null`);
+  lines.push(`| re-run of 1,000,000 done items (\`--json\`, all \`skipped\`) | ${(MILLION / (rerun.wallMs / 1000)).toFixed(0)} items/s (${(rerun.wallMs / 1000).toFixed(1)} s), peak RSS ${(rerun.rssKiB / 1024).toFixed(0)} MB |`);
+
+  if (server.accessLog) {
+    const dir = join(out, 'resume');
+    fresh(dir);
+    const m = join(out, 'resume.txt');
+    writeFileSync(m, `${server.base}/large/0.pdf?resume\n`);
+    const child = spawn(process.execPath, [bin, 'download', m, '-o', dir, '-q', '--ratelimits', join(out, '..', 'ratelimits.bench.yaml')], { stdio: 'ignore' });
+    const closed = new Promise((r) => child.on('close', r));
+    const staging = join(dir, '.staging');
+    let held = 0;
+    for (let i = 0; i < 2000 && held < 100 * 2 ** 20; i += 1) {
+      await new Promise((r) => setTimeout(r, 5));
+      try {
+        const parts = readdirSync(staging);
+        if (parts[0]) held = statSync(join(staging, parts[0])).size;
+      } catch {
+        // not yet
+      }
+    }
+    child.kill('SIGKILL');
+    await closed;
+    const parts = readdirSync(staging);
+    held = parts[0] ? statSync(join(staging, parts[0])).size : 0;
+    timed(`node ${bin} download ${m} -o ${dir} -q --ratelimits ${join(out, '..', 'ratelimits.bench.yaml')}`);
+    const size = 256 * 2 ** 20;
+    const sent = bytesSent(server.accessLog, '/large/0.pdf?resume');
+    const again = sent - size;
+    lines.push(`| resume of a 256 MiB file killed (SIGKILL) at ${(held / 2 ** 20).toFixed(0)} MiB held | ${(again / 2 ** 20).toFixed(2)} MiB fetched twice (${((100 * again) / size).toFixed(2)}% of the file) |`);
+  }
+  rmSync(join(out, 'dl'), { recursive: true, force: true });
+  return lines.join('\n');
+}
