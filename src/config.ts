@@ -188,5 +188,11 @@ export const PLAN_WINDOW = 2048;
 /** Ledger writes grouped per transaction (see DESIGN: one commit per item blocks the loop). */
 export const LEDGER_BATCH = 256;
 export const PDF_MAGIC_WINDOW = 1024;
+/**
+ * Parts at least this large (or of unknown length) commit their validators and their finished
+ * stream at once, so after a crash they are resumed or finalized without fetching them again.
+ * Smaller ones ride the grouped commits: losing one costs a small re-fetch, not a commit each.
+ */
+export const DURABLE_PART_BYTES = 256 * 1024;
 /** With no Content-Length, free space is checked again every this many bytes. */
 export const QUOTA_RECHECK_BYTES = 16 * 1024 * 1024;

@@ -3,7 +3,7 @@ import { stat, unlink } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Dispatcher } from 'undici';
-import type { DownloadOptions } from '../config.js';
+import { DURABLE_PART_BYTES, type DownloadOptions } from '../config.js';
 import { ItemError, type Reason } from '../errors.js';
 import { actionFor, keepsPart } from '../http/classify.js';
 import { backoffDelay } from '../http/retry-after.js';
@@ -160,14 +160,16 @@ async function tryCandidate(ctx: ItemContext, job: JobRow, candidate: Candidate,
             ctx.ledger.savePart(job.key, row, ctx.now());
             streamKey = streamOpKey(job.key, row);
             ctx.ledger.beginOp(streamKey, job.key, 'stream', ctx.owner, ctx.now(), row.url);
+            // Committed before the first byte, so a large part on disk always has its validators.
+            if (row.total === null || row.total >= DURABLE_PART_BYTES) ctx.ledger.flush();
           },
         },
         facts,
       );
       if (!result.notModified && streamKey) {
         ctx.ledger.finishOp(streamKey, { sha256: result.sha256, size: result.size }, ctx.now());
-        // Committed now: a complete, fsync'd part is then never fetched again after a crash.
-        ctx.ledger.flush();
+        // Committed now: a complete, fsync'd large part is then never fetched again after a crash.
+        if (result.size >= DURABLE_PART_BYTES) ctx.ledger.flush();
         ctx.events.emit('op', { kind: 'stream', action: 'executed', id: job.item_id, bytes: result.size });
       }
       if (!result.notModified && job.expected_sha256 && result.sha256 !== job.expected_sha256) {

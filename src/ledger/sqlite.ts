@@ -140,13 +140,8 @@ export class SqliteLedger implements Ledger {
     return this.stmt.partGet.get(jobKey) as PartRow | undefined;
   }
 
-  /**
-   * Committed at once, before the first byte of the part is written: a part on disk then always
-   * has its validators, so a resume never has to fall back to the overlap check after a crash.
-   */
   savePart(jobKey: string, part: PartRow, now: number): void {
     this.write(() => this.stmt.partSave.run({ ...part, job: jobKey, now }));
-    this.flush();
   }
 
   dropPart(jobKey: string): void {

@@ -209,6 +209,7 @@ export interface Ledger {
   runs(): RunRow[];
   attempts(): IterableIterator<Record<string, unknown>>;
   jobs(): IterableIterator<JobRow>;
+  /** commit what is pending now (a durability point), instead of at the end of the group */
   flush(): void;
   close(): void;
 }

@@ -1,4 +1,4 @@
-import { link, mkdir, stat, unlink } from 'node:fs/promises';
+import { mkdir, rename, stat, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { objectPath, objectRelPath } from './paths.js';
 import { fsyncDir } from './fsync.js';
@@ -11,9 +11,12 @@ export interface Finalized {
 const madeDirs = new Set<string>();
 
 /**
- * Moves a complete, already fsync'd part to its content address. `link` (not `rename`) is used
- * because it refuses to replace: EEXIST means the same bytes are already stored, so the item is
- * deduplicated and the part is dropped. The final name therefore only ever appears complete.
+ * Moves a complete, already fsync'd part to its content address with one atomic rename, so the
+ * final name only ever appears complete. An object already there means the same bytes are stored:
+ * the item is deduplicated and the part dropped. Two processes racing on the same digest may both
+ * rename; the file replaced holds the very same bytes, which is what makes that harmless. A rename
+ * (rather than link then unlink) also keeps the inode alive: creating and deleting thousands of
+ * inodes in one directory made ext4's inode allocator the largest cost of a run of small files.
  */
 export async function finalizePart(out: string, part: string, sha256: string, fsync: boolean): Promise<Finalized> {
   const target = objectPath(out, sha256);
@@ -22,14 +25,9 @@ export async function finalizePart(out: string, part: string, sha256: string, fs
     await mkdir(dir, { recursive: true });
     madeDirs.add(dir);
   }
-  let deduped = false;
-  try {
-    await link(part, target);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    deduped = true;
-  }
-  await unlink(part);
+  const deduped = await objectExists(out, sha256);
+  if (deduped) await unlink(part);
+  else await rename(part, target);
   if (fsync && !deduped) await fsyncDir(dir);
   return { path: objectRelPath(sha256), deduped };
 }
