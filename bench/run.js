@@ -3,9 +3,8 @@
 // Measures docstokg against curl --parallel, aria2c and wget on the same sets, served by a local
 // nginx (a node:http static server when nginx is not installed). Outputs are deleted and `sync`
 // run before every timed run; tools alternate; medians and ratios come from the same run.
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync, createWriteStream } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { sets, makeSets } from './datasets.js';
