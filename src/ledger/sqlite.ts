@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type Database from 'better-sqlite3';
+import Database from 'better-sqlite3';
 import { LEDGER_BATCH } from '../config.js';
 import type { Item } from '../manifest/parse.js';
 import { openDatabase } from './open.js';
@@ -20,16 +20,34 @@ export class SqliteLedger implements Ledger {
   private readonly stmt;
   private pending = 0;
   private timer: NodeJS.Timeout | null = null;
+  private readonly scratch: Database.Database;
+  private readonly markSeen: (key: string) => boolean;
+  private seenCount = 0;
 
   constructor(path: string) {
     this.db = openDatabase(path);
     const db = this.db;
+    db.pragma('cache_size = -32768');
+    // Keys seen by this run live in a private scratch database (an unnamed temporary file: no
+    // lock, no journal, no fsync) rather than in a write to every job row, so re-planning a
+    // million done items writes nothing to the ledger and memory stays flat.
+    this.scratch = new Database('');
+    this.scratch.pragma('journal_mode = OFF');
+    this.scratch.pragma('synchronous = OFF');
+    this.scratch.exec('CREATE TABLE seen (key TEXT PRIMARY KEY) WITHOUT ROWID; BEGIN');
+    const markSeen = this.scratch.prepare('INSERT OR IGNORE INTO seen (key) VALUES (?)');
+    this.markSeen = (key: string): boolean => {
+      const fresh = markSeen.run(key).changes === 1;
+      if ((this.seenCount += 1) % 4096 === 0) this.scratch.exec('COMMIT; BEGIN');
+      return fresh;
+    };
     this.stmt = {
       plan: db.prepare(`
         INSERT INTO jobs (key, item_id, doi, canonical_url, urls, expected_sha256, source, state, seen_run, created_at, updated_at)
         VALUES (@key, @id, @doi, @canonical, @urls, @sha, @source, 'pending', @run, @now, @now)
-        ON CONFLICT (key) DO UPDATE SET seen_run = excluded.seen_run WHERE jobs.seen_run IS NOT excluded.seen_run
+        ON CONFLICT (key) DO NOTHING
         RETURNING *`),
+
       peek: db.prepare('SELECT * FROM jobs WHERE key = ?'),
       claim: db.prepare(`
         UPDATE jobs SET state = 'active', lease_owner = @owner, lease_expires_at = @expires, updated_at = @now
@@ -107,9 +125,13 @@ export class SqliteLedger implements Ledger {
   }
 
   plan(item: Item, now: number): PlanResult {
-    const row = this.write(
-      () =>
-        this.stmt.plan.get({
+    if (!this.markSeen(item.key)) return { kind: 'duplicate' };
+    const known = this.stmt.peek.get(item.key) as JobRow | undefined;
+    const row =
+      known ??
+      (this.write(
+        () =>
+          this.stmt.plan.get({
           key: item.key,
           id: item.id,
           doi: item.doi,
@@ -120,8 +142,9 @@ export class SqliteLedger implements Ledger {
           run: this.runId,
           now,
         }) as JobRow | undefined,
-    );
-    if (!row) return { kind: 'duplicate' };
+      ) ??
+        // another process planned it between the look-up and the insert
+        (this.stmt.peek.get(item.key) as JobRow));
     if (row.state === 'done') return { kind: 'done', row };
     if (row.state === 'active' && (row.lease_expires_at ?? 0) >= now && !isDeadLocalOwner(row.lease_owner)) return { kind: 'held', row };
     return { kind: 'work', row };
@@ -289,5 +312,6 @@ export class SqliteLedger implements Ledger {
   close(): void {
     this.flush();
     this.db.close();
+    this.scratch.close();
   }
 }
