@@ -27,13 +27,14 @@ export class SqliteLedger implements Ledger {
   constructor(path: string) {
     this.db = openDatabase(path);
     const db = this.db;
-    db.pragma('cache_size = -32768');
+    db.pragma('cache_size = -16384');
     // Keys seen by this run live in a private scratch database (an unnamed temporary file: no
     // lock, no journal, no fsync) rather than in a write to every job row, so re-planning a
     // million done items writes nothing to the ledger and memory stays flat.
     this.scratch = new Database('');
     this.scratch.pragma('journal_mode = OFF');
     this.scratch.pragma('synchronous = OFF');
+    this.scratch.pragma('cache_size = -16384');
     this.scratch.exec('CREATE TABLE seen (key TEXT PRIMARY KEY) WITHOUT ROWID; BEGIN');
     const markSeen = this.scratch.prepare('INSERT OR IGNORE INTO seen (key) VALUES (?)');
     this.markSeen = (key: string): boolean => {
