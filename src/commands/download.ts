@@ -10,11 +10,10 @@ import { builtinConfig, loadBreakers, loadRatelimits, type BreakerPolicies, type
 import { createAgent } from '../http/client.js';
 import { SqliteLedger } from '../ledger/sqlite.js';
 import { newOwnerId } from '../ledger/owner.js';
-import { parseLine } from '../manifest/parse.js';
-import { readManifests } from '../manifest/read.js';
+import { manifestItems } from '../manifest/items.js';
 import { HostPool } from '../pool.js';
 import { startTelemetry } from '../telemetry.js';
-import { invalidRecord, recordFromRow } from '../record.js';
+import { recordFromRow } from '../record.js';
 import { Reporter } from '../report.js';
 import { DEFAULT_DB_NAME, STAGING_DIR } from '../store/paths.js';
 import { planDryRun } from './dry-run.js';
@@ -99,16 +98,8 @@ export async function runDownload(manifests: readonly string[], opts: DownloadOp
   ledger.beginRun(argv, startedAt);
   events.emit('run_start', { argv, manifests, out: opts.out, db: dbPath(opts), pid: process.pid });
   try {
-    for await (const line of readManifests(manifests)) {
+    for await (const item of manifestItems(manifests, reporter)) {
       if (signalled) break;
-      const parsed = parseLine(line);
-      if (parsed.kind === 'empty') continue;
-      reporter.planned();
-      if (parsed.kind === 'invalid') {
-        reporter.record(invalidRecord(parsed.source, 'invalid_line', parsed.message));
-        continue;
-      }
-      const item = parsed.item;
       const at = now();
       const plan = ledger.plan(item, at);
       if (events.active && plan.kind !== 'duplicate') {

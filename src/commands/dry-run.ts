@@ -3,9 +3,8 @@ import Database from 'better-sqlite3';
 import type { DownloadOptions } from '../config.js';
 import { openDatabase } from '../ledger/open.js';
 import type { JobRow } from '../ledger/types.js';
-import { parseLine } from '../manifest/parse.js';
-import { readManifests } from '../manifest/read.js';
-import { invalidRecord, recordFromRow } from '../record.js';
+import { manifestItems } from '../manifest/items.js';
+import { recordFromRow } from '../record.js';
 import { Reporter } from '../report.js';
 
 /**
@@ -21,15 +20,7 @@ export async function planDryRun(manifests: readonly string[], opts: DownloadOpt
   const markSeen = seen.prepare('INSERT OR IGNORE INTO seen (key) VALUES (?)');
   const reporter = new Reporter({ ...opts, progress: false }, Date.now);
   seen.exec('BEGIN');
-  for await (const line of readManifests(manifests)) {
-    const parsed = parseLine(line);
-    if (parsed.kind === 'empty') continue;
-    reporter.planned();
-    if (parsed.kind === 'invalid') {
-      reporter.record(invalidRecord(parsed.source, 'invalid_line', parsed.message));
-      continue;
-    }
-    const item = parsed.item;
+  for await (const item of manifestItems(manifests, reporter)) {
     if (markSeen.run(item.key).changes === 0) {
       reporter.duplicates += 1;
       continue;
