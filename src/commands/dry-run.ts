@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
-import Database from 'better-sqlite3';
 import type { DownloadOptions } from '../config.js';
 import { openDatabase } from '../ledger/open.js';
+import { SeenKeys } from '../ledger/seen.js';
 import type { JobRow } from '../ledger/types.js';
 import { manifestItems } from '../manifest/items.js';
 import { recordFromRow } from '../record.js';
@@ -10,18 +10,15 @@ import { Reporter } from '../report.js';
 /**
  * --dry-run: the same planning as a real run, reported as records, with no network and no write to
  * --out or the ledger. The ledger, if present, is opened read-only to tell done items apart;
- * repeated items are recognised with an anonymous temporary database so memory stays flat.
+ * repeated items are recognised the same way as in a real run (SeenKeys).
  */
 export async function planDryRun(manifests: readonly string[], opts: DownloadOptions, db: string): Promise<number> {
   const ledger = existsSync(db) ? openDatabase(db, { readonly: true }) : null;
   const peek = ledger?.prepare('SELECT * FROM jobs WHERE key = ?');
-  const seen = new Database('');
-  seen.exec('CREATE TABLE seen (key TEXT PRIMARY KEY) WITHOUT ROWID');
-  const markSeen = seen.prepare('INSERT OR IGNORE INTO seen (key) VALUES (?)');
+  const seen = new SeenKeys();
   const reporter = new Reporter({ ...opts, progress: false }, Date.now);
-  seen.exec('BEGIN');
   for await (const item of manifestItems(manifests, reporter)) {
-    if (markSeen.run(item.key).changes === 0) {
+    if (!seen.add(item.key)) {
       reporter.duplicates += 1;
       continue;
     }
@@ -41,7 +38,6 @@ export async function planDryRun(manifests: readonly string[], opts: DownloadOpt
     }
     await reporter.writable();
   }
-  seen.exec('COMMIT');
   seen.close();
   ledger?.close();
   await reporter.finish();

@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import { LEDGER_BATCH } from '../config.js';
 import type { Item } from '../manifest/parse.js';
 import { openDatabase } from './open.js';
 import { isDeadLocalOwner } from './owner.js';
+import { SeenKeys } from './seen.js';
 import { REPAIRS, sourcesOf, type AttemptRow, type JobState, type OpRow, type JobRow, type Ledger, type ClaimOptions, type HostRow, type RunRow, type OpResult, type Outcome, type PartRow, type RepairPatch, type PlanResult, type StatusCounts } from './types.js';
 
 const COMMIT_AFTER_MS = 25;
@@ -20,28 +21,12 @@ export class SqliteLedger implements Ledger {
   private readonly stmt;
   private pending = 0;
   private timer: NodeJS.Timeout | null = null;
-  private readonly scratch: Database.Database;
-  private readonly markSeen: (key: string) => boolean;
-  private seenCount = 0;
+  private readonly seen = new SeenKeys();
 
   constructor(path: string) {
     this.db = openDatabase(path);
     const db = this.db;
     db.pragma('cache_size = -16384');
-    // Keys seen by this run live in a private scratch database (an unnamed temporary file: no
-    // lock, no journal, no fsync) rather than in a write to every job row, so re-planning a
-    // million done items writes nothing to the ledger and memory stays flat.
-    this.scratch = new Database('');
-    this.scratch.pragma('journal_mode = OFF');
-    this.scratch.pragma('synchronous = OFF');
-    this.scratch.pragma('cache_size = -16384');
-    this.scratch.exec('CREATE TABLE seen (key TEXT PRIMARY KEY) WITHOUT ROWID; BEGIN');
-    const markSeen = this.scratch.prepare('INSERT OR IGNORE INTO seen (key) VALUES (?)');
-    this.markSeen = (key: string): boolean => {
-      const fresh = markSeen.run(key).changes === 1;
-      if ((this.seenCount += 1) % 4096 === 0) this.scratch.exec('COMMIT; BEGIN');
-      return fresh;
-    };
     this.stmt = {
       plan: db.prepare(`
         INSERT INTO jobs (key, item_id, doi, canonical_url, urls, expected_sha256, source, state, seen_run, created_at, updated_at)
@@ -126,7 +111,7 @@ export class SqliteLedger implements Ledger {
   }
 
   plan(item: Item, now: number): PlanResult {
-    if (!this.markSeen(item.key)) return { kind: 'duplicate' };
+    if (!this.seen.add(item.key)) return { kind: 'duplicate' };
     const known = this.stmt.peek.get(item.key) as JobRow | undefined;
     const row =
       known ??
@@ -149,10 +134,6 @@ export class SqliteLedger implements Ledger {
     if (row.state === 'done') return { kind: 'done', row };
     if (row.state === 'active' && (row.lease_expires_at ?? 0) >= now && !isDeadLocalOwner(row.lease_owner)) return { kind: 'held', row };
     return { kind: 'work', row };
-  }
-
-  peek(key: string): JobRow | undefined {
-    return this.stmt.peek.get(key) as JobRow | undefined;
   }
 
   claim(key: string, owner: string, now: number, ttlMs: number, opts: ClaimOptions = {}): boolean {
@@ -313,6 +294,6 @@ export class SqliteLedger implements Ledger {
   close(): void {
     this.flush();
     this.db.close();
-    this.scratch.close();
+    this.seen.close();
   }
 }

@@ -176,8 +176,6 @@ export interface Ledger {
   beginRun(argv: readonly string[], now: number): void;
   endRun(counts: Record<string, number>, exitCode: number, now: number): void;
   plan(item: Item, now: number): PlanResult;
-  /** read-only look-up used by --dry-run */
-  peek(key: string): JobRow | undefined;
   claim(key: string, owner: string, now: number, ttlMs: number, opts?: ClaimOptions): boolean;
   renew(owner: string, now: number, ttlMs: number): number;
   finish(key: string, owner: string, outcome: Outcome, now: number): boolean;

@@ -1,11 +1,11 @@
 import { spawn } from 'node:child_process';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { jobKey } from '../../src/manifest/parse.js';
-import { BIN, jsonl, runCli, workspace, type Workspace } from '../helpers/cli.js';
+import { BIN, jsonl, originAndWorkspace, runCli } from '../helpers/cli.js';
 import { queryLedger } from '../helpers/ledger.js';
-import { samplePdf, sha256Hex, startOrigin, type Origin, type Route } from '../helpers/origin.js';
+import { samplePdf, sha256Hex, type Route } from '../helpers/origin.js';
 
 /**
  * kill -9 of the real binary at random moments of a mixed manifest, then reconcile and re-run.
@@ -51,25 +51,16 @@ function mixedManifest(cycle: number): Spec[] {
 }
 
 describe(`crash harness: ${CYCLES} kill -9 / reconcile / re-run cycles (seed ${SEED})`, () => {
-  let origin: Origin;
-  let ws: Workspace;
+  const env = originAndWorkspace();
   const random = rng(SEED);
 
-  beforeAll(async () => {
-    origin = await startOrigin();
-    ws = await workspace();
-  });
-  afterAll(async () => {
-    await origin.close();
-    await ws.cleanup();
-  });
 
   it('ends every cycle with a consistent ledger and store', { timeout: 60_000 + CYCLES * 20_000 }, async () => {
     for (let cycle = 0; cycle < CYCLES; cycle += 1) {
       const specs = mixedManifest(cycle);
-      for (const s of specs) origin.set(s.path, s.route);
-      const manifest = await ws.file(`crash${cycle}.jsonl`, jsonl(specs.map((s) => ({ id: s.id, url: origin.url(s.path) }))));
-      const out = join(ws.dir, `crash${cycle}`);
+      for (const s of specs) env.origin.set(s.path, s.route);
+      const manifest = await env.ws.file(`crash${cycle}.jsonl`, jsonl(specs.map((s) => ({ id: s.id, url: env.origin.url(s.path) }))));
+      const out = join(env.ws.dir, `crash${cycle}`);
       const args = ['download', manifest, '-o', out, '--link-dir', join(out, 'links'), '--retry-delay', '5', '-c', '6', '--no-progress', '-q'];
       const where = `cycle ${cycle} (seed ${SEED})`;
 
@@ -97,7 +88,7 @@ describe(`crash harness: ${CYCLES} kill -9 / reconcile / re-run cycles (seed ${S
         // killed before the schema was committed: reconcile creates it
       }
       for (const s of specs) {
-        const key = jobKey(s.id, [origin.url(s.path)]);
+        const key = jobKey(s.id, [env.origin.url(s.path)]);
         if (!parts.includes(`${key}.part`)) continue;
         const size = (await stat(join(out, '.staging', `${key}.part`))).size;
         if (size !== s.body.length) continue;
@@ -116,11 +107,11 @@ describe(`crash harness: ${CYCLES} kill -9 / reconcile / re-run cycles (seed ${S
       }
 
       // 3. the same download completes everything
-      const before = origin.requests.length;
+      const before = env.origin.requests.length;
       const rerun = await runCli([...args.filter((a) => a !== '-q'), '--json']);
       log('re-ran');
       expect(rerun.code, `${where}: ${rerun.stderr}`).toBe(0);
-      const requests = origin.requests.slice(before);
+      const requests = env.origin.requests.slice(before);
       expect(rerun.records).toHaveLength(specs.length);
       for (const s of specs) {
         const r = rerun.records.find((x) => x.id === s.id)!;

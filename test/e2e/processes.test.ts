@@ -1,32 +1,23 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { jobKey } from '../../src/manifest/parse.js';
-import { jsonl, runCli, workspace, type Workspace } from '../helpers/cli.js';
+import { jsonl, originAndWorkspace, runCli } from '../helpers/cli.js';
 import { queryLedger, writeLedger } from '../helpers/ledger.js';
-import { samplePdf, sha256Hex, startOrigin, type Origin } from '../helpers/origin.js';
+import { samplePdf, sha256Hex } from '../helpers/origin.js';
 
 describe('several processes, signals and leases', () => {
-  let origin: Origin;
-  let ws: Workspace;
+  const env = originAndWorkspace();
 
-  beforeAll(async () => {
-    origin = await startOrigin();
-    ws = await workspace();
-  });
-  afterAll(async () => {
-    await origin.close();
-    await ws.cleanup();
-  });
 
   it('three processes started together on one manifest fetch each URL once', async () => {
     const N = 150;
-    for (let i = 0; i < N; i += 1) origin.set(`/mp/${i}.pdf`, { body: samplePdf(`mp ${i}`, 40_000), trickle: { chunk: 20_000, ms: 5 } });
-    const manifest = await ws.file('mp.jsonl', jsonl(Array.from({ length: N }, (_, i) => ({ id: `mp${i}`, url: origin.url(`/mp/${i}.pdf`) }))));
-    const out = join(ws.dir, 'mp-out');
+    for (let i = 0; i < N; i += 1) env.origin.set(`/mp/${i}.pdf`, { body: samplePdf(`mp ${i}`, 40_000), trickle: { chunk: 20_000, ms: 5 } });
+    const manifest = await env.ws.file('mp.jsonl', jsonl(Array.from({ length: N }, (_, i) => ({ id: `mp${i}`, url: env.origin.url(`/mp/${i}.pdf`) }))));
+    const out = join(env.ws.dir, 'mp-out');
     const runs = await Promise.all([0, 1, 2].map(() => runCli(['download', manifest, '-o', out, '--json', '--no-progress', '-c', '8'])));
     for (const r of runs) expect(r.code, r.stderr).toBe(0);
-    const fetched = origin.requests.filter((r) => r.path.startsWith('/mp/'));
+    const fetched = env.origin.requests.filter((r) => r.path.startsWith('/mp/'));
     const perPath = new Map<string, number>();
     for (const r of fetched) perPath.set(r.path, (perPath.get(r.path) ?? 0) + 1);
     expect(perPath.size).toBe(N);
@@ -41,12 +32,12 @@ describe('several processes, signals and leases', () => {
 
   it('SIGTERM stops gracefully with 143, a second signal exits at once, and a re-run completes', async () => {
     const body = samplePdf('term', 200_000);
-    origin.set('/term.pdf', (n) => ({ body, etag: '"t"', ranges: true, stallAfter: n === 1 ? { bytes: 50_000, ms: 20_000 } : undefined }));
-    const manifest = await ws.file('term.jsonl', jsonl([{ id: 'term', url: origin.url('/term.pdf') }]));
-    const out = join(ws.dir, 'term-out');
+    env.origin.set('/term.pdf', (n) => ({ body, etag: '"t"', ranges: true, stallAfter: n === 1 ? { bytes: 50_000, ms: 20_000 } : undefined }));
+    const manifest = await env.ws.file('term.jsonl', jsonl([{ id: 'term', url: env.origin.url('/term.pdf') }]));
+    const out = join(env.ws.dir, 'term-out');
     let pid = 0;
     const running = runCli(['download', manifest, '-o', out, '--json', '--no-progress'], { onSpawn: (p) => (pid = p) });
-    await waitFor(() => origin.requests.some((r) => r.path === '/term.pdf'));
+    await waitFor(() => env.origin.requests.some((r) => r.path === '/term.pdf'));
     await new Promise((r) => setTimeout(r, 200));
     process.kill(pid, 'SIGTERM');
     const res = await running;
@@ -56,27 +47,27 @@ describe('several processes, signals and leases', () => {
     expect(queryLedger<{ state: string; lease_owner: string | null }>(out, 'SELECT state, lease_owner FROM jobs')).toEqual([{ state: 'pending', lease_owner: null }]);
 
     let pid2 = 0;
-    origin.set('/term.pdf', { body, etag: '"t"', ranges: true, stallAfter: { bytes: 0, ms: 20_000 } });
+    env.origin.set('/term.pdf', { body, etag: '"t"', ranges: true, stallAfter: { bytes: 0, ms: 20_000 } });
     const twice = runCli(['download', manifest, '-o', out, '--no-progress'], { onSpawn: (p) => (pid2 = p) });
-    await waitFor(() => origin.requests.filter((r) => r.path === '/term.pdf').length >= 2);
+    await waitFor(() => env.origin.requests.filter((r) => r.path === '/term.pdf').length >= 2);
     process.kill(pid2, 'SIGINT');
     process.kill(pid2, 'SIGINT');
     expect((await twice).code).toBe(130);
 
-    origin.set('/term.pdf', { body, etag: '"t"', ranges: true });
+    env.origin.set('/term.pdf', { body, etag: '"t"', ranges: true });
     const again = await runCli(['download', manifest, '-o', out, '--json', '--no-progress']);
     expect(again.records[0]).toMatchObject({ status: 'downloaded', sha256: sha256Hex(body), resumed_from: 50_000 });
   });
 
   it('a worker that loses its lease stops the item with no side effects', async () => {
     const body = samplePdf('lost', 100_000);
-    origin.set('/lost.pdf', { body, stallAfter: { bytes: 10_000, ms: 3_000 } });
-    const manifest = await ws.file('lost.jsonl', jsonl([{ id: 'lost', url: origin.url('/lost.pdf') }]));
-    const out = join(ws.dir, 'lost-out');
+    env.origin.set('/lost.pdf', { body, stallAfter: { bytes: 10_000, ms: 3_000 } });
+    const manifest = await env.ws.file('lost.jsonl', jsonl([{ id: 'lost', url: env.origin.url('/lost.pdf') }]));
+    const out = join(env.ws.dir, 'lost-out');
     const running = runCli(['download', manifest, '-o', out, '--json', '--no-progress', '--lease-ttl', '1']);
-    await waitFor(() => origin.requests.some((r) => r.path === '/lost.pdf'));
+    await waitFor(() => env.origin.requests.some((r) => r.path === '/lost.pdf'));
     // Another holder takes the job over, as if this process had stalled past its lease.
-    writeLedger(out, "UPDATE jobs SET lease_owner = 'thief:1:z', lease_expires_at = ? WHERE key = ?", Date.now() + 600_000, jobKey('lost', [origin.url('/lost.pdf')]));
+    writeLedger(out, "UPDATE jobs SET lease_owner = 'thief:1:z', lease_expires_at = ? WHERE key = ?", Date.now() + 600_000, jobKey('lost', [env.origin.url('/lost.pdf')]));
     const res = await running;
     expect(res.records).toHaveLength(0);
     expect(res.stderr).toMatch(/1 held by another process/);

@@ -1,11 +1,11 @@
 import { spawn } from 'node:child_process';
 import { readFile, stat, writeFile, mkdir, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { jobKey } from '../../src/manifest/parse.js';
-import { BIN, jsonl, runCli, workspace, type Workspace } from '../helpers/cli.js';
+import { BIN, jsonl, originAndWorkspace, runCli } from '../helpers/cli.js';
 import { queryLedger, writeLedger } from '../helpers/ledger.js';
-import { samplePdf, sha256Hex, startOrigin, type Origin } from '../helpers/origin.js';
+import { samplePdf, sha256Hex } from '../helpers/origin.js';
 
 interface Attempt {
   url: string;
@@ -17,37 +17,28 @@ interface Attempt {
 }
 
 describe('resume (RFC 7233) and revalidation (RFC 7232)', () => {
-  let origin: Origin;
-  let ws: Workspace;
+  const env = originAndWorkspace();
   const A = samplePdf('version A', 300_000);
   const B = samplePdf('version B', 300_000);
   const LM = 'Tue, 01 Sep 2026 10:00:00 GMT';
 
-  beforeAll(async () => {
-    origin = await startOrigin();
-    ws = await workspace();
-  });
-  afterAll(async () => {
-    await origin.close();
-    await ws.cleanup();
-  });
 
   let seq = 0;
   async function run(path: string, ...flags: string[]) {
     const id = `item-${path}`;
-    const manifest = await ws.file(`m${(seq += 1)}.jsonl`, jsonl([{ id, url: origin.url(path) }]));
-    const res = await runCli(['download', manifest, '-o', ws.out, '--json', '--no-progress', '--retry-delay', '1', ...flags]);
-    const key = jobKey(id, [origin.url(path)]);
-    const attempts = queryLedger<Attempt>(ws.out, 'SELECT * FROM attempts WHERE job_key = ? ORDER BY id', key);
-    return { res, rec: res.records[0]!, attempts, key, requests: origin.requests.filter((r) => r.path === path) };
+    const manifest = await env.ws.file(`m${(seq += 1)}.jsonl`, jsonl([{ id, url: env.origin.url(path) }]));
+    const res = await runCli(['download', manifest, '-o', env.ws.out, '--json', '--no-progress', '--retry-delay', '1', ...flags]);
+    const key = jobKey(id, [env.origin.url(path)]);
+    const attempts = queryLedger<Attempt>(env.ws.out, 'SELECT * FROM attempts WHERE job_key = ? ORDER BY id', key);
+    return { res, rec: res.records[0]!, attempts, key, requests: env.origin.requests.filter((r) => r.path === path) };
   }
 
   async function stored(rec: Record<string, unknown>): Promise<Buffer> {
-    return readFile(join(ws.out, rec.path as string));
+    return readFile(join(env.ws.out, rec.path as string));
   }
 
   it('continues after a drop mid-body with Range and If-Range (strong ETag), fetching only the rest', async () => {
-    origin.set('/drop', (n) => ({ body: A, etag: '"a1"', ranges: true, truncateAfter: n === 1 ? 100_000 : undefined }));
+    env.origin.set('/drop', (n) => ({ body: A, etag: '"a1"', ranges: true, truncateAfter: n === 1 ? 100_000 : undefined }));
     const { rec, attempts, requests } = await run('/drop');
     expect(rec).toMatchObject({ status: 'downloaded', sha256: sha256Hex(A), bytes: A.length, resumed_from: 100_000, attempts: 2 });
     expect((await stored(rec)).equals(A)).toBe(true);
@@ -60,7 +51,7 @@ describe('resume (RFC 7233) and revalidation (RFC 7232)', () => {
   });
 
   it('restarts from the 200 body when the ETag changed between attempts', async () => {
-    origin.set('/changed', (n) => (n === 1 ? { body: A, etag: '"v1"', ranges: true, truncateAfter: 120_000 } : { body: B, etag: '"v2"', ranges: true }));
+    env.origin.set('/changed', (n) => (n === 1 ? { body: A, etag: '"v1"', ranges: true, truncateAfter: 120_000 } : { body: B, etag: '"v2"', ranges: true }));
     const { rec, attempts, requests } = await run('/changed');
     expect(rec).toMatchObject({ status: 'downloaded', sha256: sha256Hex(B), resumed_from: 0, etag: '"v2"' });
     expect((await stored(rec)).equals(B)).toBe(true);
@@ -70,7 +61,7 @@ describe('resume (RFC 7233) and revalidation (RFC 7232)', () => {
   });
 
   it('restarts from the 200 body when the server ignores Range', async () => {
-    origin.set('/norange', (n) => ({ body: A, etag: '"n1"', truncateAfter: n === 1 ? 50_000 : undefined }));
+    env.origin.set('/norange', (n) => ({ body: A, etag: '"n1"', truncateAfter: n === 1 ? 50_000 : undefined }));
     const { rec, requests } = await run('/norange');
     expect(rec).toMatchObject({ sha256: sha256Hex(A), resumed_from: 0 });
     expect(requests[1]!.headers.range).toBe('bytes=50000-');
@@ -78,14 +69,14 @@ describe('resume (RFC 7233) and revalidation (RFC 7232)', () => {
   });
 
   it('uses Last-Modified in If-Range when there is no strong ETag (a weak one is never used)', async () => {
-    origin.set('/lm', (n) => ({ body: A, etag: 'W/"weak"', lastModified: LM, ranges: true, truncateAfter: n === 1 ? 150_000 : undefined }));
+    env.origin.set('/lm', (n) => ({ body: A, etag: 'W/"weak"', lastModified: LM, ranges: true, truncateAfter: n === 1 ? 150_000 : undefined }));
     const { rec, requests } = await run('/lm');
     expect(rec).toMatchObject({ sha256: sha256Hex(A), resumed_from: 150_000 });
     expect(requests[1]!.headers['if-range']).toBe(LM);
   });
 
   it('without validators, checks an overlap of held bytes before appending', async () => {
-    origin.set('/noval', (n) => ({ body: A, ranges: true, truncateAfter: n === 1 ? 200_000 : undefined }));
+    env.origin.set('/noval', (n) => ({ body: A, ranges: true, truncateAfter: n === 1 ? 200_000 : undefined }));
     const { rec, attempts, requests } = await run('/noval');
     const overlap = 64 * 1024;
     expect(rec).toMatchObject({ sha256: sha256Hex(A), resumed_from: 200_000 });
@@ -95,7 +86,7 @@ describe('resume (RFC 7233) and revalidation (RFC 7232)', () => {
   });
 
   it('without validators, starts over when the overlap differs (content changed)', async () => {
-    origin.set('/noval2', (n) => (n === 1 ? { body: A, ranges: true, truncateAfter: 200_000 } : { body: B, ranges: true }));
+    env.origin.set('/noval2', (n) => (n === 1 ? { body: A, ranges: true, truncateAfter: 200_000 } : { body: B, ranges: true }));
     const { rec, attempts, requests } = await run('/noval2');
     expect(rec).toMatchObject({ sha256: sha256Hex(B), resumed_from: 0 });
     expect((await stored(rec)).equals(B)).toBe(true);
@@ -106,11 +97,11 @@ describe('resume (RFC 7233) and revalidation (RFC 7232)', () => {
 
   it('416 on a part that is already complete: verifies and finishes without a body', async () => {
     const A = samplePdf('full', 300_000);
-    origin.set('/full', { body: A, etag: '"f1"', ranges: true, failFirst: { times: 1, status: 503 } });
+    env.origin.set('/full', { body: A, etag: '"f1"', ranges: true, failFirst: { times: 1, status: 503 } });
     const first = await run('/full', '--retries', '0');
     expect(first.rec.reason).toBe('http_503');
-    await writeFile(join(ws.out, '.staging', `${first.key}.part`), A);
-    writeLedger(ws.out, 'INSERT INTO parts (job_key, url, etag, last_modified, total, started_at) VALUES (?, ?, ?, NULL, ?, 0)', first.key, origin.url('/full'), '"f1"', A.length);
+    await writeFile(join(env.ws.out, '.staging', `${first.key}.part`), A);
+    writeLedger(env.ws.out, 'INSERT INTO parts (job_key, url, etag, last_modified, total, started_at) VALUES (?, ?, ?, NULL, ?, 0)', first.key, env.origin.url('/full'), '"f1"', A.length);
     const { rec, attempts, requests } = await run('/full');
     expect(requests.at(-1)!.headers.range).toBe(`bytes=${A.length}-`);
     expect(rec).toMatchObject({ status: 'downloaded', sha256: sha256Hex(A), resumed_from: A.length });
@@ -119,10 +110,10 @@ describe('resume (RFC 7233) and revalidation (RFC 7232)', () => {
 
   it('416 on a part longer than the representation: starts over', async () => {
     const A = samplePdf('shrunk', 300_000);
-    origin.set('/shrunk', { body: A, etag: '"s1"', ranges: true, failFirst: { times: 1, status: 503 } });
+    env.origin.set('/shrunk', { body: A, etag: '"s1"', ranges: true, failFirst: { times: 1, status: 503 } });
     const first = await run('/shrunk', '--retries', '0');
-    await writeFile(join(ws.out, '.staging', `${first.key}.part`), Buffer.concat([A, Buffer.alloc(10)]));
-    writeLedger(ws.out, 'INSERT INTO parts (job_key, url, etag, last_modified, total, started_at) VALUES (?, ?, ?, NULL, NULL, 0)', first.key, origin.url('/shrunk'), '"s1"');
+    await writeFile(join(env.ws.out, '.staging', `${first.key}.part`), Buffer.concat([A, Buffer.alloc(10)]));
+    writeLedger(env.ws.out, 'INSERT INTO parts (job_key, url, etag, last_modified, total, started_at) VALUES (?, ?, ?, NULL, NULL, 0)', first.key, env.origin.url('/shrunk'), '"s1"');
     const { rec, requests } = await run('/shrunk');
     expect(rec).toMatchObject({ status: 'downloaded', sha256: sha256Hex(A), resumed_from: 0 });
     expect(requests.at(-1)!.headers.range).toBeUndefined();
@@ -130,11 +121,11 @@ describe('resume (RFC 7233) and revalidation (RFC 7232)', () => {
 
   it('after kill -9 of the real binary mid-file, the next run continues from the part', async () => {
     const big = samplePdf('killed', 2 * 1024 * 1024);
-    origin.set('/slow', (n) => ({ body: big, etag: '"k1"', ranges: true, trickle: n === 1 ? { chunk: 16 * 1024, ms: 10 } : undefined }));
-    const manifest = await ws.file('kill.jsonl', jsonl([{ id: 'killed', url: origin.url('/slow') }]));
-    const part = join(ws.out, '.staging', `${jobKey('killed', [origin.url('/slow')])}.part`);
-    await mkdir(join(ws.out, '.staging'), { recursive: true });
-    const child = spawn(process.execPath, [BIN, 'download', manifest, '-o', ws.out, '--no-progress', '-q'], { stdio: 'ignore' });
+    env.origin.set('/slow', (n) => ({ body: big, etag: '"k1"', ranges: true, trickle: n === 1 ? { chunk: 16 * 1024, ms: 10 } : undefined }));
+    const manifest = await env.ws.file('kill.jsonl', jsonl([{ id: 'killed', url: env.origin.url('/slow') }]));
+    const part = join(env.ws.out, '.staging', `${jobKey('killed', [env.origin.url('/slow')])}.part`);
+    await mkdir(join(env.ws.out, '.staging'), { recursive: true });
+    const child = spawn(process.execPath, [BIN, 'download', manifest, '-o', env.ws.out, '--no-progress', '-q'], { stdio: 'ignore' });
     for (let i = 0; i < 400; i += 1) {
       const size = await stat(part).then((s) => s.size, () => 0);
       if (size > 400_000) break;
@@ -145,12 +136,12 @@ describe('resume (RFC 7233) and revalidation (RFC 7232)', () => {
     const held = (await stat(part)).size;
     expect(held).toBeGreaterThan(400_000);
     expect(held).toBeLessThan(big.length);
-    const res = await runCli(['download', manifest, '-o', ws.out, '--json', '--no-progress']);
-    const requests = origin.requests.filter((r) => r.path === '/slow');
+    const res = await runCli(['download', manifest, '-o', env.ws.out, '--json', '--no-progress']);
+    const requests = env.origin.requests.filter((r) => r.path === '/slow');
     expect(requests.at(-1)!.headers.range).toBe(`bytes=${held}-`);
     expect(res.records[0]).toMatchObject({ status: 'downloaded', sha256: sha256Hex(big), resumed_from: held });
-    expect((await readFile(join(ws.out, res.records[0]!.path as string))).equals(big)).toBe(true);
-    const attempts = queryLedger<Attempt>(ws.out, "SELECT * FROM attempts WHERE url = ? AND error IS NULL", origin.url('/slow'));
+    expect((await readFile(join(env.ws.out, res.records[0]!.path as string))).equals(big)).toBe(true);
+    const attempts = queryLedger<Attempt>(env.ws.out, "SELECT * FROM attempts WHERE url = ? AND error IS NULL", env.origin.url('/slow'));
     expect(attempts.at(-1)!.bytes).toBe(big.length - held);
   });
 
@@ -159,7 +150,7 @@ describe('resume (RFC 7233) and revalidation (RFC 7232)', () => {
     const B = samplePdf('reval B', 300_000);
     let version: 'A' | 'B' = 'A';
     let refuse = false;
-    origin.set('/reval', () => ({ body: version === 'A' ? A : B, etag: version === 'A' ? '"ra"' : '"rb"', lastModified: LM, ranges: true, preconditionFailed: refuse }));
+    env.origin.set('/reval', () => ({ body: version === 'A' ? A : B, etag: version === 'A' ? '"ra"' : '"rb"', lastModified: LM, ranges: true, preconditionFailed: refuse }));
     const first = await run('/reval');
     expect(first.rec).toMatchObject({ status: 'downloaded', sha256: sha256Hex(A) });
     const skip = await run('/reval');
@@ -174,25 +165,25 @@ describe('resume (RFC 7233) and revalidation (RFC 7232)', () => {
     expect(changed.rec).toMatchObject({ status: 'downloaded', sha256: sha256Hex(B), etag: '"rb"' });
     expect((await stored(changed.rec)).equals(B)).toBe(true);
     refuse = true;
-    const before = origin.requests.length;
+    const before = env.origin.requests.length;
     const p412 = await run('/reval', '--revalidate');
-    expect(origin.requests.length - before).toBe(2);
+    expect(env.origin.requests.length - before).toBe(2);
     expect(p412.requests.at(-1)!.headers['if-none-match']).toBeUndefined();
     expect(p412.rec).toMatchObject({ status: 'unchanged', sha256: sha256Hex(B) });
-    const exported = await runCli(['export', '-o', ws.out]);
+    const exported = await runCli(['export', '-o', env.ws.out]);
     expect(exported.records.find((r) => r.id === 'item-/reval')).toMatchObject({ state: 'done', sha256: sha256Hex(B) });
   });
 
   it('quota: refused before streaming, and while streaming a body of unknown length', async () => {
-    origin.set('/chunked-big', { body: samplePdf('quota', 40 * 1024 * 1024), chunked: true });
-    const s = await statfs(ws.dir);
+    env.origin.set('/chunked-big', { body: samplePdf('quota', 40 * 1024 * 1024), chunked: true });
+    const s = await statfs(env.ws.dir);
     const free = s.bavail * s.bsize;
     // Enough room to start, not enough for 40 MiB more: the guard must trip mid-stream.
     const { rec, attempts } = await run('/chunked-big', '--min-free', String(free - 8 * 1024 * 1024));
     expect(rec).toMatchObject({ status: 'failed', reason: 'quota', path: null });
     expect(attempts[0]!.bytes).toBeGreaterThan(0);
     expect(attempts[0]!.bytes).toBeLessThan(40 * 1024 * 1024);
-    const key = jobKey('item-/chunked-big', [origin.url('/chunked-big')]);
-    await expect(stat(join(ws.out, '.staging', `${key}.part`))).rejects.toThrow();
+    const key = jobKey('item-/chunked-big', [env.origin.url('/chunked-big')]);
+    await expect(stat(join(env.ws.out, '.staging', `${key}.part`))).rejects.toThrow();
   });
 });

@@ -2,6 +2,8 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
+import { startOrigin, type Origin } from '../../src/testing/origin.js';
 
 export const BIN = resolve(import.meta.dirname, '../../bin/docstokg.js');
 
@@ -76,4 +78,21 @@ export function jsonl(items: unknown[]): string {
 
 export function byId(records: Record<string, unknown>[]): Map<unknown, Record<string, unknown>> {
   return new Map(records.map((r) => [r.id, r]));
+}
+
+/**
+ * A real origin and a temporary workspace for one test file, started before its tests and
+ * torn down after them. Read the fields inside tests (they are set by beforeAll).
+ */
+export function originAndWorkspace(start: () => Promise<Origin> = () => startOrigin()): { origin: Origin; ws: Workspace } {
+  const env = {} as { origin: Origin; ws: Workspace };
+  beforeAll(async () => {
+    env.origin = await start();
+    env.ws = await workspace();
+  });
+  afterAll(async () => {
+    await env.origin.close();
+    await env.ws.cleanup();
+  });
+  return env;
 }
