@@ -14,9 +14,11 @@ function addOptions(cmd: Command, specs: readonly OptionSpec[]): Command {
   for (const s of specs) {
     const long = s.kind === 'negbool' ? `--no-${s.flag}` : `--${s.flag}`;
     const flags = `${s.short ? `-${s.short}, ` : ''}${long}${s.arg ? ` <${s.arg}>` : ''}`;
-    const dflt = s.default !== undefined && s.kind !== 'bool' && s.kind !== 'negbool' ? ` [${s.default}]` : '';
+    const dflt = s.default !== undefined && s.default !== '' && s.kind !== 'bool' && s.kind !== 'negbool' ? ` [${s.default}]` : '';
     const env = envName(s.kind === 'negbool' ? `no-${s.flag}` : s.flag);
-    cmd.addOption(new Option(flags, `${s.help}${dflt} (env ${env})`));
+    const option = new Option(flags, `${s.help}${dflt} (env ${env})`);
+    if (s.kind === 'list') option.argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]);
+    cmd.addOption(option);
   }
   return cmd;
 }
@@ -33,6 +35,21 @@ async function finish(code: number): Promise<never> {
   process.exit(code);
 }
 
+/** Runtime failures of the machine rather than of docstokg: one clear line, no stack. */
+function fatalMessage(e: NodeJS.ErrnoException | undefined): string | null {
+  const code = e?.code ?? '';
+  if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL') {
+    return `disk full (${code}): ${e!.message}. Stored files are intact; free space (or raise --min-free) and run again to finish.`;
+  }
+  if (code === 'EROFS' || code === 'EACCES' || code === 'EPERM') return `cannot write (${code}): ${e!.message}`;
+  if (code === 'EIO') return `input/output error: ${e!.message}`;
+  if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') {
+    return `the ledger is locked by another process (${code}) for longer than --lock-timeout; try again, or raise --lock-timeout`;
+  }
+  if (code.startsWith('SQLITE_')) return `the ledger is unusable (${code}): ${e!.message}. Run \`docstokg reconcile\`, or use another --db`;
+  return null;
+}
+
 function fail(err: unknown): Promise<never> {
   if (err instanceof UsageError) {
     process.stderr.write(`docstokg: ${err.message}\n`);
@@ -43,8 +60,9 @@ function fail(err: unknown): Promise<never> {
     return finish(EXIT.fatal);
   }
   const e = err as NodeJS.ErrnoException;
-  if (e?.code === 'ENOSPC' || e?.code === 'EROFS' || e?.code === 'EACCES' || e?.code === 'EDQUOT' || e?.code === 'EIO') {
-    process.stderr.write(`docstokg: fatal: ${e.message}\n`);
+  const known = fatalMessage(e);
+  if (known) {
+    process.stderr.write(`docstokg: fatal: ${known}\n`);
     return finish(EXIT.fatal);
   }
   // Unknown errors are bugs: say so loudly, with the stack, and exit 3.

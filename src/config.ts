@@ -4,7 +4,7 @@ import { UsageError } from './errors.js';
  * Every option of every command, with its default, in one table. The CLI registers flags from it,
  * and `resolveOptions` merges flag > environment (`DOCSTOKG_<FLAG>`) > default and validates once.
  */
-type Kind = 'int' | 'size' | 'seconds' | 'ms' | 'string' | 'bool' | 'negbool' | 'enum';
+type Kind = 'int' | 'size' | 'seconds' | 'ms' | 'string' | 'list' | 'bool' | 'negbool' | 'enum';
 
 export interface OptionSpec {
   /** long flag without dashes; for `negbool` the flag is `--no-<flag>` */
@@ -24,6 +24,7 @@ export const SHARED_OPTIONS: readonly OptionSpec[] = [
   { flag: 'json', kind: 'bool', default: false, help: 'machine-readable output on stdout' },
   { flag: 'quiet', short: 'q', kind: 'bool', default: false, help: 'no progress or summary on stderr' },
   { flag: 'verbose', short: 'v', kind: 'bool', default: false, help: 'one line per finished item on stderr' },
+  { flag: 'lock-timeout', kind: 'seconds', arg: 's', default: 15, min: 0, help: 'how long to wait for a ledger locked by another process' },
 ];
 
 export const DOWNLOAD_OPTIONS: readonly OptionSpec[] = [
@@ -36,6 +37,7 @@ export const DOWNLOAD_OPTIONS: readonly OptionSpec[] = [
   { flag: 'retry-after-cap', kind: 'seconds', arg: 's', default: 120, min: 0, help: 'longest Retry-After honoured; longer ones leave the item pending (retry_after_too_long)' },
   { flag: 'connect-timeout', kind: 'seconds', arg: 's', default: 10, min: 0.001, help: 'TCP/TLS connect timeout' },
   { flag: 'stall-timeout', kind: 'seconds', arg: 's', default: 30, min: 0.001, help: 'abort an attempt after this long without a byte' },
+  { flag: 'min-speed', kind: 'size', arg: 'size', default: '1KiB', min: 0, help: 'abort a body slower than this many bytes/s over a --stall-timeout window (0: off)' },
   { flag: 'max-bytes', kind: 'size', arg: 'size', default: '512MiB', min: 1, help: 'largest file accepted' },
   { flag: 'min-free', kind: 'size', arg: 'size', default: '1GiB', min: 0, help: 'free disk space to keep (quota guard)' },
   { flag: 'revalidate', kind: 'bool', default: false, help: 'ask again for items already done, with their validators (304 = unchanged)' },
@@ -46,6 +48,10 @@ export const DOWNLOAD_OPTIONS: readonly OptionSpec[] = [
   { flag: 'lease-ttl', kind: 'seconds', arg: 's', default: 60, min: 1, help: 'lease length; renewed every quarter of it while an item runs' },
   { flag: 'log-format', kind: 'enum', arg: 'fmt', default: 'text', choices: ['text', 'json'], help: 'events on stderr: human text, or one JSON object per line' },
   { flag: 'metrics-file', kind: 'string', arg: 'path', help: 'Prometheus text file, rewritten atomically every 15 s and at the end' },
+  { flag: 'deny-private', kind: 'bool', default: false, help: 'refuse loopback, private, link-local and unique-local addresses (after DNS, at every redirect hop)' },
+  { flag: 'allow-host', kind: 'list', arg: 'host', default: '', help: 'fetch only from these hosts (repeatable; *.example.org for subdomains)' },
+  { flag: 'deny-host', kind: 'list', arg: 'host', default: '', help: 'never fetch from these hosts (repeatable; *.example.org for subdomains)' },
+  { flag: 'host-headers', kind: 'string', arg: 'file', help: 'per-host request headers such as API keys (YAML; ${VAR} reads the environment)' },
   { flag: 'user-agent', kind: 'string', arg: 's', default: 'docstokg/0.1 (+https://www.npmjs.com/package/docstokg)', help: 'User-Agent header' },
   { flag: 'mailto', kind: 'string', arg: 'addr', help: 'contact address added to the User-Agent' },
 ];
@@ -100,6 +106,11 @@ function coerce(spec: OptionSpec, raw: unknown, origin: string): unknown {
     return bad('expected true or false');
   }
   if (spec.kind === 'string') return String(raw);
+  if (spec.kind === 'list') {
+    // Repeated flags arrive as an array; the environment gives one comma-separated string.
+    const items = (Array.isArray(raw) ? raw.map(String) : String(raw).split(',')).map((s) => s.trim()).filter((s) => s !== '');
+    return Object.freeze(items);
+  }
   if (spec.kind === 'enum') {
     const s = String(raw);
     if (!spec.choices!.includes(s)) bad(`expected one of ${spec.choices!.join(', ')}`);
@@ -141,6 +152,7 @@ export interface SharedOptions {
   json: boolean;
   quiet: boolean;
   verbose: boolean;
+  lockTimeout: number;
 }
 
 export interface DownloadOptions extends SharedOptions {
@@ -153,6 +165,7 @@ export interface DownloadOptions extends SharedOptions {
   retryDelay: number;
   connectTimeout: number;
   stallTimeout: number;
+  minSpeed: number;
   maxBytes: number;
   minFree: number;
   linkDir: string | undefined;
@@ -165,6 +178,10 @@ export interface DownloadOptions extends SharedOptions {
   metricsFile: string | undefined;
   userAgent: string;
   mailto: string | undefined;
+  denyPrivate: boolean;
+  allowHost: readonly string[];
+  denyHost: readonly string[];
+  hostHeaders: string | undefined;
 }
 
 export interface ReconcileOptions extends SharedOptions {
@@ -188,6 +205,11 @@ export const PLAN_WINDOW = 2048;
 /** Ledger writes grouped per transaction (see DESIGN: one commit per item blocks the loop). */
 export const LEDGER_BATCH = 256;
 export const PDF_MAGIC_WINDOW = 1024;
+/**
+ * Longest manifest line read (OpenAlex works with thousands of authors run to a few MB); longer
+ * lines are reported invalid and skipped without being held in memory.
+ */
+export const MAX_LINE_BYTES = 8 * 1024 * 1024;
 /**
  * Parts at least this large (or of unknown length) commit their validators and their finished
  * stream at once, so after a crash they are resumed or finalized without fetching them again.

@@ -37,6 +37,8 @@ export class HostPool {
   private stopped = false;
   private failure: unknown = null;
   private waiters: (() => void)[] = [];
+  /** called once, with the first error a task throws (the run is ending: abort what is in flight) */
+  onFailure: ((err: unknown) => void) | null = null;
 
   constructor(
     private readonly concurrency: number,
@@ -176,7 +178,10 @@ export class HostPool {
     try {
       await task.run();
     } catch (err) {
-      this.failure ??= err;
+      if (this.failure === null) {
+        this.failure = err;
+        this.onFailure?.(err);
+      }
       this.stop();
     }
     this.active -= 1;

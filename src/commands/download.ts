@@ -6,6 +6,8 @@ import { linkDone } from '../download/item.js';
 import { heartbeat, itemTask, type Run } from '../download/worker.js';
 import { FatalError, UsageError } from '../errors.js';
 import { HostGate } from '../hosts/gate.js';
+import { HostHeaders, loadHostHeaders } from '../hosts/headers.js';
+import { UrlPolicy } from '../http/url-policy.js';
 import { builtinConfig, loadBreakers, loadRatelimits, type BreakerPolicies, type RatePolicies } from '../hosts/policy.js';
 import { createAgent } from '../http/client.js';
 import { SqliteLedger } from '../ledger/sqlite.js';
@@ -48,40 +50,52 @@ function userAgent(opts: DownloadOptions): string {
   return opts.mailto ? `${opts.userAgent} (mailto:${opts.mailto})` : opts.userAgent;
 }
 
-/** YAML policies are read and validated before anything starts: a bad file is exit 2. */
-function loadPolicies(opts: DownloadOptions): { rates: RatePolicies; breakers: BreakerPolicies } {
+interface Policies {
+  rates: RatePolicies;
+  breakers: BreakerPolicies;
+  urls: UrlPolicy;
+  hostHeaders: HostHeaders;
+}
+
+/** Policy files and host lists are read and validated before anything starts: a bad one is exit 2. */
+function loadPolicies(opts: DownloadOptions): Policies {
   return {
     rates: loadRatelimits(opts.ratelimits ?? builtinConfig('ratelimits.default.yaml')),
     breakers: loadBreakers(opts.breakers ?? builtinConfig('breakers.default.yaml')),
+    urls: new UrlPolicy(opts),
+    hostHeaders: opts.hostHeaders ? loadHostHeaders(opts.hostHeaders, process.env) : new HostHeaders(),
   };
 }
 
 export async function runDownload(manifests: readonly string[], opts: DownloadOptions, argv: readonly string[]): Promise<number> {
   await checkManifests(manifests);
   const now = (): number => Date.now();
-  loadPolicies(opts);
+  const policies = loadPolicies(opts);
   if (opts.dryRun) return planDryRun(manifests, opts, dbPath(opts));
   await prepareOut(opts);
-  const ledger = new SqliteLedger(dbPath(opts));
+  const ledger = new SqliteLedger(dbPath(opts), { lockTimeoutMs: opts.lockTimeout });
   const telemetry = startTelemetry(opts, ledger.runId);
   const events = telemetry.events;
   // With JSON events the stderr stream is for machines: the summary travels in run_end.
   const reporter = new Reporter(opts.logFormat === 'json' ? { ...opts, quiet: true } : opts, now, events);
   const controller = new AbortController();
-  const dispatcher = createAgent({ connectTimeout: opts.connectTimeout, stallTimeout: opts.stallTimeout, concurrency: opts.concurrency });
-  const policies = loadPolicies(opts);
+  const dispatcher = createAgent({ connectTimeout: opts.connectTimeout, stallTimeout: opts.stallTimeout, concurrency: opts.concurrency, blocked: policies.urls.ranges });
   const ctx = {
     opts,
     ledger,
     dispatcher,
     owner: newOwnerId(),
     headers: { 'user-agent': userAgent(opts), accept: 'application/pdf,*/*;q=0.8', 'accept-encoding': 'identity' },
+    policy: policies.urls,
+    hostHeaders: policies.hostHeaders,
     signal: controller.signal,
     now,
     events,
   };
   const hosts = new HostGate(policies.rates, policies.breakers, opts.retryAfterCap, ledger.hosts(), (row) => ledger.saveHost(row, now()), now, events);
   const pool = new HostPool(opts.concurrency, opts.perHost, hosts);
+  // A fatal error in one item ends the run: the others stop now, keeping their parts.
+  pool.onFailure = () => controller.abort();
   let signalled: NodeJS.Signals | null = null;
   const onSignal = (sig: NodeJS.Signals): void => {
     // A second signal exits at once: the ledger is WAL and parts are kept, so this is still safe.

@@ -13,7 +13,7 @@ import { Reporter } from '../report.js';
  * repeated items are recognised the same way as in a real run (SeenKeys).
  */
 export async function planDryRun(manifests: readonly string[], opts: DownloadOptions, db: string): Promise<number> {
-  const ledger = existsSync(db) ? openDatabase(db, { readonly: true }) : null;
+  const ledger = existsSync(db) ? openDatabase(db, { readonly: true, lockTimeoutMs: opts.lockTimeout }) : null;
   const peek = ledger?.prepare('SELECT * FROM jobs WHERE key = ?');
   const seen = new SeenKeys();
   const reporter = new Reporter({ ...opts, progress: false }, Date.now);

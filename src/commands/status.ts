@@ -8,7 +8,7 @@ import { dbPath } from './download.js';
 export function openExisting(opts: SharedOptions): SqliteLedger {
   const path = dbPath(opts);
   if (!existsSync(path)) throw new FatalError(`no ledger at ${path} (run a download first, or pass --db)`);
-  return new SqliteLedger(path);
+  return new SqliteLedger(path, { lockTimeoutMs: opts.lockTimeout });
 }
 
 const DAY_MS = 86_400_000;

@@ -8,6 +8,8 @@ import { ItemError, type Reason } from '../errors.js';
 import { actionFor, keepsPart } from '../http/classify.js';
 import { backoffDelay } from '../http/retry-after.js';
 import type { Events } from '../events.js';
+import type { HostHeaders } from '../hosts/headers.js';
+import type { UrlPolicy } from '../http/url-policy.js';
 import type { AttemptRow, JobRow, Ledger, Outcome, PartRow } from '../ledger/types.js';
 import type { Candidate, Item } from '../manifest/parse.js';
 import { finalizePart, objectExists, type Finalized } from '../store/finalize.js';
@@ -21,6 +23,8 @@ export interface ItemContext {
   dispatcher: Dispatcher;
   owner: string;
   headers: Record<string, string>;
+  policy: UrlPolicy;
+  hostHeaders: HostHeaders;
   signal: AbortSignal;
   now: () => number;
   gate: RequestGate;
@@ -147,9 +151,13 @@ async function tryCandidate(ctx: ItemContext, job: JobRow, candidate: Candidate,
           part,
           out: ctx.opts.out,
           headers: ctx.headers,
+          auth: candidate.auth,
+          policy: ctx.policy,
+          hostHeaders: ctx.hostHeaders,
           dispatcher: ctx.dispatcher,
           maxBytes: ctx.opts.maxBytes,
           minFree: ctx.opts.minFree,
+          minSpeed: { bytesPerSecond: ctx.opts.minSpeed, windowMs: ctx.opts.stallTimeout },
           fsync: ctx.opts.fsync,
           signal: ctx.signal,
           held,

@@ -60,6 +60,8 @@ export interface PartWriterOptions {
   minFree: number;
   out: string;
   fsync: boolean;
+  /** a body slower than `bytesPerSecond` over any `windowMs` is stalled (a trickle that defeats the stall timeout) */
+  minSpeed: { bytesPerSecond: number; windowMs: number };
 }
 
 /**
@@ -79,6 +81,8 @@ export class PartWriter extends Writable {
   private fd: number | null = null;
   private nextQuotaCheck: number;
   private setupError: Error | null = null;
+  private windowStart = performance.now();
+  private windowBytes = 0;
 
   /**
    * Everything here is synchronous on purpose: bytes that arrive while a writable is still being
@@ -111,6 +115,7 @@ export class PartWriter extends Writable {
   override _write(raw: Buffer, _enc: BufferEncoding, callback: (error?: Error | null) => void): void {
     try {
       this.received += raw.length;
+      this.checkSpeed(raw.length);
       if (this.o.mode === 'complete') return callback();
       let chunk = raw;
       if (this.overlapLeft > 0) {
@@ -136,6 +141,20 @@ export class PartWriter extends Writable {
     } catch (err) {
       callback(err as Error);
     }
+  }
+
+  private checkSpeed(bytes: number): void {
+    const { bytesPerSecond, windowMs } = this.o.minSpeed;
+    if (bytesPerSecond === 0) return;
+    this.windowBytes += bytes;
+    const now = performance.now();
+    if (now - this.windowStart < windowMs) return;
+    const rate = (this.windowBytes * 1000) / (now - this.windowStart);
+    if (rate < bytesPerSecond) {
+      throw new ItemError('stalled', `body arrived at ${Math.round(rate)} bytes/s, under --min-speed ${bytesPerSecond}`, { httpStatus: this.o.httpStatus });
+    }
+    this.windowStart = now;
+    this.windowBytes = 0;
   }
 
   override _final(callback: (error?: Error | null) => void): void {

@@ -5,7 +5,10 @@ import { MAX_REDIRECTS } from '../config.js';
 import { ItemError, type Reason } from '../errors.js';
 import { toItemError } from '../http/classify.js';
 import { parseRetryAfter } from '../http/retry-after.js';
+import type { HostHeaders } from '../hosts/headers.js';
+import type { UrlPolicy } from '../http/url-policy.js';
 import type { PartRow } from '../ledger/types.js';
+import { DecodingWriter, decoderFor } from './decode.js';
 import { Discard, DiscardOverflow, OverlapMismatch, PartWriter, readHeld, type HeldState } from './part-writer.js';
 import type { Ticket } from '../hosts/limiter.js';
 import { isStrongEtag, judgeResponse, planResume, rangeFrom, resumeHeaders, type ResumePlan } from './resume.js';
@@ -15,9 +18,16 @@ export interface TransferInput {
   part: string;
   out: string;
   headers: Record<string, string>;
+  /** Basic authorization from credentials in the manifest URL: for that URL's origin only */
+  auth: string | null;
+  /** --allow-host, --deny-host, --deny-private: checked for every hop before it is requested */
+  policy: UrlPolicy;
+  /** per-host secret headers: each hop gets only its own host's */
+  hostHeaders: HostHeaders;
   dispatcher: Dispatcher;
   maxBytes: number;
   minFree: number;
+  minSpeed: { bytesPerSecond: number; windowMs: number };
   fsync: boolean;
   signal: AbortSignal;
   /** bytes already in the part file */
@@ -106,18 +116,22 @@ export async function transfer(input: TransferInput, facts: AttemptFacts): Promi
   let plan: ResumePlan = input.conditional ? { kind: 'fresh', why: 'no-part' } : planResume(input.held, input.partRow, input.url);
   let conditional = input.conditional;
   let url = input.url;
+  let from: URL | null = null;
   let prefix = '';
   // Read before asking: a writer must be ready the moment the body starts (see PartWriter).
   const seed = plan.kind === 'fresh' ? null : await readHeld(input.part, plan.held, plan.held - rangeFrom(plan));
   for (let hop = 0; ; ) {
     facts.decision = prefix + (conditional ? 'revalidate' : decisionName(plan));
     facts.finalUrl = url;
-    const host = new URL(url).hostname;
+    const target = new URL(url);
+    input.policy.check(target);
+    const host = target.hostname;
     const ticket = await input.gate.enter(host, input.signal);
+    const headers = { ...input.headers, ...hopHeaders(input, target, from), ...resumeHeaders(plan), ...conditionalHeaders(conditional) };
     facts.httpStatus = null;
     let answer: Answer;
     try {
-      answer = await exchange({ ...input, onResponse: () => input.gate.responded(host, ticket) }, url, { ...input.headers, ...resumeHeaders(plan), ...conditionalHeaders(conditional) }, plan, conditional !== undefined, facts, seed);
+      answer = await exchange({ ...input, onResponse: () => input.gate.responded(host, ticket) }, url, headers, plan, conditional !== undefined, facts, seed);
     } catch (err) {
       input.gate.settle(host, err instanceof ItemError ? err.code : 'connect_error', null, facts.httpStatus);
       throw err;
@@ -134,6 +148,7 @@ export async function transfer(input: TransferInput, facts: AttemptFacts): Promi
       case 'redirect': {
         hop += 1;
         if (hop > MAX_REDIRECTS) throw new ItemError('too_many_redirects', `more than ${MAX_REDIRECTS} redirects`, { httpStatus: answer.status });
+        from = target;
         url = nextHop(url, answer.location, answer.status);
         continue;
       }
@@ -152,6 +167,7 @@ export async function transfer(input: TransferInput, facts: AttemptFacts): Promi
         prefix = `${facts.decision}>mismatch>`;
         plan = { kind: 'fresh', why: 'refetch' };
         url = input.url;
+        from = null;
         continue;
       case 'body': {
         const w = answer.writer;
@@ -160,6 +176,13 @@ export async function transfer(input: TransferInput, facts: AttemptFacts): Promi
       }
     }
   }
+}
+
+/** The secrets a hop may carry: its own host's headers, and URL credentials on their own origin only. */
+function hopHeaders(input: TransferInput, target: URL, from: URL | null): Record<string, string> {
+  const h = input.hostHeaders.for(target, from);
+  if (input.auth && target.origin === new URL(input.url).origin) return { ...h, authorization: input.auth };
+  return h;
 }
 
 function nextHop(from: string, location: string, status: number): string {
@@ -173,6 +196,9 @@ function nextHop(from: string, location: string, status: number): string {
     throw new ItemError('blocked', `redirect to a ${next.protocol} URL`, { httpStatus: status });
   }
   next.hash = '';
+  // Credentials in a Location are neither used nor recorded.
+  next.username = '';
+  next.password = '';
   return next.href;
 }
 
@@ -214,14 +240,25 @@ async function exchange(
         answer = { kind: 'error', status: statusCode, headers: rh };
         return new Discard(64 * 1024);
       }
+      const decoder = decoderFor(header(rh, 'content-encoding'));
+      if (decoder === 'unsupported') throw new ItemError('not_pdf', `unsupported Content-Encoding ${JSON.stringify(header(rh, 'content-encoding'))}`, { httpStatus: statusCode });
+      if (decoder && verdict !== 'restart') {
+        // A range of an encoded body cannot be appended to decoded bytes: ask for all of it.
+        decoder.destroy();
+        answer = { kind: 'refetch' };
+        return new Discard();
+      }
       facts.contentType = header(rh, 'content-type');
       facts.etag = header(rh, 'etag');
       facts.lastModified = header(rh, 'last-modified');
       const length = header(rh, 'content-length');
-      const declared = length !== null && /^\d+$/.test(length) ? Number(length) : null;
+      // Content-Length counts encoded bytes; undici itself holds the body to it.
+      const declared = length !== null && /^\d+$/.test(length) && !decoder ? Number(length) : null;
       const used: ResumePlan = verdict === 'restart' ? { kind: 'fresh', why: plan.kind === 'fresh' ? plan.why : 'no-part' } : plan;
       if (verdict === 'restart') {
-        input.onFreshPart({ url: input.url, etag: isStrongEtag(facts.etag) ? facts.etag : null, last_modified: facts.lastModified, total: declared });
+        // An encoded body's part keeps no validators: it is never continued with a range.
+        const strong = !decoder && isStrongEtag(facts.etag);
+        input.onFreshPart({ url: input.url, etag: strong ? facts.etag : null, last_modified: decoder ? null : facts.lastModified, total: declared });
       }
       writer = new PartWriter({
         path: input.part,
@@ -234,9 +271,10 @@ async function exchange(
         minFree: input.minFree,
         out: input.out,
         fsync: input.fsync,
+        minSpeed: input.minSpeed,
       }, verdict === 'restart' ? null : seed);
       answer = { kind: 'body', writer, plan: used };
-      return writer;
+      return decoder ? new DecodingWriter(decoder, writer) : writer;
     });
   } catch (err) {
     const w = writer as PartWriter | null;

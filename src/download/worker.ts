@@ -95,7 +95,15 @@ async function work(run: Run, task: Task, item: Item, row: JobRow, previous: Job
       const signal = AbortSignal.any([ctx.signal, lease.signal]);
       result = await downloadItem({ ...ctx, signal, gate: itemGate(run, admitted) }, item, row, previous);
     } catch (err) {
-      if (!(err instanceof Deferred)) throw err;
+      if (!(err instanceof Deferred)) {
+        // A fatal error (disk full, ledger gone): hand the job back, its part kept, before the run ends.
+        try {
+          ledger.release(item.key, ctx.owner, ctx.now());
+        } catch {
+          // the ledger itself may be what failed; the lease then expires or is taken over
+        }
+        throw err;
+      }
       // The host is paused (rate, breaker, cool-down): give the lease back and queue the item again.
       if (previous) ledger.finish(item.key, ctx.owner, storedOutcome(previous), ctx.now());
       else ledger.release(item.key, ctx.owner, ctx.now());

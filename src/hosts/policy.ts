@@ -1,7 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { parse, YAMLParseError } from 'yaml';
-import { UsageError } from '../errors.js';
+import { hostKey, lookup, number, object, onlyKeys, readYaml, Where } from './yaml.js';
 
 /**
  * Per-host policy from the DocsToKG YAML formats, validated once and resolved per host.
@@ -29,34 +27,6 @@ export const ROLES = ['artifact', 'metadata', 'landing'] as const;
 type Role = (typeof ROLES)[number];
 
 const UNIT_MS: Record<string, number> = { second: 1000, minute: 60_000, hour: 3_600_000, day: 86_400_000 };
-
-type Json = Record<string, unknown>;
-
-class Where {
-  constructor(readonly file: string, readonly path: string) {}
-  at(key: string | number): Where {
-    return new Where(this.file, typeof key === 'number' ? `${this.path}[${key}]` : this.path ? `${this.path}.${key}` : key);
-  }
-  fail(problem: string): never {
-    throw new UsageError(`${this.file}: ${this.path || '(top level)'}: ${problem}`);
-  }
-}
-
-function object(v: unknown, w: Where): Json {
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) w.fail(`expected a mapping, got ${JSON.stringify(v)}`);
-  return v as Json;
-}
-
-function onlyKeys(o: Json, allowed: readonly string[], w: Where): void {
-  for (const k of Object.keys(o)) if (!allowed.includes(k)) w.at(k).fail(`unknown key (expected one of ${allowed.join(', ')})`);
-}
-
-function number(v: unknown, w: Where, opts: { min: number; integer?: boolean }): number {
-  if (typeof v !== 'number' || !Number.isFinite(v)) w.fail(`expected a number, got ${JSON.stringify(v)}`);
-  if (opts.integer && !Number.isInteger(v)) w.fail(`expected a whole number, got ${v}`);
-  if (v < opts.min) w.fail(`must be at least ${opts.min}, got ${v}`);
-  return v;
-}
 
 /** `5/SECOND`, `500/HOUR`, `1/3SECOND` (one per three seconds). */
 export function parseRate(text: unknown, w: Where): RateWindow {
@@ -91,39 +61,6 @@ function roles(v: unknown, w: Where, base: Record<Role, RolePolicy>): Record<Rol
   const out = { ...base };
   for (const role of ROLES) if (o[role] !== undefined) out[role] = rolePolicy(o[role], w.at(role), base[role]);
   return out;
-}
-
-function hostKey(k: string, w: Where): string {
-  const host = k.trim().toLowerCase();
-  if (!/^(\*\.)?[a-z0-9.:[\]_-]+$/.test(host)) w.fail('not a host name (use "example.org" or "*.example.org")');
-  return host;
-}
-
-function readYaml(file: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new UsageError(`${file}: cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-  try {
-    return parse(text);
-  } catch (err) {
-    const where = err instanceof YAMLParseError && err.linePos ? ` line ${err.linePos[0].line}` : '';
-    throw new UsageError(`${file}:${where} YAML syntax error: ${(err as Error).message.split('\n')[0]}`);
-  }
-}
-
-/** Longest matching key wins: an exact host, then the most specific `*.` wildcard. */
-function lookup<T>(table: Map<string, T>, host: string): T | undefined {
-  const exact = table.get(host);
-  if (exact) return exact;
-  const labels = host.split('.');
-  for (let i = 1; i < labels.length; i += 1) {
-    const hit = table.get(`*.${labels.slice(i).join('.')}`);
-    if (hit) return hit;
-  }
-  return undefined;
 }
 
 export class RatePolicies {

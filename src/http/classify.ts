@@ -1,4 +1,5 @@
 import { ItemError, type Reason } from '../errors.js';
+import { BLOCKED_ADDRESS } from './url-policy.js';
 
 /**
  * The one table that decides what a failure means:
@@ -86,9 +87,14 @@ const CODE_TO_REASON: Record<string, Reason> = {
   UND_ERR_REQ_CONTENT_LENGTH_MISMATCH: 'size_mismatch',
   UND_ERR_ABORTED: 'interrupted',
   ABORT_ERR: 'interrupted',
+  [BLOCKED_ADDRESS]: 'blocked',
+  // Response headers above the client's limit: an answer too large to take.
+  UND_ERR_HEADERS_OVERFLOW: 'too_large',
 };
 
 const TLS = /^(ERR_TLS_|ERR_SSL_|CERT_|UNABLE_TO_|DEPTH_ZERO_|SELF_SIGNED_|ERR_OSSL_)/;
+/** A response that breaks HTTP/1.1 (parser errors, a socket lost mid-message): like a reset. */
+const PROTOCOL = /^(HPE_|UND_ERR_(?!INVALID_ARG|NOT_SUPPORTED))/;
 
 /** Maps a thrown network error (undici or node) to a reason code; unknown errors are rethrown. */
 export function toItemError(err: unknown): ItemError {
@@ -96,7 +102,7 @@ export function toItemError(err: unknown): ItemError {
   for (let e: unknown = err, depth = 0; e && depth < 4; e = (e as { cause?: unknown }).cause, depth += 1) {
     const code = (e as { code?: unknown }).code;
     if (typeof code !== 'string') continue;
-    const reason = CODE_TO_REASON[code] ?? (TLS.test(code) ? 'tls_error' : undefined);
+    const reason = CODE_TO_REASON[code] ?? (TLS.test(code) ? 'tls_error' : PROTOCOL.test(code) ? 'connect_error' : undefined);
     if (reason) return new ItemError(reason, (e as Error).message ?? code, { cause: err });
   }
   if ((err as Error)?.name === 'AbortError') return new ItemError('interrupted', 'aborted', { cause: err });

@@ -1,3 +1,4 @@
+import type { BlockList } from 'node:net';
 import { Agent } from 'undici';
 import { cachedLookup } from './dns-cache.js';
 
@@ -5,6 +6,8 @@ export interface ClientOptions {
   connectTimeout: number;
   stallTimeout: number;
   concurrency: number;
+  /** --deny-private: addresses a connection may not use */
+  blocked: BlockList | null;
 }
 
 /**
@@ -19,7 +22,7 @@ export function createAgent(opts: ClientOptions): Agent {
     keepAliveMaxTimeout: 60_000,
     headersTimeout: opts.stallTimeout,
     bodyTimeout: opts.stallTimeout,
-    connect: { timeout: opts.connectTimeout, lookup: cachedLookup() },
+    connect: { timeout: opts.connectTimeout, lookup: cachedLookup(opts.blocked) },
     maxHeaderSize: 64 * 1024,
   });
 }

@@ -11,12 +11,12 @@ export const SCHEMA_VERSION = MIGRATIONS.length;
  * object is fsync'd and moved before its row says done), and a lost tail of commits is repaired by
  * re-planning or reconcile.
  */
-export function openDatabase(path: string, opts: { readonly?: boolean } = {}): Database.Database {
+export function openDatabase(path: string, opts: { readonly?: boolean; lockTimeoutMs?: number } = {}): Database.Database {
   let db: Database.Database;
   try {
     if (!opts.readonly) mkdirSync(dirname(path), { recursive: true });
     db = new Database(path, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false });
-    db.pragma('busy_timeout = 15000');
+    db.pragma(`busy_timeout = ${Math.round(opts.lockTimeoutMs ?? 15_000)}`);
     if (!opts.readonly) {
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
@@ -26,7 +26,11 @@ export function openDatabase(path: string, opts: { readonly?: boolean } = {}): D
     migrate(db, opts.readonly ?? false);
   } catch (err) {
     if (err instanceof FatalError) throw err;
-    throw new FatalError(`ledger ${path} is unusable: ${(err as Error).message}`, { cause: err });
+    const code = (err as { code?: string }).code;
+    if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') {
+      throw new FatalError(`ledger ${path} is locked by another process for longer than --lock-timeout (${code})`, { cause: err });
+    }
+    throw new FatalError(`ledger ${path} is unusable: ${(err as Error).message}${code ? ` (${code})` : ''}`, { cause: err });
   }
   return db;
 }

@@ -23,8 +23,8 @@ export class SqliteLedger implements Ledger {
   private timer: NodeJS.Timeout | null = null;
   private readonly seen = new SeenKeys();
 
-  constructor(path: string) {
-    this.db = openDatabase(path);
+  constructor(path: string, opts: { lockTimeoutMs?: number } = {}) {
+    this.db = openDatabase(path, opts);
     const db = this.db;
     db.pragma('cache_size = -16384');
     this.stmt = {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { canonicalizeUrl } from './canonical-url.js';
+import { canonicalizeUrl, redactCredentials } from './canonical-url.js';
 import type { ManifestLine } from './read.js';
 
 /** A fetchable candidate: `href` is requested, `canonical` is the ledger key. */
@@ -7,6 +7,8 @@ export interface Candidate {
   href: string;
   canonical: string;
   host: string;
+  /** Basic authorization from credentials written in the URL; sent to its own origin only */
+  auth: string | null;
 }
 
 export interface Item {
@@ -31,7 +33,7 @@ const OPENALEX = /^https?:\/\/openalex\.org\/(W\d+)$/i;
 const SHA256 = /^[0-9a-f]{64}$/i;
 
 function invalid(source: string, message: string): Parsed {
-  return { kind: 'invalid', source, message };
+  return { kind: 'invalid', source, message: redactCredentials(message) };
 }
 
 function normalizeDoi(doi: string): string {
@@ -72,7 +74,7 @@ function build(source: string, rawUrls: unknown[], id: unknown, doi: unknown, sh
     }
     if (seen.has(c.url)) continue;
     seen.add(c.url);
-    if (c.ok) candidates.push({ href: c.href, canonical: c.url, host: c.host });
+    if (c.ok) candidates.push({ href: c.href, canonical: c.url, host: c.host, auth: c.auth });
     else blocked.push(c.url);
   }
   if (id !== undefined && id !== null && typeof id !== 'string' && typeof id !== 'number') {
@@ -107,8 +109,9 @@ function build(source: string, rawUrls: unknown[], id: unknown, doi: unknown, sh
 
 /** Judges one manifest line on its own: JSON object, OpenAlex work, bare URL, blank or comment. */
 export function parseLine(line: ManifestLine): Parsed {
-  const text = line.text.trim();
   const source = `${line.file}:${line.line}`;
+  if (line.problem) return invalid(source, line.problem);
+  const text = line.text.trim();
   if (text === '' || text.startsWith('#')) return { kind: 'empty' };
   if (!/^[{["]/.test(text)) {
     if (/\s/.test(text)) return invalid(source, 'a bare line must be a single URL');

@@ -1,13 +1,16 @@
+import { isUtf8 } from 'node:buffer';
 import { createReadStream } from 'node:fs';
-import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
+import { MAX_LINE_BYTES } from '../config.js';
 import { UsageError } from '../errors.js';
 
+/** One line of a manifest; `problem` is set when the line cannot be judged at all. */
 export interface ManifestLine {
   file: string;
   line: number;
   text: string;
+  problem?: string;
 }
 
 /** Peeks at the first chunk so gzip is recognised by its magic bytes, whatever the file is called. */
@@ -30,6 +33,65 @@ function open(file: string): Readable {
   return createReadStream(file, { highWaterMark: 256 * 1024 });
 }
 
+const NEWLINE = 0x0a;
+const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
+
+/**
+ * Splits bytes into lines without ever holding more than MAX_LINE_BYTES of one line: a longer line
+ * is counted, reported and skipped, so a manifest with a gigabyte of garbage and no newline still
+ * streams. Each line is checked to be UTF-8 (replacement characters would silently change URLs).
+ */
+async function* splitLines(input: Readable, file: string): AsyncGenerator<ManifestLine> {
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  /** bytes of the current line dropped because it is over the limit */
+  let dropped = 0;
+  let n = 0;
+  const reset = (): void => {
+    pending = [];
+    pendingBytes = 0;
+    dropped = 0;
+  };
+  const tooLong = (bytes: number): ManifestLine => ({ file, line: n, text: '', problem: `line is longer than the ${MAX_LINE_BYTES}-byte limit (${bytes} bytes); skipped` });
+  const judge = (bytes: Buffer): ManifestLine => {
+    let b = bytes;
+    if (n === 1 && b.subarray(0, 3).equals(BOM)) b = b.subarray(3);
+    if (b.length > 0 && b[b.length - 1] === 0x0d) b = b.subarray(0, b.length - 1);
+    if (!isUtf8(b)) return { file, line: n, text: '', problem: 'line is not valid UTF-8' };
+    if (b.includes(0)) return { file, line: n, text: '', problem: 'line contains a NUL byte (binary data?)' };
+    return { file, line: n, text: b.toString('utf8') };
+  };
+  /** the line that ends with `piece` */
+  const finish = (piece: Buffer): ManifestLine => {
+    n += 1;
+    const total = dropped + pendingBytes + piece.length;
+    const line = dropped > 0 || total > MAX_LINE_BYTES ? tooLong(total) : judge(pendingBytes === 0 ? piece : Buffer.concat([...pending, piece]));
+    reset();
+    return line;
+  };
+  const hold = (piece: Buffer): void => {
+    if (dropped > 0 || pendingBytes + piece.length > MAX_LINE_BYTES) {
+      dropped += pendingBytes + piece.length;
+      pending = [];
+      pendingBytes = 0;
+    } else {
+      // A copy: the stream may reuse its chunk's memory.
+      pending.push(Buffer.from(piece));
+      pendingBytes += piece.length;
+    }
+  };
+  for await (const chunk of input) {
+    const buf = chunk as Buffer;
+    let start = 0;
+    for (let nl = buf.indexOf(NEWLINE); nl !== -1; nl = buf.indexOf(NEWLINE, start)) {
+      yield finish(buf.subarray(start, nl));
+      start = nl + 1;
+    }
+    if (start < buf.length) hold(buf.subarray(start));
+  }
+  if (pendingBytes > 0 || dropped > 0) yield finish(Buffer.alloc(0));
+}
+
 /** Streams every line of every manifest in order; memory stays flat whatever their length. */
 export async function* readManifests(files: readonly string[]): AsyncGenerator<ManifestLine> {
   for (const file of files) {
@@ -40,15 +102,15 @@ export async function* readManifests(files: readonly string[]): AsyncGenerator<M
       const code = (err as NodeJS.ErrnoException).code;
       throw new UsageError(`cannot read manifest ${file}: ${code ?? (err as Error).message}`);
     }
-    const lines = createInterface({ input, crlfDelay: Infinity });
     let n = 0;
     try {
-      for await (const text of lines) {
-        n += 1;
-        yield { file, line: n, text: n === 1 && text.charCodeAt(0) === 0xfeff ? text.slice(1) : text };
+      for await (const line of splitLines(input, file)) {
+        n = line.line;
+        yield line;
       }
     } catch (err) {
-      throw new UsageError(`cannot read manifest ${file} after line ${n}: ${(err as Error).message}`);
+      // A truncated gzip stream or a read error: what was read stands, the rest is one invalid line.
+      yield { file, line: n + 1, text: '', problem: `manifest cannot be read past line ${n}: ${(err as Error).message}` };
     }
   }
 }
