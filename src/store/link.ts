@@ -3,21 +3,26 @@ import { copyFile, link, mkdir, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 
 const MAX_NAME = 120;
-const RESERVED = /^(con|prn|aux|nul|com\d|lpt\d)$/i;
+/** DOS device names are reserved with any extension too (`con.txt`). */
+const RESERVED = /^(con|prn|aux|nul|com\d|lpt\d)(\..*)?$/i;
+const DIGEST_HEX = 16;
+const DIGESTED = new RegExp(`-[0-9a-f]{${DIGEST_HEX}}$`);
 
 /**
  * A file name for an item id that can never escape the link directory and never collides: anything
  * outside [A-Za-z0-9._-] becomes `_`, and whenever that changed the id (or it was too long, or a
- * reserved name) a short digest of the original id is appended, so two ids that sanitize alike
- * still get different names.
+ * reserved name) a digest of the original id is appended, so two ids that sanitize alike still get
+ * different names. An id that already ends like such a digest gets one too, so no id can be
+ * written to take another id's name.
  */
 export function safeName(id: string): string {
   // A leading dot would hide the file and a leading dash reads as a flag to shell tools.
   let name = id.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^[.-]/, '_');
-  const changed = name !== id || name.length > MAX_NAME || RESERVED.test(name) || name === '';
+  const changed = name !== id || name.length > MAX_NAME || RESERVED.test(name) || name === '' || DIGESTED.test(name);
   if (changed) {
-    const digest = createHash('sha256').update(id).digest('hex').slice(0, 10);
-    name = `${name.slice(0, MAX_NAME) || 'item'}-${digest}`;
+    const digest = createHash('sha256').update(id).digest('hex').slice(0, DIGEST_HEX);
+    const stem = RESERVED.test(name) ? `_${name}` : name;
+    name = `${stem.slice(0, MAX_NAME) || 'item'}-${digest}`;
   }
   return `${name}.pdf`;
 }

@@ -12,7 +12,7 @@ describe('safeName', () => {
   it.each(['../../etc/passwd', '/abs/path', 'a\0b', 'CON', '.hidden', '', 'x'.repeat(500), '10.1/abc'])('contains %j', (id) => {
     const n = safeName(id);
     expect(n).toMatch(/^[A-Za-z0-9_][A-Za-z0-9._-]*\.pdf$/);
-    expect(n.length).toBeLessThanOrEqual(140);
+    expect(n.length).toBeLessThanOrEqual(160);
   });
   it('keeps plain ids and separates ids that sanitize alike', () => {
     expect(safeName('W123')).toBe('W123.pdf');
