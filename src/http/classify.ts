@@ -100,6 +100,8 @@ const PROTOCOL = /^(HPE_|UND_ERR_(?!INVALID_ARG|NOT_SUPPORTED))/;
 export function toItemError(err: unknown): ItemError {
   if (err instanceof ItemError) return err;
   for (let e: unknown = err, depth = 0; e && depth < 4; e = (e as { cause?: unknown }).cause, depth += 1) {
+    // undici's parser errors do not always carry a code.
+    if ((e as Error).name === 'HTTPParserError') return new ItemError('connect_error', `not a valid HTTP/1.1 response: ${(e as Error).message}`, { cause: err });
     const code = (e as { code?: unknown }).code;
     if (typeof code !== 'string') continue;
     const reason = CODE_TO_REASON[code] ?? (TLS.test(code) ? 'tls_error' : PROTOCOL.test(code) ? 'connect_error' : undefined);
