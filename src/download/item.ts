@@ -34,6 +34,8 @@ export interface ItemContext {
 export interface ItemResult {
   outcome: Outcome;
   canonicalUrl: string | null;
+  /** why a failed item failed, in words (the record's optional `message`) */
+  message?: string;
 }
 
 function opKey(kind: string, jobKey: string, detail: string): string {
@@ -277,5 +279,5 @@ export async function downloadItem(ctx: ItemContext, item: Item, job: JobRow, pr
       outcome: { ...base, status: fin.deduped ? 'deduped' : 'downloaded', sha256: tried.sha256, bytes: tried.size, path: fin.path, content_type: tried.contentType, resumed_from: tried.resumeFrom },
     };
   }
-  return { outcome: failure(last!.error.code, attempts.n, ctx.now() - started, last), canonicalUrl: last!.candidate.canonical };
+  return { outcome: failure(last!.error.code, attempts.n, ctx.now() - started, last), canonicalUrl: last!.candidate.canonical, message: last!.error.message };
 }

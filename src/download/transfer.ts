@@ -8,6 +8,7 @@ import { parseRetryAfter } from '../http/retry-after.js';
 import type { HostHeaders } from '../hosts/headers.js';
 import type { UrlPolicy } from '../http/url-policy.js';
 import type { PartRow } from '../ledger/types.js';
+import { redactCredentials } from '../manifest/canonical-url.js';
 import { DecodingWriter, decoderFor } from './decode.js';
 import { Discard, DiscardOverflow, OverlapMismatch, PartWriter, readHeld, type HeldState } from './part-writer.js';
 import type { Ticket } from '../hosts/limiter.js';
@@ -190,7 +191,7 @@ function nextHop(from: string, location: string, status: number): string {
   try {
     next = new URL(location, from);
   } catch {
-    throw new ItemError('blocked', `redirect to an invalid location ${JSON.stringify(location)}`, { httpStatus: status });
+    throw new ItemError('blocked', `redirect to an invalid location ${JSON.stringify(redactCredentials(location))}`, { httpStatus: status });
   }
   if (next.protocol !== 'http:' && next.protocol !== 'https:') {
     throw new ItemError('blocked', `redirect to a ${next.protocol} URL`, { httpStatus: status });

@@ -119,8 +119,8 @@ async function work(run: Run, task: Task, item: Item, row: JobRow, previous: Job
       reporter.heldElsewhere += 1;
       return;
     }
-    const { outcome, canonicalUrl } = result;
-    const record = recordFromRow(row, { ...outcome, canonical_url: canonicalUrl, source: item.source });
+    const { outcome, canonicalUrl, message } = result;
+    const record = { ...recordFromRow(row, { ...outcome, canonical_url: canonicalUrl, source: item.source }), ...(message ? { message } : {}) };
     let to: string = outcome.state;
     if (previous) {
       to = 'done';

@@ -1,0 +1,81 @@
+import { BlockList } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ItemError } from '../../src/errors.js';
+import { HostHeaders } from '../../src/hosts/headers.js';
+import { createAgent } from '../../src/http/client.js';
+import { cachedLookup } from '../../src/http/dns-cache.js';
+import { BLOCKED_ADDRESS, UrlPolicy } from '../../src/http/url-policy.js';
+import { emptyFacts, transfer, type RequestGate } from '../../src/download/transfer.js';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { samplePdf, startOrigin, type Origin } from '../helpers/origin.js';
+
+const open = { allowHost: [], denyHost: [], denyPrivate: false };
+
+function blockedBy(policy: UrlPolicy, url: string): string | null {
+  try {
+    policy.check(new URL(url));
+    return null;
+  } catch (err) {
+    expect(err).toBeInstanceOf(ItemError);
+    return (err as ItemError).message;
+  }
+}
+
+describe('UrlPolicy', () => {
+  it('matches exact hosts and *. subdomains, IDN given in Unicode', () => {
+    const p = new UrlPolicy({ ...open, allowHost: ['*.example.org', 'bücher.example'], denyHost: ['bad.example.org'] });
+    expect(blockedBy(p, 'https://a.example.org/x')).toBeNull();
+    expect(blockedBy(p, 'https://xn--bcher-kva.example/x')).toBeNull();
+    expect(blockedBy(p, 'https://example.org/x')).toMatch(/not in --allow-host/);
+    expect(blockedBy(p, 'https://bad.example.org/x')).toMatch(/--deny-host/);
+    expect(blockedBy(p, 'https://notexample.org/x')).toMatch(/not in --allow-host/);
+  });
+
+  it('knows the non-public ranges, IPv4-mapped IPv6 included', () => {
+    const p = new UrlPolicy({ ...open, denyPrivate: true });
+    for (const h of ['127.0.0.1', '10.0.0.1', '172.31.255.255', '192.168.1.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '[::1]', '[fe80::1]', '[fd12::1]', '[::ffff:10.0.0.1]', '224.0.0.1']) {
+      expect(blockedBy(p, `http://${h}/`), h).toMatch(/--deny-private/);
+    }
+    for (const h of ['8.8.8.8', '172.32.0.1', '[2001:4860::8888]', 'example.org']) expect(blockedBy(p, `http://${h}/`), h).toBeNull();
+  });
+
+  it('the lookup refuses a name that resolves only to refused addresses', async () => {
+    const lookup = cachedLookup(new UrlPolicy({ ...open, denyPrivate: true }).ranges);
+    const err = await new Promise<NodeJS.ErrnoException | null>((resolve) => lookup('localhost', {}, (e) => resolve(e)));
+    expect(err?.code).toBe(BLOCKED_ADDRESS);
+  });
+});
+
+describe('a redirect hop to a refused address (real HTTP)', () => {
+  let origin: Origin;
+  let dir: string;
+  beforeAll(async () => {
+    origin = await startOrigin({ '/hop': { body: Buffer.alloc(0), redirect: 'http://127.0.0.2:9/x.pdf' }, '/ok.pdf': { body: samplePdf('hop') } });
+    dir = await mkdtemp(join(tmpdir(), 'docstokg-policy-'));
+  });
+  afterAll(async () => {
+    await origin.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('is refused at that hop, before anything is sent to it', async () => {
+    // Only 127.0.0.2 counts as private here, so the first hop (127.0.0.1) may go and the second may not.
+    const ranges = new BlockList();
+    ranges.addAddress('127.0.0.2');
+    const policy = new UrlPolicy({ ...open, denyPrivate: true }, ranges);
+    const gate: RequestGate = { enter: async () => null, responded: () => undefined, settle: () => true };
+    const dispatcher = createAgent({ connectTimeout: 2000, stallTimeout: 2000, concurrency: 4, blocked: policy.ranges });
+    const facts = emptyFacts();
+    const input = {
+      url: origin.url('/hop'), part: join(dir, 'p.part'), out: dir, headers: {}, auth: null, policy, hostHeaders: new HostHeaders(), dispatcher,
+      maxBytes: 1 << 20, minFree: 0, minSpeed: { bytesPerSecond: 0, windowMs: 1000 }, fsync: false, signal: new AbortController().signal,
+      held: 0, partRow: undefined, onFreshPart: () => undefined, gate,
+    };
+    await expect(transfer(input, facts)).rejects.toMatchObject({ code: 'blocked', message: expect.stringMatching(/127\.0\.0\.2 is not a public address/) });
+    expect(facts.finalUrl).toBe('http://127.0.0.2:9/x.pdf');
+    expect(origin.requests.map((r) => r.path)).toEqual(['/hop']);
+    await dispatcher.close();
+  });
+});
