@@ -52,6 +52,12 @@ describe('cli: inputs, exit codes, status and export', () => {
       [['download', m, '-o', out], { DOCSTOKG_PER_HOST: 'many' }, /--per-host.*DOCSTOKG_PER_HOST/],
       [['download'], {}, /missing required argument/],
       [['export', '-o', out, '--format', 'xml'], {}, /--format/],
+      [['download', m, '-o', out, '--ratelimits', await ws.file('neg.yaml', 'version: 1\ndefaults:\n  artifact: {rates: ["-1/SECOND"]}\n')], {}, /neg\.yaml: defaults\.artifact\.rates\[0\]: bad rate "-1\/SECOND"/],
+      [['download', m, '-o', out, '--ratelimits', await ws.file('list.yaml', 'version: 1\nhosts:\n  a.org: {artifact: {rates: "2/SECOND"}}\n')], {}, /list\.yaml: hosts\.a\.org\.artifact\.rates: expected a list of rates/],
+      [['download', m, '-o', out, '--ratelimits', await ws.file('typo.yaml', 'version: 1\ndefaults:\n  artifact: {max_concurent: 2}\n')], {}, /typo\.yaml: defaults\.artifact\.max_concurent: unknown key/],
+      [['download', m, '-o', out, '--breakers', await ws.file('br.yaml', 'defaults: {reset_timeout_s: 0}\n')], {}, /br\.yaml: defaults\.reset_timeout_s: must be at least/],
+      [['download', m, '-o', out, '--breakers', await ws.file('syn.yaml', 'defaults: {fail_max: 3\n')], {}, /syn\.yaml: line \d+ YAML syntax error/],
+      [['download', m, '-o', out, '--min-speed', 'fast'], {}, /--min-speed/],
     ];
     for (const [args, env, message] of cases) {
       const res = await runCli(args, { env });
