@@ -93,6 +93,25 @@ describe('hostile manifests', () => {
     }
   });
 
+  it('--link-dir names from hostile ids stay inside the directory and never collide', async () => {
+    const { origin, ws } = env;
+    const ids = ['../../etc/passwd', '/abs/path', 'a\u0000b', 'x'.repeat(1000), 'CON', 'nul.txt', 'a/b', 'a:b', 'a_b', '..', '.', '-rf'];
+    const links = join(ws.dir, 'links', 'inner');
+    const m = await ws.file('ids.jsonl', jsonl(ids.map((id) => `{"id": ${JSON.stringify(id)}, "url": "${origin.url('/ok.pdf')}"}`)));
+    const res = await runCli(['download', m, '-o', ws.out, '--json', '--link-dir', links]);
+    expect(res.code).toBe(0);
+    expect(res.records).toHaveLength(ids.length);
+    const names = await readdir(links);
+    expect(names).toHaveLength(ids.length);
+    for (const n of names) {
+      expect(n).toMatch(/^[A-Za-z0-9_][A-Za-z0-9._-]*\.pdf$/);
+      expect(sha256Hex(await readFile(join(links, n)))).toBe(sha256Hex(pdf));
+    }
+    // Nothing was written next to or above the link directory.
+    expect(await readdir(join(ws.dir, 'links'))).toEqual(['inner']);
+    expect(existsSync(join(ws.dir, 'etc'))).toBe(false);
+  });
+
   it('runs 100,000 copies of one line once: one request, one record', async () => {
     const { origin, ws } = env;
     const m = await ws.file('dups.jsonl', `${origin.url('/dup.pdf')}\n`.repeat(100_000));
