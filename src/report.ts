@@ -42,10 +42,12 @@ export class Reporter {
   }
 
   record(r: DownloadRecord): void {
-    this.events.emit(r.status === 'failed' || r.status === 'invalid' ? 'item_failed' : 'item_done', {
-      id: r.id, status: r.status, reason: r.reason, url: r.url, http_status: r.http_status, bytes: r.bytes, sha256: r.sha256,
-      path: r.path, attempts: r.attempts, elapsed_ms: r.elapsed_ms, source: r.source,
-    });
+    if (this.events.active) {
+      this.events.emit(r.status === 'failed' || r.status === 'invalid' ? 'item_failed' : 'item_done', {
+        id: r.id, status: r.status, reason: r.reason, url: r.url, http_status: r.http_status, bytes: r.bytes, sha256: r.sha256,
+        path: r.path, attempts: r.attempts, elapsed_ms: r.elapsed_ms, source: r.source,
+      });
+    }
     this.counts[r.status] = (this.counts[r.status] ?? 0) + 1;
     if (r.reason) this.reasons[r.reason] = (this.reasons[r.reason] ?? 0) + 1;
     this.state.finished += 1;
@@ -57,6 +59,16 @@ export class Reporter {
     }
     if (this.opts.verbose && !this.opts.quiet) {
       process.stderr.write(`${r.status}${r.reason ? ` (${r.reason})` : ''} ${r.id ?? r.source} ${r.path ?? ''}\n`);
+    }
+  }
+
+  /** A `skipped` record whose JSON the ledger built (no events, no verbose line wanted). */
+  skipped(json: string): void {
+    this.counts.skipped = (this.counts.skipped ?? 0) + 1;
+    this.state.finished += 1;
+    if (this.opts.json && !this.stdoutClosed) {
+      this.buf += `${json}\n`;
+      if (this.buf.length >= FLUSH_AT) this.flush();
     }
   }
 

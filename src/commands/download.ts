@@ -111,11 +111,18 @@ export async function runDownload(manifests: readonly string[], opts: DownloadOp
   const startedAt = now();
   ledger.beginRun(argv, startedAt);
   events.emit('run_start', { argv, manifests, out: opts.out, db: dbPath(opts), pid: process.pid });
+  // Done items whose record is all that is wanted are answered by the ledger in one look-up.
+  const skippedRecord = !opts.revalidate && !opts.linkDir && !events.active && !opts.verbose;
   try {
     for await (const item of manifestItems(manifests, reporter)) {
       if (signalled) break;
       const at = now();
-      const plan = ledger.plan(item, at);
+      const plan = ledger.plan(item, at, { skippedRecord });
+      if (plan.kind === 'skipped') {
+        reporter.skipped(plan.json);
+        await reporter.writable();
+        continue;
+      }
       if (events.active && plan.kind !== 'duplicate') {
         events.emit(plan.row.created_at === at ? 'job_created' : 'job_reused', { id: item.id, job: item.key, state: plan.row.state, source: item.source });
       }

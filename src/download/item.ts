@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { stat, unlink } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -39,7 +39,7 @@ export interface ItemResult {
 }
 
 function opKey(kind: string, jobKey: string, detail: string): string {
-  return createHash('sha256').update(`${kind}\0${jobKey}\0${detail}`).digest('hex');
+  return hash('sha256', `${kind}\0${jobKey}\0${detail}`, 'hex');
 }
 
 /**

@@ -35,6 +35,14 @@ export class SqliteLedger implements Ledger {
         RETURNING *`),
 
       peek: db.prepare('SELECT * FROM jobs WHERE key = ?'),
+      // A re-run of a finished manifest is mostly this look-up: SQLite builds the record text
+      // itself (fields in RECORD_FIELDS order, as recordFromRow would) instead of a 27-field row.
+      peekSkipped: db.prepare(`SELECT state, CASE WHEN state = 'done' THEN json_object(
+          'id', item_id, 'url', coalesce(url, canonical_url), 'canonical_url', canonical_url, 'final_url', final_url,
+          'status', 'skipped', 'reason', reason, 'http_status', http_status, 'sha256', sha256, 'bytes', bytes, 'path', path,
+          'content_type', content_type, 'etag', etag, 'last_modified', last_modified, 'resumed_from', 0, 'attempts', 0,
+          'elapsed_ms', 0, 'source', @source) END AS json
+        FROM jobs WHERE key = @key`),
       claim: db.prepare(`
         UPDATE jobs SET state = 'active', lease_owner = @owner, lease_expires_at = @expires, updated_at = @now
         WHERE key = @key AND (state IN (${inList(sourcesOf('active').filter((x) => x !== 'done'))}) OR (state = 'done' AND @reopen = 1)
@@ -110,8 +118,12 @@ export class SqliteLedger implements Ledger {
     this.write(() => this.stmt.runEnd.run(now, JSON.stringify(counts), exitCode, this.runId));
   }
 
-  plan(item: Item, now: number): PlanResult {
+  plan(item: Item, now: number, opts: { skippedRecord?: boolean } = {}): PlanResult {
     if (!this.seen.add(item.key)) return { kind: 'duplicate' };
+    if (opts.skippedRecord) {
+      const quick = this.stmt.peekSkipped.get({ key: item.key, source: item.source }) as { state: string; json: string | null } | undefined;
+      if (quick?.json) return { kind: 'skipped', json: quick.json };
+    }
     const known = this.stmt.peek.get(item.key) as JobRow | undefined;
     const row =
       known ??

@@ -112,6 +112,8 @@ export interface RunRow {
 
 export type PlanResult =
   | { kind: 'work'; row: JobRow }
+  /** done, asked with `skippedRecord`: its `skipped` record as JSON text, built by the ledger */
+  | { kind: 'skipped'; json: string }
   | { kind: 'done'; row: JobRow }
   /** leased by a live holder (another process): that holder reports it */
   | { kind: 'held'; row: JobRow }
@@ -175,7 +177,7 @@ export interface Ledger {
   readonly runId: string;
   beginRun(argv: readonly string[], now: number): void;
   endRun(counts: Record<string, number>, exitCode: number, now: number): void;
-  plan(item: Item, now: number): PlanResult;
+  plan(item: Item, now: number, opts?: { skippedRecord?: boolean }): PlanResult;
   claim(key: string, owner: string, now: number, ttlMs: number, opts?: ClaimOptions): boolean;
   renew(owner: string, now: number, ttlMs: number): number;
   finish(key: string, owner: string, outcome: Outcome, now: number): boolean;

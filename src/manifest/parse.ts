@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { canonicalizeUrl, redactCredentials } from './canonical-url.js';
 import type { ManifestLine } from './read.js';
 
@@ -55,7 +55,8 @@ function openAlexUrls(work: Json): unknown[] {
 
 /** SHA-256 of canonical JSON (fixed key order) of the id and canonical candidate URLs. */
 export function jobKey(id: string, urls: readonly string[]): string {
-  return createHash('sha256').update(JSON.stringify({ id, urls })).digest('hex');
+  // One-shot hash: a Hash object per line costs more than the digest itself on a re-run.
+  return hash('sha256', JSON.stringify({ id, urls }), 'hex');
 }
 
 function build(source: string, rawUrls: unknown[], id: unknown, doi: unknown, sha256: unknown, openAlex: boolean): Parsed {

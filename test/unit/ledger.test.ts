@@ -6,7 +6,9 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SCHEMA_VERSION } from '../../src/ledger/open.js';
 import { SqliteLedger } from '../../src/ledger/sqlite.js';
 import type { Outcome } from '../../src/ledger/types.js';
-import { parseLine, type Item } from '../../src/manifest/parse.js';
+import { SeenKeys } from '../../src/ledger/seen.js';
+import { jobKey, parseLine, type Item } from '../../src/manifest/parse.js';
+import { recordFromRow } from '../../src/record.js';
 
 const mk = (url: string, id?: string): Item => {
   const p = parseLine({ file: 'm', line: 1, text: JSON.stringify({ url, id }) });
@@ -65,6 +67,35 @@ describe('SqliteLedger', () => {
     expect(c.plan(other, 500).kind).toBe('held');
     expect(c.plan(mk('https://a.org/y.pdf', 'y'), 500).kind).toBe('duplicate');
     c.close();
+  });
+
+  it('builds the skipped record of a done job in SQL exactly as recordFromRow does', () => {
+    const a = new SqliteLedger(path);
+    const item = mk('https://a.org/ünï"code\\x.pdf', 'id "quoted" \u2028 é');
+    a.plan(item, 1);
+    a.claim(item.key, 'me', 1, 1000);
+    a.finish(item.key, 'me', { ...done, etag: '"v1"', last_modified: 'Tue, 01 Jan 2030 00:00:00 GMT', url: item.candidates[0]!.href }, 2);
+    a.close();
+    const b = new SqliteLedger(path);
+    const full = b.plan(item, 3);
+    b.close();
+    const c = new SqliteLedger(path);
+    const quick = c.plan(item, 3, { skippedRecord: true });
+    c.close();
+    if (full.kind !== 'done' || quick.kind !== 'skipped') throw new Error(`unexpected ${full.kind} / ${quick.kind}`);
+    const expected = recordFromRow(full.row, { status: 'skipped', attempts: 0, elapsed_ms: 0, resumed_from: 0, source: item.source });
+    expect(quick.json).toBe(JSON.stringify(expected));
+  });
+
+  it('remembers seen keys in memory and, past its bound, in a scratch file', () => {
+    const seen = new SeenKeys(1000);
+    const keys = Array.from({ length: 5000 }, (_, i) => jobKey(`k${i}`, []));
+    for (const k of keys) expect(seen.add(k)).toBe(true);
+    for (const k of keys) expect(seen.add(k)).toBe(false);
+    // Keys that agree on a long prefix are still told apart beyond the memory bound.
+    expect(seen.add(`${'0'.repeat(32)}${keys[0]!.slice(32)}`)).toBe(true);
+    expect(seen.add(`${'0'.repeat(32)}${keys[0]!.slice(32)}`)).toBe(false);
+    seen.close();
   });
 
   it('guards every write after a claim by the lease owner, and expired leases can be taken over', () => {
