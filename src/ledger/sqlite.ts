@@ -8,6 +8,19 @@ import { SeenKeys } from './seen.js';
 import { REPAIRS, sourcesOf, type AttemptRow, type JobState, type OpRow, type JobRow, type Ledger, type ClaimOptions, type HostRow, type RunRow, type OpResult, type Outcome, type PartRow, type RepairPatch, type PlanResult, type StatusCounts } from './types.js';
 
 const COMMIT_AFTER_MS = 25;
+/** The `skipped` record of a done job without its source (added per line), in RECORD_FIELDS order. */
+const SKIPPED_JSON = `CASE WHEN state = 'done' THEN json_object(
+  'id', item_id, 'url', coalesce(url, canonical_url), 'canonical_url', canonical_url, 'final_url', final_url,
+  'status', 'skipped', 'reason', reason, 'http_status', http_status, 'sha256', sha256, 'bytes', bytes, 'path', path,
+  'content_type', content_type, 'etag', etag, 'last_modified', last_modified, 'resumed_from', 0, 'attempts', 0,
+  'elapsed_ms', 0) END`;
+const READ_AHEAD_MAX = 1024;
+
+interface SkippedRow {
+  rowid: number;
+  key: string;
+  json: string | null;
+}
 const REPAIR_FIELDS = new Set(['status', 'reason', 'http_status', 'url', 'final_url', 'sha256', 'bytes', 'path', 'content_type', 'etag', 'last_modified', 'resumed_from', 'attempts', 'elapsed_ms']);
 
 function inList(states: readonly string[]): string {
@@ -22,6 +35,11 @@ export class SqliteLedger implements Ledger {
   private pending = 0;
   private timer: NodeJS.Timeout | null = null;
   private readonly seen = new SeenKeys();
+  /** read-ahead rows by key, and how many to read next time (0: the manifest is not in ledger order) */
+  private ahead = new Map<string, SkippedRow>();
+  private aheadSize = 16;
+  private aheadHits = 0;
+  private aheadMisses = 0;
 
   constructor(path: string, opts: { lockTimeoutMs?: number } = {}) {
     this.db = openDatabase(path, opts);
@@ -37,12 +55,10 @@ export class SqliteLedger implements Ledger {
       peek: db.prepare('SELECT * FROM jobs WHERE key = ?'),
       // A re-run of a finished manifest is mostly this look-up: SQLite builds the record text
       // itself (fields in RECORD_FIELDS order, as recordFromRow would) instead of a 27-field row.
-      peekSkipped: db.prepare(`SELECT state, CASE WHEN state = 'done' THEN json_object(
-          'id', item_id, 'url', coalesce(url, canonical_url), 'canonical_url', canonical_url, 'final_url', final_url,
-          'status', 'skipped', 'reason', reason, 'http_status', http_status, 'sha256', sha256, 'bytes', bytes, 'path', path,
-          'content_type', content_type, 'etag', etag, 'last_modified', last_modified, 'resumed_from', 0, 'attempts', 0,
-          'elapsed_ms', 0, 'source', @source) END AS json
-        FROM jobs WHERE key = @key`),
+      peekSkipped: db.prepare(`SELECT rowid, key, ${SKIPPED_JSON} AS json FROM jobs WHERE key = ?`),
+      // The rows planned right after a found one, in planning order: a re-run of a manifest asks
+      // for them next, and one range read replaces as many random index look-ups.
+      readAhead: db.prepare(`SELECT rowid, key, ${SKIPPED_JSON} AS json FROM jobs WHERE rowid > ? ORDER BY rowid LIMIT ?`),
       claim: db.prepare(`
         UPDATE jobs SET state = 'active', lease_owner = @owner, lease_expires_at = @expires, updated_at = @now
         WHERE key = @key AND (state IN (${inList(sourcesOf('active').filter((x) => x !== 'done'))}) OR (state = 'done' AND @reopen = 1)
@@ -121,8 +137,9 @@ export class SqliteLedger implements Ledger {
   plan(item: Item, now: number, opts: { skippedRecord?: boolean } = {}): PlanResult {
     if (!this.seen.add(item.key)) return { kind: 'duplicate' };
     if (opts.skippedRecord) {
-      const quick = this.stmt.peekSkipped.get({ key: item.key, source: item.source }) as { state: string; json: string | null } | undefined;
-      if (quick?.json) return { kind: 'skipped', json: quick.json };
+      const quick = this.skippedRow(item.key);
+      // The record ends with `"elapsed_ms":0}`: the line's source goes before the brace.
+      if (quick?.json) return { kind: 'skipped', json: `${quick.json.slice(0, -1)},"source":${JSON.stringify(item.source)}}` };
     }
     const known = this.stmt.peek.get(item.key) as JobRow | undefined;
     const row =
@@ -146,6 +163,34 @@ export class SqliteLedger implements Ledger {
     if (row.state === 'done') return { kind: 'done', row };
     if (row.state === 'active' && (row.lease_expires_at ?? 0) >= now && !isDeadLocalOwner(row.lease_owner)) return { kind: 'held', row };
     return { kind: 'work', row };
+  }
+
+  /**
+   * A job's row for the skipped fast path: from the read-ahead when the manifest follows the order
+   * the jobs were planned in (a re-run), else by key, reading ahead from there. The read-ahead
+   * grows while it is used and stops when the manifest's order is another one.
+   */
+  private skippedRow(key: string): SkippedRow | undefined {
+    const hit = this.ahead.get(key);
+    if (hit) {
+      this.ahead.delete(key);
+      this.aheadHits += 1;
+      return hit;
+    }
+    const row = this.stmt.peekSkipped.get(key) as SkippedRow | undefined;
+    if (!row) return undefined;
+    this.aheadMisses += 1;
+    const used = this.aheadHits;
+    this.aheadHits = 0;
+    if (this.aheadSize > 0 && used * 2 >= this.aheadSize) this.aheadSize = Math.min(READ_AHEAD_MAX, this.aheadSize * 2);
+    else if (this.aheadSize > 0) this.aheadSize = Math.floor(this.aheadSize / 4);
+    // Switched off, it tries again now and then, in case the manifest reaches an ordered stretch.
+    else if (this.aheadMisses % 1024 === 0) this.aheadSize = 16;
+    this.ahead.clear();
+    if (this.aheadSize > 0) {
+      for (const r of this.stmt.readAhead.all(row.rowid, this.aheadSize) as SkippedRow[]) this.ahead.set(r.key, r);
+    }
+    return row;
   }
 
   claim(key: string, owner: string, now: number, ttlMs: number, opts: ClaimOptions = {}): boolean {

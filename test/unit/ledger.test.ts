@@ -87,6 +87,30 @@ describe('SqliteLedger', () => {
     expect(quick.json).toBe(JSON.stringify(expected));
   });
 
+  it('answers done jobs the same in planning order (read-ahead) and in any other order', () => {
+    const a = new SqliteLedger(path);
+    const items = Array.from({ length: 3000 }, (_, i) => mk(`https://a.org/${i}.pdf`, `i${i}`));
+    for (const [i, it] of items.entries()) {
+      a.plan(it, 1);
+      // every seventh job is left pending, so the read-ahead also meets rows that are not done
+      if (i % 7 === 0) continue;
+      a.claim(it.key, 'me', 1, 1000);
+      a.finish(it.key, 'me', { ...done, url: it.candidates[0]!.href }, 2);
+    }
+    a.close();
+    const shuffled = items.map((it, i) => ({ it, r: (i * 7919) % 3001 })).sort((x, y) => x.r - y.r).map((x) => x.it);
+    for (const order of [items, shuffled, [...items].reverse()]) {
+      const l = new SqliteLedger(path);
+      for (const it of order) {
+        const p = l.plan(it, 3, { skippedRecord: true });
+        const i = Number(it.id.slice(1));
+        if (i % 7 === 0) expect(p.kind).toBe('work');
+        else expect(p.kind === 'skipped' && JSON.parse(p.json)).toMatchObject({ id: it.id, status: 'skipped', source: it.source });
+      }
+      l.close();
+    }
+  });
+
   it('remembers seen keys in memory and, past its bound, in a scratch file', () => {
     const seen = new SeenKeys(1000);
     const keys = Array.from({ length: 5000 }, (_, i) => jobKey(`k${i}`, []));
