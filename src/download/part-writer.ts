@@ -1,5 +1,5 @@
 import { createHash, type Hash } from 'node:crypto';
-import { closeSync, fsync, openSync, writeSync } from 'node:fs';
+import { close, fsync, open, write } from 'node:fs';
 import { open as openFile } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { QUOTA_RECHECK_BYTES } from '../config.js';
@@ -64,10 +64,17 @@ export interface PartWriterOptions {
   minSpeed: { bytesPerSecond: number; windowMs: number };
 }
 
+/** Accepted bytes waiting for the thread pool before the writer asks undici to wait. */
+const QUEUE_BYTES = 1024 * 1024;
+
 /**
- * Receives a response body straight from undici (no intermediate readable, so no received byte is
- * dropped when the connection fails) and writes it into the part with a rolling SHA-256. Held
- * bytes are read exactly once, to seed the hash; new bytes are never read back.
+ * Receives a response body straight from undici (no intermediate readable) with a rolling SHA-256.
+ * Every chunk is checked, counted and hashed the moment it arrives, then queued for writing on the
+ * thread pool, in order, one write at a time: opening, writing and closing the part never block
+ * the event loop that parses the other transfers. A chunk once accepted is always written, even
+ * when the connection fails right after (the part then holds every byte received, for a resume),
+ * and `settled` resolves only when the file is closed: nothing can write to a part after the
+ * attempt that owned it has ended. Held bytes are read exactly once, to seed the hash.
  */
 export class PartWriter extends Writable {
   readonly hash: Hash;
@@ -75,6 +82,8 @@ export class PartWriter extends Writable {
   received = 0;
   size: number;
   fsyncMs: number | null = null;
+  /** resolves once every accepted byte is written and the file is closed */
+  readonly settled: Promise<void>;
   private readonly sniffer: PdfSniffer;
   private readonly tail: Buffer;
   private overlapLeft: number;
@@ -83,13 +92,18 @@ export class PartWriter extends Writable {
   private setupError: Error | null = null;
   private windowStart = performance.now();
   private windowBytes = 0;
+  private readonly queue: Buffer[] = [];
+  private queued = 0;
+  private writing = false;
+  private ioError: NodeJS.ErrnoException | null = null;
+  /** waiting for the queue to have room, or to be empty */
+  private onRoom: (() => void) | null = null;
+  private onIdle: (() => void)[] = [];
+  private settle!: () => void;
 
-  /**
-   * Everything here is synchronous on purpose: bytes that arrive while a writable is still being
-   * constructed are buffered, and undici discards that buffer if the connection then fails.
-   */
   constructor(private readonly o: PartWriterOptions, seed: HeldState | null) {
     super({ highWaterMark: 1024 * 1024 });
+    this.settled = new Promise((resolve) => (this.settle = resolve));
     const appending = o.mode !== 'fresh' && seed !== null;
     this.hash = appending ? seed.hash : createHash('sha256');
     this.sniffer = appending ? seed.sniffer : new PdfSniffer();
@@ -102,10 +116,21 @@ export class PartWriter extends Writable {
         throw new ItemError('too_large', `size ${this.size - o.overlap + o.declared} exceeds --max-bytes ${o.maxBytes}`, { httpStatus: o.httpStatus });
       }
       checkQuotaSync(o.out, o.declared === null || o.mode === 'complete' ? 0 : o.declared - o.overlap, o.minFree);
-      if (o.mode !== 'complete') this.fd = openSync(o.path, o.mode === 'append' ? 'a' : 'w');
     } catch (err) {
       this.setupError = err as Error;
     }
+    if (o.mode === 'complete' || this.setupError) {
+      this.settle();
+      return;
+    }
+    // Opened on the thread pool while the first chunks are already being accepted.
+    this.writing = true;
+    open(o.path, o.mode === 'append' ? 'a' : 'w', (err, fd) => {
+      this.writing = false;
+      if (err) this.ioError = err;
+      else this.fd = fd;
+      this.pump();
+    });
   }
 
   override _construct(callback: (error?: Error | null) => void): void {
@@ -114,6 +139,7 @@ export class PartWriter extends Writable {
 
   override _write(raw: Buffer, _enc: BufferEncoding, callback: (error?: Error | null) => void): void {
     try {
+      if (this.ioError) throw this.ioError;
       this.received += raw.length;
       this.checkSpeed(raw.length);
       if (this.o.mode === 'complete') return callback();
@@ -130,17 +156,67 @@ export class PartWriter extends Writable {
       if (this.size > this.o.maxBytes) throw new ItemError('too_large', `body exceeds --max-bytes ${this.o.maxBytes}`, { httpStatus: this.o.httpStatus });
       if (!this.sniffer.push(chunk)) throw new ItemError('not_pdf', 'no %PDF- header in the first 1024 bytes', { httpStatus: this.o.httpStatus });
       this.hash.update(chunk);
-      writeSync(this.fd!, chunk);
-      if (this.o.declared === null && this.size >= this.nextQuotaCheck) {
-        // Unknown length: keep checking free space as the body grows.
-        this.nextQuotaCheck = this.size + QUOTA_RECHECK_BYTES;
-        checkQuota(this.o.out, 0, this.o.minFree).then(() => callback(), callback);
-        return;
-      }
-      callback();
+      this.queue.push(chunk);
+      this.queued += chunk.length;
+      this.pump();
+      const next = (): void => {
+        if (this.o.declared === null && this.size >= this.nextQuotaCheck) {
+          // Unknown length: keep checking free space as the body grows.
+          this.nextQuotaCheck = this.size + QUOTA_RECHECK_BYTES;
+          checkQuota(this.o.out, 0, this.o.minFree).then(() => callback(), callback);
+          return;
+        }
+        callback(this.ioError);
+      };
+      if (this.queued < QUEUE_BYTES) next();
+      else this.onRoom = next;
     } catch (err) {
       callback(err as Error);
     }
+  }
+
+  /** Writes the queue's head on the thread pool; one write in flight per part keeps the order. */
+  private pump(): void {
+    if (this.writing || this.fd === null) {
+      if (this.fd === null && !this.writing && this.ioError) this.drained();
+      return;
+    }
+    const chunk = this.queue.shift();
+    if (!chunk) return this.drained();
+    if (this.ioError) {
+      this.queue.length = 0;
+      this.queued = 0;
+      return this.drained();
+    }
+    this.writing = true;
+    writeAll(this.fd, chunk, (err) => {
+      this.writing = false;
+      this.queued -= chunk.length;
+      if (err) this.ioError ??= err;
+      if (this.onRoom && (this.queued < QUEUE_BYTES || this.ioError)) {
+        const go = this.onRoom;
+        this.onRoom = null;
+        go();
+      }
+      this.pump();
+    });
+  }
+
+  private drained(): void {
+    if (this.onRoom) {
+      const go = this.onRoom;
+      this.onRoom = null;
+      go();
+    }
+    const waiting = this.onIdle;
+    this.onIdle = [];
+    for (const w of waiting) w();
+  }
+
+  /** Runs `fn` once nothing is queued or being written (the open included). */
+  private whenIdle(fn: () => void): void {
+    if (!this.writing && (this.queue.length === 0 || this.ioError) && (this.fd !== null || this.ioError || this.o.mode === 'complete' || this.setupError)) fn();
+    else this.onIdle.push(fn);
   }
 
   private checkSpeed(bytes: number): void {
@@ -163,20 +239,42 @@ export class PartWriter extends Writable {
       return callback(new ItemError('size_mismatch', `received ${this.received} bytes, Content-Length says ${this.o.declared}`, { httpStatus: this.o.httpStatus }));
     }
     if (!this.sniffer.finish()) return callback(new ItemError('not_pdf', 'no %PDF- header in the body', { httpStatus: this.o.httpStatus }));
-    if (this.fd === null || !this.o.fsync) return callback();
-    const t = performance.now();
-    fsync(this.fd, (err) => {
-      this.fsyncMs = performance.now() - t;
-      callback(err);
+    this.whenIdle(() => {
+      if (this.ioError) return callback(this.ioError);
+      if (this.fd === null || !this.o.fsync) return callback();
+      const t = performance.now();
+      fsync(this.fd, (err) => {
+        this.fsyncMs = performance.now() - t;
+        callback(err);
+      });
     });
   }
 
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
-    // Close exactly once: the number may be reused by another file right after.
-    if (this.fd !== null) closeSync(this.fd);
-    this.fd = null;
-    callback(err);
+    // Every accepted byte is written before the file is closed, and it is closed exactly once
+    // (its number may be reused by another file right after).
+    this.whenIdle(() => {
+      const fd = this.fd;
+      this.fd = null;
+      if (fd === null) {
+        this.settle();
+        return callback(err);
+      }
+      close(fd, () => {
+        this.settle();
+        callback(err);
+      });
+    });
   }
+}
+
+/** fs.write until the whole chunk is written (a short write on a regular file is rare, not impossible). */
+function writeAll(fd: number, chunk: Buffer, done: (err: NodeJS.ErrnoException | null) => void): void {
+  write(fd, chunk, 0, chunk.length, null, (err, n) => {
+    if (err) return done(err);
+    if (n < chunk.length) return writeAll(fd, chunk.subarray(n), done);
+    done(null);
+  });
 }
 
 /** Swallows a body we do not keep (redirects, errors), up to a bound. */

@@ -279,7 +279,12 @@ async function exchange(
     });
   } catch (err) {
     const w = writer as PartWriter | null;
-    if (w) facts.bytes += w.received;
+    if (w) {
+      // The next attempt reads the part's size: it must be final (every accepted byte written).
+      if (!w.destroyed) w.destroy();
+      await w.settled;
+      facts.bytes += w.received;
+    }
     if (err instanceof OverlapMismatch) return { kind: 'overlap-mismatch' };
     const got = answer as Answer | null;
     if (err instanceof DiscardOverflow && got?.kind === 'error') return got;
@@ -291,6 +296,9 @@ async function exchange(
     throw e;
   }
   const w = writer as PartWriter | null;
-  if (w) facts.bytes += w.received;
+  if (w) {
+    await w.settled;
+    facts.bytes += w.received;
+  }
   return answer!;
 }
