@@ -63,7 +63,9 @@ export async function scaleBenchmarks({ out, bin, server, timed, fresh, median }
     const dir = join(out, 'resume');
     fresh(dir);
     const m = join(out, 'resume.txt');
-    writeFileSync(m, `${server.base}/large/0.pdf?resume\n`);
+    // A query string of its own: the access log is appended to by every benchmark run.
+    const needle = `/large/0.pdf?resume-${Date.now()}`;
+    writeFileSync(m, `${server.base}${needle}\n`);
     const child = spawn(process.execPath, [bin, 'download', m, '-o', dir, '-q', '--ratelimits', join(out, '..', 'ratelimits.bench.yaml')], { stdio: 'ignore' });
     const closed = new Promise((r) => child.on('close', r));
     const staging = join(dir, '.staging');
@@ -83,7 +85,7 @@ export async function scaleBenchmarks({ out, bin, server, timed, fresh, median }
     held = parts[0] ? statSync(join(staging, parts[0])).size : 0;
     timed(`node ${bin} download ${m} -o ${dir} -q --ratelimits ${join(out, '..', 'ratelimits.bench.yaml')}`);
     const size = 256 * 2 ** 20;
-    const sent = bytesSent(server.accessLog, '/large/0.pdf?resume');
+    const sent = bytesSent(server.accessLog, needle);
     const again = sent - size;
     lines.push(`| resume of a 256 MiB file killed (SIGKILL) at ${(held / 2 ** 20).toFixed(0)} MiB held | ${(again / 2 ** 20).toFixed(2)} MiB fetched twice (${((100 * again) / size).toFixed(2)}% of the file) |`);
   }

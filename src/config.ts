@@ -206,8 +206,8 @@ export const PLAN_WINDOW = 2048;
 export const LEDGER_BATCH = 256;
 export const PDF_MAGIC_WINDOW = 1024;
 /**
- * Distinct items per run whose keys are remembered in memory (16 bytes each, in a table at most
- * twice that: 64 MiB) before further ones go to a scratch file.
+ * Distinct items per run whose keys are remembered in memory (12 bytes each, in a table of at
+ * most twice as many slots: 48 MiB) before further ones go to a scratch file.
  */
 export const SEEN_MEMORY_KEYS = 2 * 1024 * 1024;
 /**

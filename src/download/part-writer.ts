@@ -64,8 +64,11 @@ export interface PartWriterOptions {
   minSpeed: { bytesPerSecond: number; windowMs: number };
 }
 
-/** Accepted bytes waiting for the thread pool before the writer asks undici to wait. */
-const QUEUE_BYTES = 1024 * 1024;
+/**
+ * Accepted bytes waiting for the thread pool before the writer asks undici to wait. Small: they
+ * are what a kill -9 loses on top of the kernel's socket buffers.
+ */
+const QUEUE_BYTES = 256 * 1024;
 
 /**
  * Receives a response body straight from undici (no intermediate readable) with a rolling SHA-256.
