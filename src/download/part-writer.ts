@@ -1,5 +1,5 @@
 import { createHash, type Hash } from 'node:crypto';
-import { close, fsync, open, write } from 'node:fs';
+import { close, fdatasync, fsync, open, write } from 'node:fs';
 import { open as openFile } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { QUOTA_RECHECK_BYTES } from '../config.js';
@@ -69,6 +69,11 @@ export interface PartWriterOptions {
  * are what a kill -9 loses on top of the kernel's socket buffers.
  */
 const QUEUE_BYTES = 256 * 1024;
+/**
+ * With fsync on, a large part asks for its data to be flushed every this many bytes while it is
+ * still downloading, so the disk works alongside the network instead of all at the end.
+ */
+const FLUSH_EVERY = 16 * 1024 * 1024;
 
 /**
  * Receives a response body straight from undici (no intermediate readable) with a rolling SHA-256.
@@ -98,6 +103,10 @@ export class PartWriter extends Writable {
   private readonly queue: Buffer[] = [];
   private queued = 0;
   private writing = false;
+  /** an early flush (fdatasync) is running */
+  private syncing = false;
+  private written = 0;
+  private flushedAt = 0;
   private ioError: NodeJS.ErrnoException | null = null;
   /** waiting for the queue to have room, or to be empty */
   private onRoom: (() => void) | null = null;
@@ -195,7 +204,9 @@ export class PartWriter extends Writable {
     writeAll(this.fd, chunk, (err) => {
       this.writing = false;
       this.queued -= chunk.length;
+      this.written += chunk.length;
       if (err) this.ioError ??= err;
+      this.flushEarly();
       if (this.onRoom && (this.queued < QUEUE_BYTES || this.ioError)) {
         const go = this.onRoom;
         this.onRoom = null;
@@ -205,20 +216,37 @@ export class PartWriter extends Writable {
     });
   }
 
+  private flushEarly(): void {
+    if (!this.o.fsync || this.syncing || this.fd === null || this.written - this.flushedAt < FLUSH_EVERY) return;
+    this.syncing = true;
+    this.flushedAt = this.written;
+    fdatasync(this.fd, (err) => {
+      this.syncing = false;
+      if (err) this.ioError ??= err;
+      this.drained();
+    });
+  }
+
   private drained(): void {
-    if (this.onRoom) {
+    if (this.onRoom && (this.queued < QUEUE_BYTES || this.ioError)) {
       const go = this.onRoom;
       this.onRoom = null;
       go();
     }
+    if (!this.idle()) return;
     const waiting = this.onIdle;
     this.onIdle = [];
     for (const w of waiting) w();
   }
 
-  /** Runs `fn` once nothing is queued or being written (the open included). */
+  /** Nothing queued, being written or flushed, and the open (if any) has completed. */
+  private idle(): boolean {
+    return !this.writing && !this.syncing && (this.queue.length === 0 || this.ioError !== null);
+  }
+
+  /** Runs `fn` once the part is idle (see `idle`). */
   private whenIdle(fn: () => void): void {
-    if (!this.writing && (this.queue.length === 0 || this.ioError) && (this.fd !== null || this.ioError || this.o.mode === 'complete' || this.setupError)) fn();
+    if (this.idle()) fn();
     else this.onIdle.push(fn);
   }
 

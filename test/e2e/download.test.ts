@@ -70,6 +70,17 @@ describe('download: 1,000 items end to end', () => {
     expect((await readdir(join(ws.out, sha.slice(0, 2)))).filter((f) => f.startsWith(sha))).toHaveLength(1);
   });
 
+  it('stores a large file exactly, flushing it to disk while it downloads (fsync on)', async () => {
+    // 40 MiB in small chunks: several early flushes run while writes are still queued.
+    const big = samplePdf('large-durable', 40 * 1024 * 1024);
+    origin.set('/big.pdf', { body: big, trickle: { chunk: 4 * 1024 * 1024, ms: 5 } });
+    const manifest = await ws.file('big.jsonl', jsonl([{ id: 'big', url: origin.url('/big.pdf') }]));
+    const res = await runCli(['download', manifest, '-o', ws.out, '--json', '--no-progress']);
+    expect(res.code).toBe(0);
+    expect(res.records[0]).toMatchObject({ status: 'downloaded', sha256: sha256Hex(big), bytes: big.length });
+    expect(sha256Hex(await readFile(join(ws.out, res.records[0]!.path as string)))).toBe(sha256Hex(big));
+  });
+
   it('never stores an HTML page served as application/pdf', async () => {
     origin.set('/login.pdf', { body: Buffer.from('<!doctype html><html><body>Please sign in</body></html>'.repeat(40)), headers: { 'content-type': 'application/pdf' } });
     const manifest = await ws.file('html.jsonl', jsonl([{ id: 'html', url: origin.url('/login.pdf') }]));
