@@ -1,10 +1,10 @@
 import { createHash, type Hash } from 'node:crypto';
-import { close, fdatasync, fsync, open, write } from 'node:fs';
 import { open as openFile } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { QUOTA_RECHECK_BYTES } from '../config.js';
 import { ItemError } from '../errors.js';
 import { checkQuota, checkQuotaSync } from '../store/quota.js';
+import { OrderedFile } from './ordered-file.js';
 import { PdfSniffer } from './validate.js';
 
 const READ_CHUNK = 1024 * 1024;
@@ -65,24 +65,13 @@ export interface PartWriterOptions {
 }
 
 /**
- * Accepted bytes waiting for the thread pool before the writer asks undici to wait. Small: they
- * are what a kill -9 loses on top of the kernel's socket buffers.
- */
-const QUEUE_BYTES = 256 * 1024;
-/**
- * With fsync on, a large part asks for its data to be flushed every this many bytes while it is
- * still downloading, so the disk works alongside the network instead of all at the end.
- */
-const FLUSH_EVERY = 16 * 1024 * 1024;
-
-/**
  * Receives a response body straight from undici (no intermediate readable) with a rolling SHA-256.
- * Every chunk is checked, counted and hashed the moment it arrives, then queued for writing on the
- * thread pool, in order, one write at a time: opening, writing and closing the part never block
- * the event loop that parses the other transfers. A chunk once accepted is always written, even
- * when the connection fails right after (the part then holds every byte received, for a resume),
- * and `settled` resolves only when the file is closed: nothing can write to a part after the
- * attempt that owned it has ended. Held bytes are read exactly once, to seed the hash.
+ * Every chunk is checked, counted and hashed the moment it arrives, then handed to an OrderedFile
+ * that writes it on the thread pool: opening, writing and closing the part never block the event
+ * loop that parses the other transfers. A chunk once accepted is always written, even when the
+ * connection fails right after (the part then holds every byte received, for a resume), and
+ * `settled` resolves only when the part is closed: nothing can write to it after the attempt that
+ * owned it has ended. Held bytes are read exactly once, to seed the hash.
  */
 export class PartWriter extends Writable {
   readonly hash: Hash;
@@ -90,32 +79,19 @@ export class PartWriter extends Writable {
   received = 0;
   size: number;
   fsyncMs: number | null = null;
-  /** resolves once every accepted byte is written and the file is closed */
+  /** resolves once every accepted byte is written and the part is closed */
   readonly settled: Promise<void>;
   private readonly sniffer: PdfSniffer;
   private readonly tail: Buffer;
   private overlapLeft: number;
-  private fd: number | null = null;
+  private readonly file: OrderedFile | null = null;
   private nextQuotaCheck: number;
   private setupError: Error | null = null;
   private windowStart = performance.now();
   private windowBytes = 0;
-  private readonly queue: Buffer[] = [];
-  private queued = 0;
-  private writing = false;
-  /** an early flush (fdatasync) is running */
-  private syncing = false;
-  private written = 0;
-  private flushedAt = 0;
-  private ioError: NodeJS.ErrnoException | null = null;
-  /** waiting for the queue to have room, or to be empty */
-  private onRoom: (() => void) | null = null;
-  private onIdle: (() => void)[] = [];
-  private settle!: () => void;
 
   constructor(private readonly o: PartWriterOptions, seed: HeldState | null) {
     super({ highWaterMark: 1024 * 1024 });
-    this.settled = new Promise((resolve) => (this.settle = resolve));
     const appending = o.mode !== 'fresh' && seed !== null;
     this.hash = appending ? seed.hash : createHash('sha256');
     this.sniffer = appending ? seed.sniffer : new PdfSniffer();
@@ -131,18 +107,9 @@ export class PartWriter extends Writable {
     } catch (err) {
       this.setupError = err as Error;
     }
-    if (o.mode === 'complete' || this.setupError) {
-      this.settle();
-      return;
-    }
     // Opened on the thread pool while the first chunks are already being accepted.
-    this.writing = true;
-    open(o.path, o.mode === 'append' ? 'a' : 'w', (err, fd) => {
-      this.writing = false;
-      if (err) this.ioError = err;
-      else this.fd = fd;
-      this.pump();
-    });
+    if (o.mode !== 'complete' && !this.setupError) this.file = new OrderedFile(o.path, o.mode === 'append' ? 'a' : 'w', o.fsync);
+    this.settled = this.file ? this.file.closed : Promise.resolve();
   }
 
   override _construct(callback: (error?: Error | null) => void): void {
@@ -151,10 +118,10 @@ export class PartWriter extends Writable {
 
   override _write(raw: Buffer, _enc: BufferEncoding, callback: (error?: Error | null) => void): void {
     try {
-      if (this.ioError) throw this.ioError;
+      if (this.file?.error) throw this.file.error;
       this.received += raw.length;
       this.checkSpeed(raw.length);
-      if (this.o.mode === 'complete') return callback();
+      if (!this.file) return callback();
       let chunk = raw;
       if (this.overlapLeft > 0) {
         const n = Math.min(this.overlapLeft, chunk.length);
@@ -168,86 +135,19 @@ export class PartWriter extends Writable {
       if (this.size > this.o.maxBytes) throw new ItemError('too_large', `body exceeds --max-bytes ${this.o.maxBytes}`, { httpStatus: this.o.httpStatus });
       if (!this.sniffer.push(chunk)) throw new ItemError('not_pdf', 'no %PDF- header in the first 1024 bytes', { httpStatus: this.o.httpStatus });
       this.hash.update(chunk);
-      this.queue.push(chunk);
-      this.queued += chunk.length;
-      this.pump();
-      const next = (): void => {
+      const file = this.file;
+      file.append(chunk, () => {
         if (this.o.declared === null && this.size >= this.nextQuotaCheck) {
           // Unknown length: keep checking free space as the body grows.
           this.nextQuotaCheck = this.size + QUOTA_RECHECK_BYTES;
           checkQuota(this.o.out, 0, this.o.minFree).then(() => callback(), callback);
           return;
         }
-        callback(this.ioError);
-      };
-      if (this.queued < QUEUE_BYTES) next();
-      else this.onRoom = next;
+        callback(file.error);
+      });
     } catch (err) {
       callback(err as Error);
     }
-  }
-
-  /** Writes the queue's head on the thread pool; one write in flight per part keeps the order. */
-  private pump(): void {
-    if (this.writing || this.fd === null) {
-      if (this.fd === null && !this.writing && this.ioError) this.drained();
-      return;
-    }
-    const chunk = this.queue.shift();
-    if (!chunk) return this.drained();
-    if (this.ioError) {
-      this.queue.length = 0;
-      this.queued = 0;
-      return this.drained();
-    }
-    this.writing = true;
-    writeAll(this.fd, chunk, (err) => {
-      this.writing = false;
-      this.queued -= chunk.length;
-      this.written += chunk.length;
-      if (err) this.ioError ??= err;
-      this.flushEarly();
-      if (this.onRoom && (this.queued < QUEUE_BYTES || this.ioError)) {
-        const go = this.onRoom;
-        this.onRoom = null;
-        go();
-      }
-      this.pump();
-    });
-  }
-
-  private flushEarly(): void {
-    if (!this.o.fsync || this.syncing || this.fd === null || this.written - this.flushedAt < FLUSH_EVERY) return;
-    this.syncing = true;
-    this.flushedAt = this.written;
-    fdatasync(this.fd, (err) => {
-      this.syncing = false;
-      if (err) this.ioError ??= err;
-      this.drained();
-    });
-  }
-
-  private drained(): void {
-    if (this.onRoom && (this.queued < QUEUE_BYTES || this.ioError)) {
-      const go = this.onRoom;
-      this.onRoom = null;
-      go();
-    }
-    if (!this.idle()) return;
-    const waiting = this.onIdle;
-    this.onIdle = [];
-    for (const w of waiting) w();
-  }
-
-  /** Nothing queued, being written or flushed, and the open (if any) has completed. */
-  private idle(): boolean {
-    return !this.writing && !this.syncing && (this.queue.length === 0 || this.ioError !== null);
-  }
-
-  /** Runs `fn` once the part is idle (see `idle`). */
-  private whenIdle(fn: () => void): void {
-    if (this.idle()) fn();
-    else this.onIdle.push(fn);
   }
 
   private checkSpeed(bytes: number): void {
@@ -270,42 +170,17 @@ export class PartWriter extends Writable {
       return callback(new ItemError('size_mismatch', `received ${this.received} bytes, Content-Length says ${this.o.declared}`, { httpStatus: this.o.httpStatus }));
     }
     if (!this.sniffer.finish()) return callback(new ItemError('not_pdf', 'no %PDF- header in the body', { httpStatus: this.o.httpStatus }));
-    this.whenIdle(() => {
-      if (this.ioError) return callback(this.ioError);
-      if (this.fd === null || !this.o.fsync) return callback();
-      const t = performance.now();
-      fsync(this.fd, (err) => {
-        this.fsyncMs = performance.now() - t;
-        callback(err);
-      });
+    if (!this.file) return callback();
+    this.file.finish(this.o.fsync, (err, fsyncMs) => {
+      this.fsyncMs = fsyncMs;
+      callback(err);
     });
   }
 
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
-    // Every accepted byte is written before the file is closed, and it is closed exactly once
-    // (its number may be reused by another file right after).
-    this.whenIdle(() => {
-      const fd = this.fd;
-      this.fd = null;
-      if (fd === null) {
-        this.settle();
-        return callback(err);
-      }
-      close(fd, () => {
-        this.settle();
-        callback(err);
-      });
-    });
+    if (!this.file) return callback(err);
+    this.file.close(() => callback(err));
   }
-}
-
-/** fs.write until the whole chunk is written (a short write on a regular file is rare, not impossible). */
-function writeAll(fd: number, chunk: Buffer, done: (err: NodeJS.ErrnoException | null) => void): void {
-  write(fd, chunk, 0, chunk.length, null, (err, n) => {
-    if (err) return done(err);
-    if (n < chunk.length) return writeAll(fd, chunk.subarray(n), done);
-    done(null);
-  });
 }
 
 /** Swallows a body we do not keep (redirects, errors), up to a bound. */

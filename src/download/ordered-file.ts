@@ -1,0 +1,135 @@
+import { close, fdatasync, fsync, open, write } from 'node:fs';
+
+/**
+ * Accepted bytes waiting for the thread pool before the writer is told to wait. Small: they are
+ * what a kill -9 loses on top of the kernel's socket buffers.
+ */
+const QUEUE_BYTES = 256 * 1024;
+/**
+ * With `flushEarly`, the data is flushed (fdatasync) every this many bytes while the file is still
+ * being written, so the disk works alongside the network instead of all at the end.
+ */
+const FLUSH_EVERY = 16 * 1024 * 1024;
+
+/**
+ * A file written on the thread pool: opened, appended to in order (one write in flight at a time),
+ * flushed and closed without blocking the event loop. Every appended chunk is written before the
+ * file is closed, and it is closed exactly once (its number may be reused by another file right
+ * after); `closed` resolves only then, so nothing can write to the file afterwards.
+ */
+export class OrderedFile {
+  /** resolves once the file is closed (or was never opened) */
+  readonly closed: Promise<void>;
+  /** the first I/O error; every later call reports it */
+  error: NodeJS.ErrnoException | null = null;
+  private fd: number | null = null;
+  private readonly queue: Buffer[] = [];
+  private queued = 0;
+  /** an open or a write is in flight */
+  private busy = true;
+  private syncing = false;
+  private written = 0;
+  private flushedAt = 0;
+  private onRoom: (() => void) | null = null;
+  private onIdle: (() => void)[] = [];
+  private markClosed!: () => void;
+
+  constructor(path: string, flags: 'w' | 'a', private readonly flushEarly: boolean) {
+    this.closed = new Promise((resolve) => (this.markClosed = resolve));
+    open(path, flags, (err, fd) => {
+      this.busy = false;
+      if (err) this.error = err;
+      else this.fd = fd;
+      this.pump();
+    });
+  }
+
+  /** Queues a chunk; `ready` is called at once while the queue has room, else once it has. */
+  append(chunk: Buffer, ready: () => void): void {
+    this.queue.push(chunk);
+    this.queued += chunk.length;
+    this.pump();
+    if (this.queued < QUEUE_BYTES || this.error) ready();
+    else this.onRoom = ready;
+  }
+
+  /** Once every queued chunk is written: fsync (when asked), then `done` with the time it took. */
+  finish(sync: boolean, done: (err: NodeJS.ErrnoException | null, fsyncMs: number | null) => void): void {
+    this.whenIdle(() => {
+      if (this.error || this.fd === null || !sync) return done(this.error, null);
+      const t = performance.now();
+      fsync(this.fd, (err) => done(err, performance.now() - t));
+    });
+  }
+
+  /** Closes the file once every queued chunk is written. */
+  close(done: () => void): void {
+    this.whenIdle(() => {
+      const fd = this.fd;
+      this.fd = null;
+      const after = (): void => {
+        this.markClosed();
+        done();
+      };
+      if (fd === null) after();
+      else close(fd, after);
+    });
+  }
+
+  private pump(): void {
+    if (this.busy || this.fd === null) return this.settled();
+    const chunk = this.queue.shift();
+    if (!chunk || this.error) {
+      this.queue.length = 0;
+      this.queued = 0;
+      return this.settled();
+    }
+    this.busy = true;
+    writeAll(this.fd, chunk, (err) => {
+      this.busy = false;
+      this.queued -= chunk.length;
+      this.written += chunk.length;
+      if (err) this.error ??= err;
+      this.flush();
+      this.pump();
+    });
+  }
+
+  private flush(): void {
+    if (!this.flushEarly || this.syncing || this.fd === null || this.written - this.flushedAt < FLUSH_EVERY) return;
+    this.syncing = true;
+    this.flushedAt = this.written;
+    fdatasync(this.fd, (err) => {
+      this.syncing = false;
+      if (err) this.error ??= err;
+      this.settled();
+    });
+  }
+
+  /** Lets a waiting writer go on when there is room, and idle waiters when nothing is in flight. */
+  private settled(): void {
+    if (this.onRoom && (this.queued < QUEUE_BYTES || this.error)) {
+      const go = this.onRoom;
+      this.onRoom = null;
+      go();
+    }
+    if (this.busy || this.syncing || (this.queue.length > 0 && !this.error)) return;
+    const waiting = this.onIdle;
+    this.onIdle = [];
+    for (const w of waiting) w();
+  }
+
+  private whenIdle(fn: () => void): void {
+    this.onIdle.push(fn);
+    this.settled();
+  }
+}
+
+/** fs.write until the whole chunk is written (a short write on a regular file is rare, not impossible). */
+function writeAll(fd: number, chunk: Buffer, done: (err: NodeJS.ErrnoException | null) => void): void {
+  write(fd, chunk, 0, chunk.length, null, (err, n) => {
+    if (err) return done(err);
+    if (n < chunk.length) return writeAll(fd, chunk.subarray(n), done);
+    done(null);
+  });
+}
