@@ -71,7 +71,7 @@ export async function runDownload(manifests: readonly string[], opts: DownloadOp
   await checkManifests(manifests);
   const now = (): number => Date.now();
   const policies = loadPolicies(opts);
-  if (opts.dryRun) return planDryRun(manifests, opts, dbPath(opts));
+  if (opts.dryRun) return planDryRun(manifests, opts, dbPath(opts), policies.urls);
   await prepareOut(opts);
   const ledger = new SqliteLedger(dbPath(opts), { lockTimeoutMs: opts.lockTimeout });
   const telemetry = startTelemetry(opts, ledger.runId);

@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import type { DownloadOptions } from '../config.js';
+import type { UrlPolicy } from '../http/url-policy.js';
 import { openDatabase } from '../ledger/open.js';
 import { SeenKeys } from '../ledger/seen.js';
 import type { JobRow } from '../ledger/types.js';
@@ -10,9 +11,10 @@ import { Reporter } from '../report.js';
 /**
  * --dry-run: the same planning as a real run, reported as records, with no network and no write to
  * --out or the ledger. The ledger, if present, is opened read-only to tell done items apart;
- * repeated items are recognised the same way as in a real run (SeenKeys).
+ * repeated items are recognised the same way as in a real run (SeenKeys). The URL policy is applied
+ * to each first URL as written (no DNS): a URL it refuses is not planned.
  */
-export async function planDryRun(manifests: readonly string[], opts: DownloadOptions, db: string): Promise<number> {
+export async function planDryRun(manifests: readonly string[], opts: DownloadOptions, db: string, policy: UrlPolicy): Promise<number> {
   const ledger = existsSync(db) ? openDatabase(db, { readonly: true, lockTimeoutMs: opts.lockTimeout }) : null;
   const peek = ledger?.prepare('SELECT * FROM jobs WHERE key = ?');
   const seen = new SeenKeys();
@@ -29,12 +31,15 @@ export async function planDryRun(manifests: readonly string[], opts: DownloadOpt
       http_status: null, url: null, final_url: null, sha256: null, bytes: null, path: null, content_type: null, etag: null,
       last_modified: null, resumed_from: 0, attempts: 0, elapsed_ms: 0, lease_owner: null, lease_expires_at: null, created_at: 0, updated_at: 0,
     };
+    const allowed = item.candidates.filter((c) => allows(policy, c.href));
     if (row?.state === 'done') {
       reporter.record(recordFromRow(base, { status: 'skipped', attempts: 0, elapsed_ms: 0, source: item.source }));
+    } else if (item.candidates.length > 0 && allowed.length === 0) {
+      reporter.record(recordFromRow(base, { status: 'failed', reason: 'blocked', url: item.candidates[0]!.href, source: item.source }));
     } else if (item.candidates.length === 0) {
       reporter.record(recordFromRow(base, { status: 'failed', reason: item.blocked.length ? 'blocked' : 'no_url', source: item.source }));
     } else {
-      reporter.record(recordFromRow(base, { status: 'planned', reason: null, url: item.candidates[0]!.href, source: item.source, attempts: 0 }));
+      reporter.record(recordFromRow(base, { status: 'planned', reason: null, url: allowed[0]!.href, source: item.source, attempts: 0 }));
     }
     await reporter.writable();
   }
@@ -42,4 +47,13 @@ export async function planDryRun(manifests: readonly string[], opts: DownloadOpt
   ledger?.close();
   await reporter.finish();
   return reporter.exitCode();
+}
+
+function allows(policy: UrlPolicy, href: string): boolean {
+  try {
+    policy.check(new URL(href));
+    return true;
+  } catch {
+    return false;
+  }
 }

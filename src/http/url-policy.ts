@@ -29,7 +29,25 @@ export function blockedAddressError(host: string, addresses: readonly string[]):
 
 export function isBlockedAddress(ranges: BlockList, address: string): boolean {
   const family = isIP(address);
-  return family !== 0 && ranges.check(address, family === 6 ? 'ipv6' : 'ipv4');
+  if (family === 4) return ranges.check(address, 'ipv4');
+  if (family !== 6) return false;
+  if (ranges.check(address, 'ipv6')) return true;
+  const inner = embeddedIpv4(address);
+  return inner !== null && ranges.check(inner, 'ipv4');
+}
+
+/** The IPv4 address inside a NAT64 (64:ff9b::/96) or 6to4 (2002::/16) IPv6 address, if any. */
+export function embeddedIpv4(address: string): string | null {
+  // The URL parser gives the canonical form: lower-case hex groups, at most one `::`.
+  const canonical = new URL(`http://[${address}]/`).hostname.slice(1, -1);
+  const [left, right] = canonical.includes('::') ? canonical.split('::') : [canonical, undefined];
+  const head = left ? left.split(':') : [];
+  const tail = right ? right.split(':') : [];
+  const groups = [...head, ...Array<string>(8 - head.length - tail.length).fill('0'), ...tail].map((g) => parseInt(g, 16));
+  const v4 = (hi: number, lo: number): string => `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+  if (groups[0] === 0x64 && groups[1] === 0xff9b && groups.slice(2, 6).every((g) => g === 0)) return v4(groups[6]!, groups[7]!);
+  if (groups[0] === 0x2002) return v4(groups[1]!, groups[2]!);
+  return null;
 }
 
 /** A host pattern from --allow-host / --deny-host: `example.org` (that host) or `*.example.org` (its subdomains). */

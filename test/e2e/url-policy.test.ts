@@ -61,6 +61,19 @@ describe('URL policy: --deny-private, --allow-host, --deny-host', () => {
     }
   });
 
+  it('--dry-run applies the same policy to the URLs as written', async () => {
+    const items = [
+      { id: 'denied', url: 'https://bad.example.org/x.pdf' },
+      { id: 'fallback', urls: ['https://bad.example.org/x.pdf', 'https://good.example.org/y.pdf'] },
+      { id: 'metadata', url: 'http://169.254.169.254/latest/meta-data/' },
+    ];
+    const res = await run(items, '--dry-run', '--deny-host', '*.bad.example.org', '--deny-host', 'bad.example.org', '--deny-private');
+    const ids = new Map(res.records.map((r) => [r.id, r]));
+    expect(ids.get('denied')).toMatchObject({ status: 'failed', reason: 'blocked' });
+    expect(ids.get('fallback')).toMatchObject({ status: 'planned', url: 'https://good.example.org/y.pdf' });
+    expect(ids.get('metadata')).toMatchObject({ status: 'failed', reason: 'blocked' });
+  });
+
   it('a bad host pattern is a usage error naming the flag (exit 2)', async () => {
     const res = await run([{ url: env.origin.url('/ok.pdf') }], '--allow-host', 'exa mple.org');
     expect(res.code).toBe(2);

@@ -38,7 +38,9 @@ describe('UrlPolicy', () => {
     for (const h of ['127.0.0.1', '10.0.0.1', '172.31.255.255', '192.168.1.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '[::1]', '[fe80::1]', '[fd12::1]', '[::ffff:10.0.0.1]', '224.0.0.1']) {
       expect(blockedBy(p, `http://${h}/`), h).toMatch(/--deny-private/);
     }
-    for (const h of ['8.8.8.8', '172.32.0.1', '[2001:4860::8888]', 'example.org']) expect(blockedBy(p, `http://${h}/`), h).toBeNull();
+    for (const h of ['8.8.8.8', '172.32.0.1', '[2001:4860::8888]', 'example.org', '[64:ff9b::808:808]', '[2002:808:808::1]']) expect(blockedBy(p, `http://${h}/`), h).toBeNull();
+    // Private IPv4 addresses inside NAT64 and 6to4 addresses are refused too.
+    for (const h of ['[64:ff9b::10.0.0.1]', '[64:ff9b::a9fe:a9fe]', '[2002:7f00:1::]', '[2002:c0a8:101::1]']) expect(blockedBy(p, `http://${h}/`), h).toMatch(/--deny-private/);
   });
 
   it('the lookup refuses a name that resolves only to refused addresses', async () => {
