@@ -53,10 +53,7 @@ export class Reporter {
     this.state.finished += 1;
     if (r.status === 'failed' || r.status === 'invalid') this.state.failed += 1;
     if (r.status === 'downloaded' || r.status === 'deduped') this.state.bytes += r.bytes ?? 0;
-    if (this.opts.json && !this.stdoutClosed) {
-      this.buf += `${JSON.stringify(r)}\n`;
-      if (this.buf.length >= FLUSH_AT) this.flush();
-    }
+    if (this.opts.json) this.line(JSON.stringify(r));
     if (this.opts.verbose && !this.opts.quiet) {
       process.stderr.write(`${r.status}${r.reason ? ` (${r.reason})` : ''} ${r.id ?? r.source} ${r.path ?? ''}\n`);
     }
@@ -66,10 +63,13 @@ export class Reporter {
   skipped(json: string): void {
     this.counts.skipped = (this.counts.skipped ?? 0) + 1;
     this.state.finished += 1;
-    if (this.opts.json && !this.stdoutClosed) {
-      this.buf += `${json}\n`;
-      if (this.buf.length >= FLUSH_AT) this.flush();
-    }
+    if (this.opts.json) this.line(json);
+  }
+
+  private line(json: string): void {
+    if (this.stdoutClosed) return;
+    this.buf += `${json}\n`;
+    if (this.buf.length >= FLUSH_AT) this.flush();
   }
 
   /** Resolves once stdout can take more; callers await it so a slow reader slows planning. */

@@ -117,7 +117,8 @@ export async function transfer(input: TransferInput, facts: AttemptFacts): Promi
   let plan: ResumePlan = input.conditional ? { kind: 'fresh', why: 'no-part' } : planResume(input.held, input.partRow, input.url);
   let conditional = input.conditional;
   let url = input.url;
-  let from: URL | null = null;
+  /** an earlier hop of this attempt was https: secrets never go out over http after it */
+  let afterHttps = false;
   let prefix = '';
   // Read before asking: a writer must be ready the moment the body starts (see PartWriter).
   const seed = plan.kind === 'fresh' ? null : await readHeld(input.part, plan.held, plan.held - rangeFrom(plan));
@@ -128,7 +129,7 @@ export async function transfer(input: TransferInput, facts: AttemptFacts): Promi
     input.policy.check(target);
     const host = target.hostname;
     const ticket = await input.gate.enter(host, input.signal);
-    const headers = { ...input.headers, ...hopHeaders(input, target, from), ...resumeHeaders(plan), ...conditionalHeaders(conditional) };
+    const headers = { ...input.headers, ...hopHeaders(input, target, afterHttps), ...resumeHeaders(plan), ...conditionalHeaders(conditional) };
     facts.httpStatus = null;
     let answer: Answer;
     try {
@@ -149,7 +150,7 @@ export async function transfer(input: TransferInput, facts: AttemptFacts): Promi
       case 'redirect': {
         hop += 1;
         if (hop > MAX_REDIRECTS) throw new ItemError('too_many_redirects', `more than ${MAX_REDIRECTS} redirects`, { httpStatus: answer.status });
-        from = target;
+        afterHttps ||= target.protocol === 'https:';
         url = nextHop(url, answer.location, answer.status);
         continue;
       }
@@ -168,7 +169,7 @@ export async function transfer(input: TransferInput, facts: AttemptFacts): Promi
         prefix = `${facts.decision}>mismatch>`;
         plan = { kind: 'fresh', why: 'refetch' };
         url = input.url;
-        from = null;
+        afterHttps = false;
         continue;
       case 'body': {
         const w = answer.writer;
@@ -180,8 +181,8 @@ export async function transfer(input: TransferInput, facts: AttemptFacts): Promi
 }
 
 /** The secrets a hop may carry: its own host's headers, and URL credentials on their own origin only. */
-function hopHeaders(input: TransferInput, target: URL, from: URL | null): Record<string, string> {
-  const h = input.hostHeaders.for(target, from);
+function hopHeaders(input: TransferInput, target: URL, afterHttps: boolean): Record<string, string> {
+  const h = input.hostHeaders.for(target, afterHttps);
   if (input.auth && target.origin === new URL(input.url).origin) return { ...h, authorization: input.auth };
   return h;
 }

@@ -9,7 +9,7 @@ import { lookup, object, onlyKeys, readYaml, hostKey, Where } from './yaml.js';
  *     api.elsevier.com: {X-ELS-APIKey: ${ELSEVIER_API_KEY}}
  *
  * They go only to a request whose host matches (never to the host a redirect leads to, never over
- * http after a redirect from https), and are never written to records, logs, events or the ledger.
+ * http once an earlier hop was https), and are never written to records, logs, events or the ledger.
  */
 const NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 /** Headers the download itself owns (ranges, validators, framing). */
@@ -18,14 +18,10 @@ const RESERVED = new Set(['host', 'range', 'if-range', 'if-none-match', 'if-modi
 export class HostHeaders {
   constructor(private readonly hosts: Map<string, Record<string, string>> = new Map()) {}
 
-  get size(): number {
-    return this.hosts.size;
-  }
-
-  /** Headers for one request to `url`; `from` is the previous hop when this one follows a redirect. */
-  for(url: URL, from: URL | null): Record<string, string> {
+  /** Headers for one request to `url`; `afterHttps` when an earlier hop of the same attempt was https. */
+  for(url: URL, afterHttps: boolean): Record<string, string> {
     if (this.hosts.size === 0) return {};
-    if (from && from.protocol === 'https:' && url.protocol !== 'https:') return {};
+    if (afterHttps && url.protocol !== 'https:') return {};
     return lookup(this.hosts, url.hostname) ?? {};
   }
 }

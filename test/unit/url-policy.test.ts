@@ -1,12 +1,12 @@
 import { BlockList } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ItemError } from '../../src/errors.js';
-import { HostHeaders } from '../../src/hosts/headers.js';
+import { HostHeaders, loadHostHeaders } from '../../src/hosts/headers.js';
 import { createAgent } from '../../src/http/client.js';
 import { cachedLookup } from '../../src/http/dns-cache.js';
 import { BLOCKED_ADDRESS, UrlPolicy } from '../../src/http/url-policy.js';
 import { emptyFacts, transfer, type RequestGate } from '../../src/download/transfer.js';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { samplePdf, startOrigin, type Origin } from '../helpers/origin.js';
@@ -47,6 +47,26 @@ describe('UrlPolicy', () => {
     const lookup = cachedLookup(new UrlPolicy({ ...open, denyPrivate: true }).ranges);
     const err = await new Promise<NodeJS.ErrnoException | null>((resolve) => lookup('localhost', {}, (e) => resolve(e)));
     expect(err?.code).toBe(BLOCKED_ADDRESS);
+  });
+});
+
+describe('HostHeaders', () => {
+  it('gives each host its own headers, never over http once an earlier hop was https', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'docstokg-headers-'));
+    try {
+      const file = join(dir, 'h.yaml');
+      await writeFile(file, 'version: 1\nhosts:\n  api.example.org: {X-Key: "${KEY}"}\n  "*.pub.example": {X-Token: t}\n');
+      const h = loadHostHeaders(file, { KEY: 'k1' });
+      expect(h.for(new URL('https://api.example.org/a'), false)).toEqual({ 'x-key': 'k1' });
+      expect(h.for(new URL('http://api.example.org/a'), false)).toEqual({ 'x-key': 'k1' });
+      expect(h.for(new URL('http://api.example.org/a'), true)).toEqual({});
+      expect(h.for(new URL('https://api.example.org/a'), true)).toEqual({ 'x-key': 'k1' });
+      expect(h.for(new URL('https://www.pub.example/a'), false)).toEqual({ 'x-token': 't' });
+      expect(h.for(new URL('https://other.example.org/a'), false)).toEqual({});
+      expect(h.for(new URL('https://example.org/a'), false)).toEqual({});
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
