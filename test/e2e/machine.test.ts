@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { jsonl, originAndWorkspace, runCli } from '../helpers/cli.js';
+import { jsonl, originAndWorkspace, runCli, type CliResult } from '../helpers/cli.js';
 import { samplePdf, sha256Hex, startOrigin } from '../helpers/origin.js';
 
 /**
@@ -47,9 +47,24 @@ describe('machine failures', () => {
     expect(sha256Hex(await readFile(path))).toBe(sha256Hex(small));
   }
 
-  function noStack(stderr: string): void {
-    expect(stderr).not.toMatch(/\n\s+at |internal error/);
+  /**
+   * The run fails with exit 3 and one line matching `message`, and keeps what was stored; after
+   * `fix`, the same run (or `afterArgs`) completes.
+   */
+  async function fatalThenFixed(args: string[], message: RegExp, stored: string, fix: () => unknown, afterArgs = args): Promise<CliResult> {
+    const res = await runCli(args);
+    expect(res.code).toBe(3);
+    expect(res.stderr).toMatch(message);
+    expect(res.stderr).not.toMatch(/\n\s+at |internal error/);
+    await intact(stored);
+    await fix();
+    const after = await runCli(afterArgs);
+    expect(after.code).toBe(0);
+    await intact(stored);
+    return after;
   }
+
+  const oneMore = (name: string): Promise<string> => env.ws.file(name, jsonl([{ id: 'b', url: env.origin.url('/b.pdf') }]));
 
   it('a corrupt ledger: exit 3 naming it, the file and the store untouched; with the ledger moved aside the next run completes', async () => {
     const out = join(env.ws.dir, 'corrupt');
@@ -60,18 +75,11 @@ describe('machine failures', () => {
     const bytes = await readFile(db);
     bytes.write('garbage garbage!', 0, 'latin1');
     await writeFile(db, bytes);
-    const m = await env.ws.file('corrupt.jsonl', jsonl([{ id: 'b', url: env.origin.url('/b.pdf') }]));
-    const res = await runCli(['download', m, '-o', out, '--json']);
-    expect(res.code).toBe(3);
-    expect(res.stderr).toMatch(/docstokg: fatal: ledger .*docstokg\.sqlite is unusable: .*(SQLITE_NOTADB)/);
-    noStack(res.stderr);
-    expect((await readFile(db)).equals(bytes)).toBe(true);
-    await intact(stored);
-    await rename(db, `${db}.corrupt`);
-    const after = await runCli(['download', m, '-o', out, '--json']);
-    expect(after.code).toBe(0);
+    const after = await fatalThenFixed(['download', await oneMore('corrupt.jsonl'), '-o', out, '--json'], /docstokg: fatal: ledger .*docstokg\.sqlite is unusable: .*(SQLITE_NOTADB)/, stored, async () => {
+      expect((await readFile(db)).equals(bytes)).toBe(true);
+      await rename(db, `${db}.corrupt`);
+    });
     expect(after.records[0]).toMatchObject({ status: 'downloaded' });
-    await intact(stored);
   });
 
   it('a ledger locked by another process: exit 3 after --lock-timeout; once released the run completes', async () => {
@@ -79,20 +87,17 @@ describe('machine failures', () => {
     const stored = await storeOne(out);
     const holder = new Database(join(out, 'docstokg.sqlite'));
     holder.prepare('BEGIN EXCLUSIVE').run();
-    const m = await env.ws.file('locked.jsonl', jsonl([{ id: 'b', url: env.origin.url('/b.pdf') }]));
-    try {
-      const res = await runCli(['download', m, '-o', out, '--json', '--lock-timeout', '0.5']);
-      expect(res.code).toBe(3);
-      expect(res.stderr).toMatch(/locked by another process.*--lock-timeout/);
-      noStack(res.stderr);
-    } finally {
+    const release = (): void => {
+      if (!holder.open) return;
       holder.prepare('COMMIT').run();
       holder.close();
+    };
+    try {
+      const after = await fatalThenFixed(['download', await oneMore('locked.jsonl'), '-o', out, '--json', '--lock-timeout', '0.5'], /locked by another process.*--lock-timeout/, stored, release);
+      expect(after.records[0]).toMatchObject({ status: 'downloaded' });
+    } finally {
+      release();
     }
-    await intact(stored);
-    const after = await runCli(['download', m, '-o', out, '--json']);
-    expect(after.code).toBe(0);
-    expect(after.records[0]).toMatchObject({ status: 'downloaded' });
   });
 
   it.skipIf(!canMount)('a read-only --out: exit 3, nothing lost; writable again, the run completes', async () => {
@@ -101,15 +106,8 @@ describe('machine failures', () => {
     if (!mountTmpfs(out, 'size=16m')) return console.warn('skipped: cannot mount a tmpfs here');
     const stored = await storeOne(out, '--min-free', '0');
     remount(out, 'ro');
-    const m = await env.ws.file('ro.jsonl', jsonl([{ id: 'b', url: env.origin.url('/b.pdf') }]));
-    const res = await runCli(['download', m, '-o', out, '--json', '--min-free', '0']);
-    expect(res.code).toBe(3);
-    expect(res.stderr).toMatch(/docstokg: fatal: .*(EROFS|not writable)/);
-    noStack(res.stderr);
-    await intact(stored);
-    remount(out, 'rw');
-    const after = await runCli(['download', m, '-o', out, '--json', '--min-free', '0']);
-    expect(after.code).toBe(0);
+    const args = ['download', await oneMore('ro.jsonl'), '-o', out, '--json', '--min-free', '0'];
+    const after = await fatalThenFixed(args, /docstokg: fatal: .*(EROFS|not writable)/, stored, () => remount(out, 'rw'));
     expect(after.records[0]).toMatchObject({ status: 'downloaded' });
   });
 
@@ -121,14 +119,8 @@ describe('machine failures', () => {
     const stored = await storeOne(out, '--db', db, '--min-free', '0');
     // No Content-Length, so the quota guard cannot see it coming: the write itself fails.
     const m = await env.ws.file('full.jsonl', jsonl([{ id: 'large', url: env.origin.url('/large.pdf') }, { id: 'b', url: env.origin.url('/b.pdf') }]));
-    const res = await runCli(['download', m, '-o', out, '--db', db, '--json', '--min-free', '0', '-c', '1']);
-    expect(res.code).toBe(3);
-    expect(res.stderr).toMatch(/docstokg: fatal: disk full \(ENOSPC\).*Stored files are intact/);
-    noStack(res.stderr);
-    await intact(stored);
-    remount(out, 'size=32m');
-    const after = await runCli(['download', m, '-o', out, '--db', db, '--json', '--min-free', '0']);
-    expect(after.code).toBe(0);
+    const args = ['download', m, '-o', out, '--db', db, '--json', '--min-free', '0'];
+    const after = await fatalThenFixed([...args, '-c', '1'], /docstokg: fatal: disk full \(ENOSPC\).*Stored files are intact/, stored, () => remount(out, 'size=32m'), args);
     expect(new Map(after.records.map((r) => [r.id, r.sha256]))).toEqual(new Map([['large', sha256Hex(large)], ['b', sha256Hex(samplePdf('machine-b', 8192))]]));
     const reconcile = await runCli(['reconcile', '-o', out, '--db', db, '--verify']);
     expect(reconcile.code).toBe(0);
