@@ -17,6 +17,7 @@ export class Reporter {
   private buf = '';
   private stdoutClosed = false;
   private drainWait: Promise<void> | null = null;
+  private flushQueued = false;
   private readonly progress: Progress;
   private readonly state: ProgressState;
   private ticker: NodeJS.Timeout | null = null;
@@ -70,11 +71,19 @@ export class Reporter {
     if (this.stdoutClosed) return;
     this.buf += `${json}\n`;
     if (this.buf.length >= FLUSH_AT) this.flush();
+    else if (!this.flushQueued) {
+      // Written once the loop has nothing else to do this turn: a burst of records (a re-run's
+      // skipped lines) becomes one write, and a lone record still shows up at once.
+      this.flushQueued = true;
+      setImmediate(() => {
+        this.flushQueued = false;
+        this.flush();
+      });
+    }
   }
 
   /** Resolves once stdout can take more; callers await it so a slow reader slows planning. */
   writable(): Promise<void> {
-    if (this.buf.length > 0) this.flush();
     return this.drainWait ?? Promise.resolve();
   }
 

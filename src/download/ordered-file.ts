@@ -1,4 +1,4 @@
-import { close, fdatasync, fsync, open, write } from 'node:fs';
+import { close, fdatasync, fsync, open, writev } from 'node:fs';
 
 /**
  * Accepted bytes waiting for the thread pool before the writer is told to wait. Small: they are
@@ -78,17 +78,21 @@ export class OrderedFile {
 
   private pump(): void {
     if (this.busy || this.fd === null) return this.settled();
-    const chunk = this.queue.shift();
-    if (!chunk || this.error) {
+    if (this.queue.length === 0 || this.error) {
       this.queue.length = 0;
       this.queued = 0;
       return this.settled();
     }
+    // Everything queued goes in one writev: one trip to the thread pool (and one wake-up of a pool
+    // thread) per batch rather than per received chunk.
+    const batch = this.queue.splice(0, this.queue.length);
+    let bytes = 0;
+    for (const b of batch) bytes += b.length;
     this.busy = true;
-    writeAll(this.fd, chunk, (err) => {
+    writeAll(this.fd, batch, (err) => {
       this.busy = false;
-      this.queued -= chunk.length;
-      this.written += chunk.length;
+      this.queued -= bytes;
+      this.written += bytes;
       if (err) this.error ??= err;
       this.flush();
       this.pump();
@@ -125,11 +129,15 @@ export class OrderedFile {
   }
 }
 
-/** fs.write until the whole chunk is written (a short write on a regular file is rare, not impossible). */
-function writeAll(fd: number, chunk: Buffer, done: (err: NodeJS.ErrnoException | null) => void): void {
-  write(fd, chunk, 0, chunk.length, null, (err, n) => {
+/** fs.writev until every buffer is written (a short write on a regular file is rare, not impossible). */
+function writeAll(fd: number, buffers: Buffer[], done: (err: NodeJS.ErrnoException | null) => void): void {
+  writev(fd, buffers, (err, n) => {
     if (err) return done(err);
-    if (n < chunk.length) return writeAll(fd, chunk.subarray(n), done);
-    done(null);
+    let i = 0;
+    while (i < buffers.length && n >= buffers[i]!.length) n -= buffers[i++]!.length;
+    if (i === buffers.length) return done(null);
+    const rest = buffers.slice(i);
+    rest[0] = rest[0]!.subarray(n);
+    writeAll(fd, rest, done);
   });
 }

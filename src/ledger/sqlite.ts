@@ -35,8 +35,13 @@ export class SqliteLedger implements Ledger {
   private pending = 0;
   private timer: NodeJS.Timeout | null = null;
   private readonly seen = new SeenKeys();
-  /** read-ahead rows by key, and how many to read next time (0: the manifest is not in ledger order) */
-  private ahead = new Map<string, SkippedRow>();
+  /**
+   * Rows read ahead in planning order (key, skipped JSON), the next one expected, and how many to
+   * read next time (0: the manifest is not in ledger order)
+   */
+  private aheadKeys: string[] = [];
+  private aheadJson: (string | null)[] = [];
+  private aheadAt = 0;
   private aheadSize = 16;
   private aheadHits = 0;
   private aheadMisses = 0;
@@ -58,7 +63,7 @@ export class SqliteLedger implements Ledger {
       peekSkipped: db.prepare(`SELECT rowid, key, ${SKIPPED_JSON} AS json FROM jobs WHERE key = ?`),
       // The rows planned right after a found one, in planning order: a re-run of a manifest asks
       // for them next, and one range read replaces as many random index look-ups.
-      readAhead: db.prepare(`SELECT rowid, key, ${SKIPPED_JSON} AS json FROM jobs WHERE rowid > ? ORDER BY rowid LIMIT ?`),
+      readAhead: db.prepare(`SELECT key, ${SKIPPED_JSON} AS json FROM jobs WHERE rowid > ? ORDER BY rowid LIMIT ?`).raw(),
       claim: db.prepare(`
         UPDATE jobs SET state = 'active', lease_owner = @owner, lease_expires_at = @expires, updated_at = @now
         WHERE key = @key AND (state IN (${inList(sourcesOf('active').filter((x) => x !== 'done'))}) OR (state = 'done' AND @reopen = 1)
@@ -170,12 +175,13 @@ export class SqliteLedger implements Ledger {
    * the jobs were planned in (a re-run), else by key, reading ahead from there. The read-ahead
    * grows while it is used and stops when the manifest's order is another one.
    */
-  private skippedRow(key: string): SkippedRow | undefined {
-    const hit = this.ahead.get(key);
-    if (hit) {
-      this.ahead.delete(key);
+  private skippedRow(key: string): { json: string | null } | undefined {
+    // A re-run meets the jobs in the order they were planned: the next row read ahead is this one.
+    const at = this.aheadAt;
+    if (at < this.aheadKeys.length && this.aheadKeys[at] === key) {
+      this.aheadAt = at + 1;
       this.aheadHits += 1;
-      return hit;
+      return { json: this.aheadJson[at]! };
     }
     const row = this.stmt.peekSkipped.get(key) as SkippedRow | undefined;
     if (!row) return undefined;
@@ -186,9 +192,14 @@ export class SqliteLedger implements Ledger {
     else if (this.aheadSize > 0) this.aheadSize = Math.floor(this.aheadSize / 4);
     // Switched off, it tries again now and then, in case the manifest reaches an ordered stretch.
     else if (this.aheadMisses % 1024 === 0) this.aheadSize = 16;
-    this.ahead.clear();
+    this.aheadKeys = [];
+    this.aheadJson = [];
+    this.aheadAt = 0;
     if (this.aheadSize > 0) {
-      for (const r of this.stmt.readAhead.all(row.rowid, this.aheadSize) as SkippedRow[]) this.ahead.set(r.key, r);
+      for (const [k, json] of this.stmt.readAhead.all(row.rowid, this.aheadSize) as [string, string | null][]) {
+        this.aheadKeys.push(k);
+        this.aheadJson.push(json);
+      }
     }
     return row;
   }

@@ -99,7 +99,9 @@ describe('SqliteLedger', () => {
     }
     a.close();
     const shuffled = items.map((it, i) => ({ it, r: (i * 7919) % 3001 })).sort((x, y) => x.r - y.r).map((x) => x.it);
-    for (const order of [items, shuffled, [...items].reverse()]) {
+    // an edited manifest: lines taken out, so the next row read ahead is not always the next line
+    const thinned = items.filter((_, i) => i % 5 !== 2);
+    for (const order of [items, shuffled, [...items].reverse(), thinned]) {
       const l = new SqliteLedger(path);
       for (const it of order) {
         const p = l.plan(it, 3, { skippedRecord: true });
