@@ -82,9 +82,9 @@ export class Reporter {
     }
   }
 
-  /** Resolves once stdout can take more; callers await it so a slow reader slows planning. */
-  writable(): Promise<void> {
-    return this.drainWait ?? Promise.resolve();
+  /** A promise while stdout cannot take more (callers await it, so a slow reader slows planning). */
+  writable(): Promise<void> | undefined {
+    return this.drainWait ?? undefined;
   }
 
   flush(): void {

@@ -11,8 +11,10 @@ import { UrlPolicy } from '../http/url-policy.js';
 import { builtinConfig, loadBreakers, loadRatelimits, type BreakerPolicies, type RatePolicies } from '../hosts/policy.js';
 import { createAgent } from '../http/client.js';
 import { SqliteLedger } from '../ledger/sqlite.js';
+import type { PlanResult } from '../ledger/types.js';
+import type { Item } from '../manifest/parse.js';
 import { newOwnerId } from '../ledger/owner.js';
-import { manifestItems } from '../manifest/items.js';
+import { eachItem } from '../manifest/items.js';
 import { HostPool } from '../pool.js';
 import { startTelemetry } from '../telemetry.js';
 import { recordFromRow } from '../record.js';
@@ -114,15 +116,8 @@ export async function runDownload(manifests: readonly string[], opts: DownloadOp
   // Done items whose record is all that is wanted are answered by the ledger in one look-up.
   const skippedRecord = !opts.revalidate && !opts.linkDir && !events.active && !opts.verbose;
   try {
-    for await (const item of manifestItems(manifests, reporter)) {
-      if (signalled) break;
-      const at = now();
-      const plan = ledger.plan(item, at, { skippedRecord });
-      if (plan.kind === 'skipped') {
-        reporter.skipped(plan.json);
-        await reporter.writable();
-        continue;
-      }
+    // Only what has to wait returns a promise: a skipped line costs no trip through the event loop.
+    const planItem = async (item: Item, plan: Exclude<PlanResult, { kind: 'skipped' }>, at: number): Promise<void> => {
       if (events.active && plan.kind !== 'duplicate') {
         events.emit(plan.row.created_at === at ? 'job_created' : 'job_reused', { id: item.id, job: item.key, state: plan.row.state, source: item.source });
       }
@@ -143,7 +138,15 @@ export async function runDownload(manifests: readonly string[], opts: DownloadOp
         await pool.add(itemTask(run, item, row, null));
       }
       await reporter.writable();
-    }
+    };
+    await eachItem(manifests, reporter, (item) => {
+      if (signalled) return false;
+      const at = now();
+      const plan = ledger.plan(item, at, { skippedRecord });
+      if (plan.kind !== 'skipped') return planItem(item, plan, at);
+      reporter.skipped(plan.json);
+      return reporter.writable();
+    });
     await pool.drain();
   } finally {
     clearInterval(beat);

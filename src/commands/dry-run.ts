@@ -4,7 +4,7 @@ import type { UrlPolicy } from '../http/url-policy.js';
 import { openDatabase } from '../ledger/open.js';
 import { SeenKeys } from '../ledger/seen.js';
 import type { JobRow } from '../ledger/types.js';
-import { manifestItems } from '../manifest/items.js';
+import { eachItem } from '../manifest/items.js';
 import { recordFromRow } from '../record.js';
 import { Reporter } from '../report.js';
 
@@ -19,10 +19,10 @@ export async function planDryRun(manifests: readonly string[], opts: DownloadOpt
   const peek = ledger?.prepare('SELECT * FROM jobs WHERE key = ?');
   const seen = new SeenKeys();
   const reporter = new Reporter({ ...opts, progress: false }, Date.now);
-  for await (const item of manifestItems(manifests, reporter)) {
+  await eachItem(manifests, reporter, (item) => {
     if (!seen.add(item.key)) {
       reporter.duplicates += 1;
-      continue;
+      return;
     }
     const row = peek?.get(item.key) as JobRow | undefined;
     const base: JobRow = row ?? {
@@ -41,8 +41,8 @@ export async function planDryRun(manifests: readonly string[], opts: DownloadOpt
     } else {
       reporter.record(recordFromRow(base, { status: 'planned', reason: null, url: allowed[0]!.href, source: item.source, attempts: 0 }));
     }
-    await reporter.writable();
-  }
+    return reporter.writable();
+  });
   seen.close();
   ledger?.close();
   await reporter.finish();

@@ -1,5 +1,6 @@
 import { hash } from 'node:crypto';
-import { stat, unlink } from 'node:fs/promises';
+import { statSync } from 'node:fs';
+import { unlink } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Dispatcher } from 'undici';
@@ -52,7 +53,7 @@ async function finalizeOnce(ctx: ItemContext, job: JobRow, part: string, sha256:
   const key = opKey('finalize', job.key, sha256);
   const op = ctx.ledger.beginOp(key, job.key, 'finalize', ctx.owner, ctx.now(), sha256);
   let done: Finalized;
-  if (op.state === 'done' && (await objectExists(ctx.opts.out, sha256))) {
+  if (op.state === 'done' && objectExists(ctx.opts.out, sha256)) {
     await unlink(part).catch(() => undefined);
     done = op.result as Finalized;
     ctx.events.emit('op', { kind: 'finalize', action: 'replayed', id: job.item_id, op: key });
@@ -110,9 +111,10 @@ function replayStream(ctx: ItemContext, job: JobRow, row: PartRow | undefined, h
   return op.state === 'done' && result && result.size === held ? result : null;
 }
 
-async function heldBytes(path: string): Promise<number> {
+/** Bytes of a part left by an earlier attempt or run (usually none: checked in place, see objectExists). */
+function heldBytes(path: string): number {
   try {
-    return (await stat(path)).size;
+    return statSync(path, { throwIfNoEntry: false })?.size ?? 0;
   } catch {
     return 0;
   }
@@ -137,7 +139,7 @@ async function tryCandidate(ctx: ItemContext, job: JobRow, candidate: Candidate,
       ctx.events.emit('resume_decision', { id: job.item_id, url: candidate.href, decision: facts.decision, resume_from: facts.resumeFrom, bytes: facts.bytes, error });
     };
     try {
-      const held = conditional ? 0 : await heldBytes(part);
+      const held = conditional ? 0 : heldBytes(part);
       const partRow = conditional ? undefined : ctx.ledger.getPart(job.key);
       const replayed = replayStream(ctx, job, partRow, held);
       if (replayed) {

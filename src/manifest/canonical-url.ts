@@ -9,6 +9,7 @@
 const UNRESERVED = /[A-Za-z0-9\-._~]/;
 
 function normalizeEscapes(path: string): string {
+  if (!path.includes('%')) return path;
   // Every `%` then starts a valid escape, so decoding can never form a new one.
   const escaped = path.replace(/%(?![0-9a-fA-F]{2})/g, '%25');
   return escaped.replace(/%([0-9a-fA-F]{2})/g, (_, hex: string) => {
@@ -48,7 +49,8 @@ export function canonicalizeUrl(raw: string): CanonicalResult {
   } catch {
     return { ok: false, why: 'unparseable', url: redactCredentials(raw) };
   }
-  parsed.hash = '';
+  // Setting `hash` reparses the URL: only done when there is one (an empty `#` included).
+  if (raw.includes('#')) parsed.hash = '';
   const auth = basicAuth(parsed);
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
     return { ok: false, why: 'scheme', url: parsed.href };

@@ -30,7 +30,7 @@ async function decoded(input: Readable): Promise<Readable> {
 
 function open(file: string): Readable {
   if (file === '-') return process.stdin;
-  return createReadStream(file, { highWaterMark: 256 * 1024 });
+  return createReadStream(file, { highWaterMark: 64 * 1024 });
 }
 
 const NEWLINE = 0x0a;
@@ -41,7 +41,7 @@ const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
  * is counted, reported and skipped, so a manifest with a gigabyte of garbage and no newline still
  * streams. Each line is checked to be UTF-8 (replacement characters would silently change URLs).
  */
-async function* splitLines(input: Readable, file: string): AsyncGenerator<ManifestLine> {
+async function* splitLines(input: Readable, file: string, count: { lines: number }): AsyncGenerator<Iterable<ManifestLine>> {
   let pending: Buffer[] = [];
   let pendingBytes = 0;
   /** bytes of the current line dropped because it is over the limit */
@@ -64,6 +64,7 @@ async function* splitLines(input: Readable, file: string): AsyncGenerator<Manife
   /** the line that ends with `piece` */
   const finish = (piece: Buffer): ManifestLine => {
     n += 1;
+    count.lines = n;
     const total = dropped + pendingBytes + piece.length;
     const line = dropped > 0 || total > MAX_LINE_BYTES ? tooLong(total) : judge(pendingBytes === 0 ? piece : Buffer.concat([...pending, piece]));
     reset();
@@ -80,8 +81,8 @@ async function* splitLines(input: Readable, file: string): AsyncGenerator<Manife
       pendingBytes += piece.length;
     }
   };
-  for await (const chunk of input) {
-    const buf = chunk as Buffer;
+  // The lines of a chunk are made one at a time as they are used, never all at once.
+  function* linesOf(buf: Buffer): Generator<ManifestLine> {
     let start = 0;
     for (let nl = buf.indexOf(NEWLINE); nl !== -1; nl = buf.indexOf(NEWLINE, start)) {
       yield finish(buf.subarray(start, nl));
@@ -89,11 +90,16 @@ async function* splitLines(input: Readable, file: string): AsyncGenerator<Manife
     }
     if (start < buf.length) hold(buf.subarray(start));
   }
-  if (pendingBytes > 0 || dropped > 0) yield finish(Buffer.alloc(0));
+  for await (const chunk of input) yield linesOf(chunk as Buffer);
+  if (pendingBytes > 0 || dropped > 0) yield [finish(Buffer.alloc(0))];
 }
 
-/** Streams every line of every manifest in order; memory stays flat whatever their length. */
-export async function* readManifests(files: readonly string[]): AsyncGenerator<ManifestLine> {
+/**
+ * Streams every line of every manifest in order: the lines of each chunk read, to be used before
+ * the next chunk is asked for (one trip through the async generators per chunk, not per line).
+ * Memory stays flat whatever the manifests' length.
+ */
+export async function* readManifests(files: readonly string[]): AsyncGenerator<Iterable<ManifestLine>> {
   for (const file of files) {
     let input: Readable;
     try {
@@ -102,15 +108,13 @@ export async function* readManifests(files: readonly string[]): AsyncGenerator<M
       const code = (err as NodeJS.ErrnoException).code;
       throw new UsageError(`cannot read manifest ${file}: ${code ?? (err as Error).message}`);
     }
-    let n = 0;
+    const count = { lines: 0 };
     try {
-      for await (const line of splitLines(input, file)) {
-        n = line.line;
-        yield line;
-      }
+      yield* splitLines(input, file, count);
     } catch (err) {
       // A truncated gzip stream or a read error: what was read stands, the rest is one invalid line.
-      yield { file, line: n + 1, text: '', problem: `manifest cannot be read past line ${n}: ${(err as Error).message}` };
+      const n = count.lines;
+      yield [{ file, line: n + 1, text: '', problem: `manifest cannot be read past line ${n}: ${(err as Error).message}` }];
     }
   }
 }

@@ -1,4 +1,5 @@
-import { mkdir, rename, stat, unlink } from 'node:fs/promises';
+import { statSync } from 'node:fs';
+import { mkdir, rename, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { objectPath, objectRelPath } from './paths.js';
 import { fsyncDir } from './fsync.js';
@@ -25,17 +26,20 @@ export async function finalizePart(out: string, part: string, sha256: string, fs
     await mkdir(dir, { recursive: true });
     madeDirs.add(dir);
   }
-  const deduped = await objectExists(out, sha256);
+  const deduped = objectExists(out, sha256);
   if (deduped) await unlink(part);
   else await rename(part, target);
   if (fsync && !deduped) await fsyncDir(dir);
   return { path: objectRelPath(sha256), deduped };
 }
 
-/** True when the object for this digest is present (used to replay a finalize op). */
-export async function objectExists(out: string, sha256: string): Promise<boolean> {
+/**
+ * True when the object for this digest is present (used to replay a finalize op). A stat of a
+ * name that is usually missing is done in place: no trip to the thread pool, no error object.
+ */
+export function objectExists(out: string, sha256: string): boolean {
   try {
-    return (await stat(objectPath(out, sha256))).isFile();
+    return statSync(objectPath(out, sha256), { throwIfNoEntry: false })?.isFile() ?? false;
   } catch {
     return false;
   }
