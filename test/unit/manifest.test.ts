@@ -1,4 +1,8 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { eachItem } from '../../src/manifest/items.js';
 import { canonicalizeUrl } from '../../src/manifest/canonical-url.js';
 import { jobKey, parseLine, type Item } from '../../src/manifest/parse.js';
 
@@ -18,6 +22,8 @@ describe('canonicalizeUrl', () => {
     ['https://e.org/a/%2E%2E/b', 'https://e.org/b'],
     ['https://e.org/p?B=2&a=1#x', 'https://e.org/p?B=2&a=1'],
     ['http://e.org:8080/p', 'http://e.org:8080/p'],
+    ['https://e.org/p?q#', 'https://e.org/p?q'],
+    ['https://e.org/%', 'https://e.org/%25'],
   ])('%s -> %s', (input, expected) => {
     const c = canonicalizeUrl(input);
     expect(c.ok && c.url).toBe(expected);
@@ -93,5 +99,28 @@ describe('parseLine', () => {
     expect(item('https://a.org/x').key).toBe(item('{"url": "HTTPS://A.ORG/x#f"}').key);
     expect(item('{"id": "a", "url": "https://a.org/x"}').key).not.toBe(item('{"id": "b", "url": "https://a.org/x"}').key);
     expect(jobKey('a', ['u'])).toMatch(/^[0-9a-f]{64}$/);
+  });
+});
+
+describe('eachItem', () => {
+  it('visits every item in order across chunks, reports invalid lines in their place, waits only on promises, and stops on false', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dtk-items-'));
+    const file = join(dir, 'm.txt');
+    // ~200 KB: several 64 KiB chunks, with lines cut across chunk boundaries
+    const lines = Array.from({ length: 3000 }, (_, i) => (i % 500 === 7 ? '{"url": 5}' : `https://e.org/${'x'.repeat(i % 90)}/${i}.pdf`));
+    writeFileSync(file, `${lines.join('\n')}\n`);
+    const seen: string[] = [];
+    const reporter = { planned: () => {}, record: (r: { source: string | null }) => void seen.push(`invalid ${r.source}`) };
+    let waited = 0;
+    await eachItem([file], reporter, (it) => {
+      seen.push(it.source);
+      if (it.source.endsWith(':100')) return new Promise<void>((resolve) => setTimeout(() => (waited += 1, resolve()), 5));
+    });
+    expect(seen).toEqual(lines.map((l, i) => (l.startsWith('{') ? `invalid ${file}:${i + 1}` : `${file}:${i + 1}`)));
+    expect(waited).toBe(1);
+    const upTo: string[] = [];
+    await eachItem([file], reporter, (it) => (upTo.push(it.source), upTo.length < 10 ? undefined : false));
+    expect(upTo).toHaveLength(10);
+    rmSync(dir, { recursive: true, force: true });
   });
 });
