@@ -141,12 +141,16 @@ export class SqliteLedger implements Ledger {
 
   plan(item: Item, now: number, opts: { skippedRecord?: boolean } = {}): PlanResult {
     if (!this.seen.add(item.key)) return { kind: 'duplicate' };
+    let absent = false;
     if (opts.skippedRecord) {
       const quick = this.skippedRow(item.key);
       // The record ends with `"elapsed_ms":0}`: the line's source goes before the brace.
       if (quick?.json) return { kind: 'skipped', json: `${quick.json.slice(0, -1)},"source":${JSON.stringify(item.source)}}` };
+      absent = quick === undefined;
     }
-    const known = this.stmt.peek.get(item.key) as JobRow | undefined;
+    // A job just looked up and not found is inserted without a second look-up (the insert itself
+    // handles another process planning it meanwhile).
+    const known = absent ? undefined : (this.stmt.peek.get(item.key) as JobRow | undefined);
     const row =
       known ??
       (this.write(
