@@ -149,6 +149,8 @@ export async function runDownload(manifests: readonly string[], opts: DownloadOp
     });
     await pool.drain();
   } finally {
+    // Records of the items finished so far go out even when the run ends on a fatal error.
+    reporter.flush();
     clearInterval(beat);
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

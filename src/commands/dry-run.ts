@@ -4,7 +4,8 @@ import type { UrlPolicy } from '../http/url-policy.js';
 import { openDatabase } from '../ledger/open.js';
 import { SeenKeys } from '../ledger/seen.js';
 import type { JobRow } from '../ledger/types.js';
-import { eachItem } from '../manifest/items.js';
+import { eachItem, type Visited } from '../manifest/items.js';
+import type { Item } from '../manifest/parse.js';
 import { recordFromRow } from '../record.js';
 import { Reporter } from '../report.js';
 
@@ -19,7 +20,7 @@ export async function planDryRun(manifests: readonly string[], opts: DownloadOpt
   const peek = ledger?.prepare('SELECT * FROM jobs WHERE key = ?');
   const seen = new SeenKeys();
   const reporter = new Reporter({ ...opts, progress: false }, Date.now);
-  await eachItem(manifests, reporter, (item) => {
+  const visit = (item: Item): Visited => {
     if (!seen.add(item.key)) {
       reporter.duplicates += 1;
       return;
@@ -42,7 +43,12 @@ export async function planDryRun(manifests: readonly string[], opts: DownloadOpt
       reporter.record(recordFromRow(base, { status: 'planned', reason: null, url: allowed[0]!.href, source: item.source, attempts: 0 }));
     }
     return reporter.writable();
-  });
+  };
+  try {
+    await eachItem(manifests, reporter, visit);
+  } finally {
+    reporter.flush();
+  }
   seen.close();
   ledger?.close();
   await reporter.finish();

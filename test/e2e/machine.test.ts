@@ -49,10 +49,11 @@ describe('machine failures', () => {
 
   /**
    * The run fails with exit 3 and one line matching `message`, and keeps what was stored; after
-   * `fix`, the same run (or `afterArgs`) completes.
+   * `fix`, the same run (or `afterArgs`) completes. `failed` gets the failed run's result.
    */
-  async function fatalThenFixed(args: string[], message: RegExp, stored: string, fix: () => unknown, afterArgs = args): Promise<CliResult> {
+  async function fatalThenFixed(args: string[], message: RegExp, stored: string, fix: () => unknown, afterArgs = args, failed?: (res: CliResult) => void): Promise<CliResult> {
     const res = await runCli(args);
+    failed?.(res);
     expect(res.code).toBe(3);
     expect(res.stderr).toMatch(message);
     expect(res.stderr).not.toMatch(/\n\s+at |internal error/);
@@ -118,10 +119,14 @@ describe('machine failures', () => {
     const db = join(env.ws.dir, 'full.sqlite');
     const stored = await storeOne(out, '--db', db, '--min-free', '0');
     // No Content-Length, so the quota guard cannot see it coming: the write itself fails.
-    const m = await env.ws.file('full.jsonl', jsonl([{ id: 'large', url: env.origin.url('/large.pdf') }, { id: 'b', url: env.origin.url('/b.pdf') }]));
+    // The stored item comes first: its `skipped` record is printed although the run then fails.
+    const m = await env.ws.file('full.jsonl', jsonl([{ id: 'small', url: env.origin.url('/small.pdf') }, { id: 'large', url: env.origin.url('/large.pdf') }, { id: 'b', url: env.origin.url('/b.pdf') }]));
     const args = ['download', m, '-o', out, '--db', db, '--json', '--min-free', '0'];
-    const after = await fatalThenFixed([...args, '-c', '1'], /docstokg: fatal: disk full \(ENOSPC\).*Stored files are intact/, stored, () => remount(out, 'size=32m'), args);
-    expect(new Map(after.records.map((r) => [r.id, r.sha256]))).toEqual(new Map([['large', sha256Hex(large)], ['b', sha256Hex(samplePdf('machine-b', 8192))]]));
+    const skippedFirst = (res: CliResult): void => expect(res.records.map((r) => [r.id, r.status])).toContainEqual(['small', 'skipped']);
+    const after = await fatalThenFixed([...args, '-c', '1'], /docstokg: fatal: disk full \(ENOSPC\).*Stored files are intact/, stored, () => remount(out, 'size=32m'), args, skippedFirst);
+    expect(new Map(after.records.map((r) => [r.id, r.sha256]))).toEqual(
+      new Map([['small', sha256Hex(small)], ['large', sha256Hex(large)], ['b', sha256Hex(samplePdf('machine-b', 8192))]]),
+    );
     const reconcile = await runCli(['reconcile', '-o', out, '--db', db, '--verify']);
     expect(reconcile.code).toBe(0);
     await intact(stored);
