@@ -1,9 +1,10 @@
 import { unlink } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
-import { stream, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import { MAX_REDIRECTS } from '../config.js';
 import { ItemError, type Reason } from '../errors.js';
 import { toItemError } from '../http/classify.js';
+import { streamRequest } from '../http/client.js';
 import { parseRetryAfter } from '../http/retry-after.js';
 import type { HostHeaders } from '../hosts/headers.js';
 import type { UrlPolicy } from '../http/url-policy.js';
@@ -216,7 +217,7 @@ async function exchange(
   let answer: Answer | null = null;
   let writer: PartWriter | null = null;
   try {
-    await stream(url, { method: 'GET', headers, dispatcher: input.dispatcher, signal: input.signal }, ({ statusCode, headers: h }): Writable => {
+    await streamRequest(input.dispatcher, new URL(url), { method: 'GET', headers, signal: input.signal }, ({ statusCode, headers: h }): Writable => {
       const rh = h as Headers;
       input.onResponse();
       facts.httpStatus = statusCode;
