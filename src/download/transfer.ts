@@ -1,10 +1,9 @@
 import { unlink } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
-import type { Dispatcher } from 'undici';
+import { stream, type Dispatcher } from 'undici';
 import { MAX_REDIRECTS } from '../config.js';
 import { ItemError, type Reason } from '../errors.js';
 import { toItemError } from '../http/classify.js';
-import { streamRequest } from '../http/client.js';
 import { parseRetryAfter } from '../http/retry-after.js';
 import type { HostHeaders } from '../hosts/headers.js';
 import type { UrlPolicy } from '../http/url-policy.js';
@@ -217,7 +216,7 @@ async function exchange(
   let answer: Answer | null = null;
   let writer: PartWriter | null = null;
   try {
-    await streamRequest(input.dispatcher, new URL(url), { method: 'GET', headers, signal: input.signal }, ({ statusCode, headers: h }): Writable => {
+    await stream(url, { method: 'GET', headers, dispatcher: input.dispatcher, signal: input.signal }, ({ statusCode, headers: h }): Writable => {
       const rh = h as Headers;
       input.onResponse();
       facts.httpStatus = statusCode;
