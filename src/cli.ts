@@ -2,11 +2,12 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { DOWNLOAD_OPTIONS, EXPORT_OPTIONS, RECONCILE_OPTIONS, SHARED_OPTIONS, STATUS_OPTIONS, type ReconcileOptions, type StatusOptions, envName, resolveOptions, type DownloadOptions, type ExportOptions, type OptionSpec } from './config.js';
 import { DocstokgError, FatalError, UsageError } from './errors.js';
+import { packageFile } from './package-files.js';
 
 const EXIT = { ok: 0, usage: 2, fatal: 3 } as const;
 
 function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  const pkg = JSON.parse(readFileSync(packageFile('package.json'), 'utf8')) as { version: string };
   return pkg.version;
 }
 

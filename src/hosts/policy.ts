@@ -1,4 +1,4 @@
-import { fileURLToPath } from 'node:url';
+import { packageFile } from '../package-files.js';
 import { hostKey, lookup, number, object, onlyKeys, readYaml, Where } from './yaml.js';
 
 /**
@@ -132,5 +132,5 @@ export function loadBreakers(file: string): BreakerPolicies {
 
 /** The built-in policies shipped in config/ (used when no file is given). */
 export function builtinConfig(name: 'ratelimits.default.yaml' | 'breakers.default.yaml'): string {
-  return fileURLToPath(new URL(`../../config/${name}`, import.meta.url));
+  return packageFile(`config/${name}`);
 }
