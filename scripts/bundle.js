@@ -1,9 +1,13 @@
 // Bundles the compiled CLI (dist/) into dist/bundle/, which bin/docstokg.js loads: one file per
 // command instead of ~150 modules resolved and compiled one by one at every start.
+import { rmSync } from 'node:fs';
 import { build } from 'esbuild';
 
+// Chunk names carry a content hash: a stale chunk would otherwise stay beside the new ones.
+rmSync('dist/bundle', { recursive: true, force: true });
 await build({
-  entryPoints: ['dist/cli.js'],
+  // The manifest key thread is a worker: its own entry, beside the CLI (see manifest/keyed-lines.ts).
+  entryPoints: { cli: 'dist/cli.js', 'key-worker': 'dist/manifest/key-worker.js' },
   outdir: 'dist/bundle',
   bundle: true,
   splitting: true,

@@ -223,3 +223,20 @@ export const MAX_LINE_BYTES = 8 * 1024 * 1024;
 export const DURABLE_PART_BYTES = 256 * 1024;
 /** With no Content-Length, free space is checked again every this many bytes. */
 export const QUOTA_RECHECK_BYTES = 16 * 1024 * 1024;
+/**
+ * Manifests (regular files) at least this large in all have their lines read, parsed and keyed on
+ * a second thread when a run can answer done items by key alone (see manifest/keyed-lines.ts).
+ * Below it, starting the thread costs more than it saves. DOCSTOKG_KEY_THREAD_MIN_BYTES overrides
+ * it (0: always; a huge value: never).
+ */
+export const KEY_THREAD_MIN_BYTES = envBytes('DOCSTOKG_KEY_THREAD_MIN_BYTES', 4 * 1024 * 1024);
+/**
+ * The key thread's young generation (V8's default is 16 MB a semi-space): its garbage is short
+ * lived, and a second heap that size put the peak RSS of a 1M-line re-run near 200 MB.
+ */
+export const KEY_THREAD_YOUNG_MB = 2;
+
+function envBytes(name: string, fallback: number): number {
+  const v = process.env[name];
+  return v !== undefined && /^\d+$/.test(v) ? Number(v) : fallback;
+}

@@ -9,12 +9,12 @@ import { HostGate } from '../hosts/gate.js';
 import { HostHeaders, loadHostHeaders } from '../hosts/headers.js';
 import { UrlPolicy } from '../http/url-policy.js';
 import { builtinConfig, loadBreakers, loadRatelimits, type BreakerPolicies, type RatePolicies } from '../hosts/policy.js';
-import { createAgent } from '../http/client.js';
+import { HttpClient } from '../http/client.js';
 import { SqliteLedger } from '../ledger/sqlite.js';
 import type { PlanResult } from '../ledger/types.js';
 import type { Item } from '../manifest/parse.js';
 import { newOwnerId } from '../ledger/owner.js';
-import { eachItem } from '../manifest/items.js';
+import { eachItem, type Visited } from '../manifest/items.js';
 import { HostPool } from '../pool.js';
 import { startTelemetry } from '../telemetry.js';
 import { recordFromRow } from '../record.js';
@@ -81,11 +81,11 @@ export async function runDownload(manifests: readonly string[], opts: DownloadOp
   // With JSON events the stderr stream is for machines: the summary travels in run_end.
   const reporter = new Reporter(opts.logFormat === 'json' ? { ...opts, quiet: true } : opts, now, events);
   const controller = new AbortController();
-  const dispatcher = createAgent({ connectTimeout: opts.connectTimeout, stallTimeout: opts.stallTimeout, concurrency: opts.concurrency, blocked: policies.urls.ranges });
+  const http = new HttpClient({ connectTimeout: opts.connectTimeout, stallTimeout: opts.stallTimeout, concurrency: opts.concurrency, blocked: policies.urls.ranges });
   const ctx = {
     opts,
     ledger,
-    dispatcher,
+    http,
     owner: newOwnerId(),
     headers: { 'user-agent': userAgent(opts), accept: 'application/pdf,*/*;q=0.8', 'accept-encoding': 'identity' },
     policy: policies.urls,
@@ -139,14 +139,27 @@ export async function runDownload(manifests: readonly string[], opts: DownloadOp
       }
       await reporter.writable();
     };
-    await eachItem(manifests, reporter, (item) => {
+    const visit = (item: Item): Visited => {
       if (signalled) return false;
       const at = now();
       const plan = ledger.plan(item, at, { skippedRecord });
       if (plan.kind !== 'skipped') return planItem(item, plan, at);
       reporter.skipped(plan.json);
       return reporter.writable();
-    });
+    };
+    // A line whose key the ledger answers (done, or repeated) needs no parsing on this thread.
+    const byKey = (key: string, source: string): Visited | null => {
+      if (signalled) return false;
+      const plan = ledger.planByKey(key, source);
+      if (plan === null) return null;
+      if (plan.kind === 'skipped') reporter.skipped(plan.json);
+      else {
+        reporter.planned(-1);
+        reporter.duplicates += 1;
+      }
+      return reporter.writable();
+    };
+    await eachItem(manifests, reporter, visit, skippedRecord ? byKey : undefined);
     await pool.drain();
   } finally {
     // Records of the items finished so far go out even when the run ends on a fatal error.
@@ -154,7 +167,7 @@ export async function runDownload(manifests: readonly string[], opts: DownloadOp
     clearInterval(beat);
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
-    await dispatcher.close().catch(() => undefined);
+    await http.close().catch(() => undefined);
   }
   await reporter.finish();
   const code = signalled ? (signalled === 'SIGINT' ? 130 : 143) : reporter.exitCode();

@@ -3,9 +3,9 @@ import { statSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Dispatcher } from 'undici';
 import { DURABLE_PART_BYTES, type DownloadOptions } from '../config.js';
 import { ItemError, type Reason } from '../errors.js';
+import type { HttpClient } from '../http/client.js';
 import { actionFor, keepsPart } from '../http/classify.js';
 import { backoffDelay } from '../http/retry-after.js';
 import type { Events } from '../events.js';
@@ -21,7 +21,7 @@ import { emptyFacts, transfer, type AttemptFacts, type RequestGate, type Transfe
 export interface ItemContext {
   opts: DownloadOptions;
   ledger: Ledger;
-  dispatcher: Dispatcher;
+  http: HttpClient;
   owner: string;
   headers: Record<string, string>;
   policy: UrlPolicy;
@@ -158,7 +158,7 @@ async function tryCandidate(ctx: ItemContext, job: JobRow, candidate: Candidate,
           auth: candidate.auth,
           policy: ctx.policy,
           hostHeaders: ctx.hostHeaders,
-          dispatcher: ctx.dispatcher,
+          dispatcher: await ctx.http.dispatcher(),
           maxBytes: ctx.opts.maxBytes,
           minFree: ctx.opts.minFree,
           minSpeed: { bytesPerSecond: ctx.opts.minSpeed, windowMs: ctx.opts.stallTimeout },

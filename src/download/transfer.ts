@@ -1,9 +1,10 @@
 import { unlink } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
-import { stream, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import { MAX_REDIRECTS } from '../config.js';
 import { ItemError, type Reason } from '../errors.js';
 import { toItemError } from '../http/classify.js';
+import { loadUndici } from '../http/client.js';
 import { parseRetryAfter } from '../http/retry-after.js';
 import type { HostHeaders } from '../hosts/headers.js';
 import type { UrlPolicy } from '../http/url-policy.js';
@@ -215,6 +216,7 @@ async function exchange(
 ): Promise<Answer> {
   let answer: Answer | null = null;
   let writer: PartWriter | null = null;
+  const { stream } = await loadUndici();
   try {
     await stream(url, { method: 'GET', headers, dispatcher: input.dispatcher, signal: input.signal }, ({ statusCode, headers: h }): Writable => {
       const rh = h as Headers;

@@ -11,10 +11,58 @@ import { SEEN_MEMORY_KEYS } from '../config.js';
  * any length keeps memory bounded and the ledger untouched.
  */
 const WORDS = 3;
+/**
+ * The table is 16 segments (by the key's first hex digit), each doubling on its own: a doubling
+ * holds the old and the new copy of one segment until the next full GC, not of the whole table
+ * (37 MB at a million keys, which set the peak RSS of a re-run).
+ */
+const SEGMENTS = 16;
+
+class Segment {
+  table = new Uint32Array(64 * WORDS);
+  mask = 63;
+  count = 0;
+
+  /** 1: added, 0: already there, -1: full (the caller spills) */
+  add(w0: number, w1: number, w2: number, room: boolean): number {
+    const t = this.table;
+    for (let slot = w0 & this.mask; ; slot = (slot + 1) & this.mask) {
+      const i = slot * WORDS;
+      if ((t[i]! | t[i + 1]! | t[i + 2]!) === 0) {
+        if (!room) return -1;
+        t[i] = w0;
+        t[i + 1] = w1;
+        t[i + 2] = w2;
+        this.count += 1;
+        if (this.count * 2 > this.mask) this.grow();
+        return 1;
+      }
+      if (t[i] === w0 && t[i + 1] === w1 && t[i + 2] === w2) return 0;
+    }
+  }
+
+  /** Doubles the segment (load at most one half). */
+  private grow(): void {
+    const old = this.table;
+    this.mask = this.mask * 2 + 1;
+    const t = new Uint32Array((this.mask + 1) * WORDS);
+    for (let i = 0; i < old.length; i += WORDS) {
+      const w0 = old[i]!;
+      const w1 = old[i + 1]!;
+      const w2 = old[i + 2]!;
+      if ((w0 | w1 | w2) === 0) continue;
+      let j = (w0 & this.mask) * WORDS;
+      while (t[j]! | t[j + 1]! | t[j + 2]!) j = (j + WORDS) % t.length;
+      t[j] = w0;
+      t[j + 1] = w1;
+      t[j + 2] = w2;
+    }
+    this.table = t;
+  }
+}
 
 export class SeenKeys {
-  private table = new Uint32Array(1024 * WORDS);
-  private mask = 1023;
+  private readonly segments = Array.from({ length: SEGMENTS }, () => new Segment());
   private inMemory = 0;
   private db: Database.Database | null = null;
   private insert: Database.Statement | null = null;
@@ -28,35 +76,11 @@ export class SeenKeys {
     const w1 = parseInt(key.slice(8, 16), 16) >>> 0;
     const w2 = parseInt(key.slice(16, 24), 16) >>> 0;
     if ((w0 | w1 | w2) === 0 || key.length !== 64) return this.addSpilled(key);
-    const t = this.table;
-    for (let slot = w0 & this.mask; ; slot = (slot + 1) & this.mask) {
-      const i = slot * WORDS;
-      if ((t[i]! | t[i + 1]! | t[i + 2]!) === 0) {
-        if (this.inMemory >= this.memoryKeys) return this.addSpilled(key);
-        t[i] = w0;
-        t[i + 1] = w1;
-        t[i + 2] = w2;
-        this.inMemory += 1;
-        if (this.inMemory * 2 > this.mask) this.grow();
-        return true;
-      }
-      if (t[i] === w0 && t[i + 1] === w1 && t[i + 2] === w2) return false;
-    }
-  }
-
-  /** Doubles the table while it stays under the memory bound (load at most one half). */
-  private grow(): void {
-    if ((this.mask + 1) * 2 > this.memoryKeys * 2) return;
-    const old = this.table;
-    this.mask = this.mask * 2 + 1;
-    this.table = new Uint32Array((this.mask + 1) * WORDS);
-    for (let i = 0; i < old.length; i += WORDS) {
-      if ((old[i]! | old[i + 1]! | old[i + 2]!) === 0) continue;
-      let slot = old[i]! & this.mask;
-      const t = this.table;
-      while (t[slot * WORDS]! | t[slot * WORDS + 1]! | t[slot * WORDS + 2]!) slot = (slot + 1) & this.mask;
-      this.table.set(old.subarray(i, i + WORDS), slot * WORDS);
-    }
+    // The segment comes from the top bits, the slot from the low bits of the same word.
+    const added = this.segments[w0 >>> 28]!.add(w0, w1, w2, this.inMemory < this.memoryKeys);
+    if (added === -1) return this.addSpilled(key);
+    if (added === 1) this.inMemory += 1;
+    return added === 1;
   }
 
   private addSpilled(key: string): boolean {

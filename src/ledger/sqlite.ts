@@ -23,6 +23,11 @@ interface SkippedRow {
 }
 const REPAIR_FIELDS = new Set(['status', 'reason', 'http_status', 'url', 'final_url', 'sha256', 'bytes', 'path', 'content_type', 'etag', 'last_modified', 'resumed_from', 'attempts', 'elapsed_ms']);
 
+/** The record ends with `"elapsed_ms":0}`: the line's source goes before the brace. */
+function skippedJson(json: string, source: string): string {
+  return `${json.slice(0, -1)},"source":${JSON.stringify(source)}}`;
+}
+
 function inList(states: readonly string[]): string {
   return states.map((s) => `'${s}'`).join(', ');
 }
@@ -45,6 +50,8 @@ export class SqliteLedger implements Ledger {
   private aheadSize = 16;
   private aheadHits = 0;
   private aheadMisses = 0;
+  /** the key planByKey last sent on to be parsed, and whether the ledger had no row for it */
+  private checked: { key: string; absent: boolean } | null = null;
 
   constructor(path: string, opts: { lockTimeoutMs?: number } = {}) {
     this.db = openDatabase(path, opts);
@@ -139,13 +146,27 @@ export class SqliteLedger implements Ledger {
     this.write(() => this.stmt.runEnd.run(now, JSON.stringify(counts), exitCode, this.runId));
   }
 
+  /**
+   * The plan of an item known only by its key, when that is all it takes: a repeated key, or a
+   * done job's `skipped` record. Null sends the line on to be parsed and planned; plan() then
+   * reuses what was found here instead of looking again.
+   */
+  planByKey(key: string, source: string): Extract<PlanResult, { kind: 'duplicate' | 'skipped' }> | null {
+    if (!this.seen.add(key)) return { kind: 'duplicate' };
+    const quick = this.skippedRow(key);
+    if (quick?.json) return { kind: 'skipped', json: skippedJson(quick.json, source) };
+    this.checked = { key, absent: quick === undefined };
+    return null;
+  }
+
   plan(item: Item, now: number, opts: { skippedRecord?: boolean } = {}): PlanResult {
-    if (!this.seen.add(item.key)) return { kind: 'duplicate' };
-    let absent = false;
-    if (opts.skippedRecord) {
+    const checked = this.checked?.key === item.key ? this.checked : null;
+    this.checked = null;
+    let absent = checked?.absent ?? false;
+    if (!checked && !this.seen.add(item.key)) return { kind: 'duplicate' };
+    if (!checked && opts.skippedRecord) {
       const quick = this.skippedRow(item.key);
-      // The record ends with `"elapsed_ms":0}`: the line's source goes before the brace.
-      if (quick?.json) return { kind: 'skipped', json: `${quick.json.slice(0, -1)},"source":${JSON.stringify(item.source)}}` };
+      if (quick?.json) return { kind: 'skipped', json: skippedJson(quick.json, item.source) };
       absent = quick === undefined;
     }
     // A job just looked up and not found is inserted without a second look-up (the insert itself

@@ -124,6 +124,15 @@ describe('SqliteLedger', () => {
     seen.close();
   });
 
+  it('keeps every seen key while its segments double one at a time', () => {
+    const seen = new SeenKeys();
+    const keys = Array.from({ length: 100_000 }, (_, i) => jobKey(`s${i}`, []));
+    for (const k of keys) expect(seen.add(k)).toBe(true);
+    for (const k of keys) expect(seen.add(k)).toBe(false);
+    expect(seen.add(jobKey('s-new', []))).toBe(true);
+    seen.close();
+  });
+
   it('guards every write after a claim by the lease owner, and expired leases can be taken over', () => {
     const l = new SqliteLedger(path);
     const item = mk('https://a.org/z.pdf');

@@ -88,7 +88,7 @@ describe('a redirect hop to a refused address (real HTTP)', () => {
     ranges.addAddress('127.0.0.2');
     const policy = new UrlPolicy({ ...open, denyPrivate: true }, ranges);
     const gate: RequestGate = { enter: async () => null, responded: () => undefined, settle: () => true };
-    const dispatcher = createAgent({ connectTimeout: 2000, stallTimeout: 2000, concurrency: 4, blocked: policy.ranges });
+    const dispatcher = await createAgent({ connectTimeout: 2000, stallTimeout: 2000, concurrency: 4, blocked: policy.ranges });
     const facts = emptyFacts();
     const input = {
       url: origin.url('/hop'), part: join(dir, 'p.part'), out: dir, headers: {}, auth: null, policy, hostHeaders: new HostHeaders(), dispatcher,
