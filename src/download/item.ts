@@ -140,7 +140,8 @@ async function tryCandidate(ctx: ItemContext, job: JobRow, candidate: Candidate,
     };
     try {
       const held = conditional ? 0 : heldBytes(part);
-      const partRow = conditional ? undefined : ctx.ledger.getPart(job.key);
+      // No bytes held (the usual case): nothing to continue or replay, so no look-up.
+      const partRow = conditional || held === 0 ? undefined : ctx.ledger.getPart(job.key);
       const replayed = replayStream(ctx, job, partRow, held);
       if (replayed) {
         facts.decision = 'replay:stream';
