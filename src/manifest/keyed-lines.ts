@@ -52,9 +52,9 @@ export class BatchLines {
 const WORKER = new URL('./key-worker.js', import.meta.url);
 
 /**
- * Whether the manifests are worth a second thread: regular files (stdin cannot be read twice over)
- * of KEY_THREAD_MIN_BYTES or more in all, and a built worker beside this module (the sources run
- * under the tests have none).
+ * Whether the manifests are worth a second thread: regular files (stdin stays with the main
+ * thread) of KEY_THREAD_MIN_BYTES or more in all, and a built worker beside this module (the
+ * sources run under the tests have none).
  */
 export function wantsKeyThread(files: readonly string[]): boolean {
   let bytes = 0;
