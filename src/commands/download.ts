@@ -117,14 +117,20 @@ export async function runDownload(manifests: readonly string[], opts: DownloadOp
   const skippedRecord = !opts.revalidate && !opts.linkDir && !events.active && !opts.verbose;
   try {
     // Only what has to wait returns a promise: a skipped line costs no trip through the event loop.
-    const planItem = async (item: Item, plan: Exclude<PlanResult, { kind: 'skipped' }>, at: number): Promise<void> => {
-      if (events.active && plan.kind !== 'duplicate') {
-        events.emit(plan.row.created_at === at ? 'job_created' : 'job_reused', { id: item.id, job: item.key, state: plan.row.state, source: item.source });
-      }
-      if (plan.kind === 'duplicate') {
+    /** A plan that needs nothing but a line of output: a done job's record, or a repeated line. */
+    const answer = (plan: Extract<PlanResult, { kind: 'skipped' | 'duplicate' }>): Visited => {
+      if (plan.kind === 'skipped') reporter.skipped(plan.json);
+      else {
         reporter.planned(-1);
         reporter.duplicates += 1;
-      } else if (plan.kind === 'done' && opts.revalidate) {
+      }
+      return reporter.writable();
+    };
+    const planItem = async (item: Item, plan: Exclude<PlanResult, { kind: 'skipped' | 'duplicate' }>, at: number): Promise<void> => {
+      if (events.active) {
+        events.emit(plan.row.created_at === at ? 'job_created' : 'job_reused', { id: item.id, job: item.key, state: plan.row.state, source: item.source });
+      }
+      if (plan.kind === 'done' && opts.revalidate) {
         const row = plan.row;
         await pool.add(itemTask(run, item, row, row));
       } else if (plan.kind === 'done') {
@@ -143,21 +149,13 @@ export async function runDownload(manifests: readonly string[], opts: DownloadOp
       if (signalled) return false;
       const at = now();
       const plan = ledger.plan(item, at, { skippedRecord });
-      if (plan.kind !== 'skipped') return planItem(item, plan, at);
-      reporter.skipped(plan.json);
-      return reporter.writable();
+      return plan.kind === 'skipped' || plan.kind === 'duplicate' ? answer(plan) : planItem(item, plan, at);
     };
     // A line whose key the ledger answers (done, or repeated) needs no parsing on this thread.
     const byKey = (key: string, source: string): Visited | null => {
       if (signalled) return false;
       const plan = ledger.planByKey(key, source);
-      if (plan === null) return null;
-      if (plan.kind === 'skipped') reporter.skipped(plan.json);
-      else {
-        reporter.planned(-1);
-        reporter.duplicates += 1;
-      }
-      return reporter.writable();
+      return plan && answer(plan);
     };
     await eachItem(manifests, reporter, visit, skippedRecord ? byKey : undefined);
     await pool.drain();

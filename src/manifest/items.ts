@@ -1,6 +1,6 @@
 import { invalidRecord, type DownloadRecord } from '../record.js';
 import { BatchLines, keyedBatches, LineKind, wantsKeyThread } from './keyed-lines.js';
-import { parseLine, type Item } from './parse.js';
+import { parseLine, sourceOf, type Item } from './parse.js';
 import { readManifests, type ManifestLine } from './read.js';
 
 /** What a visitor returns: nothing to go on at once, a promise to wait for first, or false to stop. */
@@ -42,7 +42,7 @@ async function eachKeyedItem(manifests: readonly string[], reporter: Reporter, v
       let next: Visited | null = null;
       if (kind === LineKind.Item) {
         reporter.planned();
-        next = shortcut(lines.key(i), `${b.file}:${b.first + i}`);
+        next = shortcut(lines.key(i), sourceOf(b.file, b.first + i));
         if (next === null) next = visitParsed(parseLine(lines.line(i)), reporter, visit);
       } else {
         next = visitLine(lines.line(i), reporter, visit);

@@ -108,9 +108,14 @@ function build(source: string, rawUrls: unknown[], id: unknown, doi: unknown, sh
   };
 }
 
+/** Where a line is, as records give it (`source`). */
+export function sourceOf(file: string, line: number): string {
+  return `${file}:${line}`;
+}
+
 /** Judges one manifest line on its own: JSON object, OpenAlex work, bare URL, blank or comment. */
 export function parseLine(line: ManifestLine): Parsed {
-  const source = `${line.file}:${line.line}`;
+  const source = sourceOf(line.file, line.line);
   if (line.problem) return invalid(source, line.problem);
   const text = line.text.trim();
   if (text === '' || text.startsWith('#')) return { kind: 'empty' };
