@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { canonicalizeUrl } from '../../src/manifest/canonical-url.js';
+import { alreadyCanonical, canonicalizeByParsing, canonicalizeUrl } from '../../src/manifest/canonical-url.js';
 import { parseLine } from '../../src/manifest/parse.js';
 
 const RUNS = { numRuns: 2000 };
@@ -26,7 +26,39 @@ const url = fc
   })
   .map((p) => `${p.scheme}://${p.creds}${p.host}${p.port}/${p.path.join('/')}${p.query}${p.frag}`);
 
+/** URLs close to the shortcut's edges: IP-like hosts, ports, dot segments, punycode, odd characters. */
+const nearPlain = fc
+  .record({
+    scheme: fc.constantFrom('http', 'https', 'HTTP', 'ftp'),
+    host: fc.oneof(
+      fc.constantFrom('127.0.0.1', '127.1', '1.2.3.04', '256.1.1.1', '0x7f.0.0.1', 'a.0x', 'a.0xg', 'a.1', '1.a', 'xn--bcher-kva.example', 'xn--a.org', 'a.xn--', 'a--b.org', '-a.org', 'a.-b', 'a..b', 'e.org.', 'localhost', '[::1]', 'Ex.org'),
+      fc.domain(),
+      fc.stringMatching(/^[a-z0-9.-]{1,12}$/),
+    ),
+    port: fc.constantFrom('', ':80', ':443', ':8080', ':0', ':080', ':65535', ':65536', ':99999', ':'),
+    path: fc.array(fc.oneof(fc.constantFrom('.', '..', '...', '.a', '', '~', '%41', '^', '`', '{', "'", '|', '\\', ' ', 'é'), fc.stringMatching(/^[A-Za-z0-9\-._~!$&()*+,;=:@]{0,5}$/)), { maxLength: 5 }),
+    query: fc.oneof(fc.constantFrom('', '?', '?a=%zz', "?a='", '?a b', '?x#y', '??'), fc.stringMatching(/^\?[A-Za-z0-9\-._~!$&()*+,;=:@/?%]{0,6}$/)),
+    slash: fc.constantFrom('/', ''),
+  })
+  .map((p) => `${p.scheme}://${p.host}${p.port}${p.slash}${p.path.join('/')}${p.query}`);
+
 describe('canonicalizeUrl (properties)', () => {
+  it('recognizes an already canonical URL only when parsing would return it unchanged', () => {
+    let taken = 0;
+    fc.assert(
+      fc.property(fc.oneof(nearPlain, url, fc.webUrl({ withQueryParameters: true })), (raw) => {
+        const quick = alreadyCanonical(raw);
+        if (quick === null) return;
+        taken += 1;
+        expect(quick).toEqual(canonicalizeByParsing(raw));
+      }),
+      { numRuns: 20_000 },
+    );
+    // The shortcut is taken often enough for the comparison to mean something.
+    expect(taken).toBeGreaterThan(2_000);
+  });
+
+
   it('is idempotent: canonicalizing a canonical URL changes nothing', () => {
     fc.assert(
       fc.property(fc.oneof(url, fc.webUrl({ withFragments: true, withQueryParameters: true }), fc.string()), (raw) => {
