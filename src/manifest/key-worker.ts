@@ -1,6 +1,6 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { UsageError } from '../errors.js';
-import { parseLine } from './parse.js';
+import { bareUrlKey, parseLine } from './parse.js';
 import { readManifests } from './read.js';
 import { BATCHES_AHEAD, KEY_WIDTH, LineKind, type KeyedBatch, type KeyWorkerMessage } from './keyed-lines.js';
 
@@ -35,9 +35,15 @@ async function run(): Promise<void> {
         file = line.file;
         first = line.line;
       }
-      const parsed = parseLine(line);
       if (line.problem) problems[texts.length] = line.problem;
       texts.push(line.text);
+      const bare = bareUrlKey(line);
+      if (bare !== null) {
+        kinds += LineKind.Item;
+        keys.push(bare);
+        continue;
+      }
+      const parsed = parseLine(line);
       kinds += parsed.kind === 'empty' ? LineKind.Empty : parsed.kind === 'invalid' ? LineKind.Invalid : LineKind.Item;
       keys.push(parsed.kind === 'item' ? parsed.item.key : NO_KEY);
     }

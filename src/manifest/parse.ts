@@ -1,5 +1,5 @@
 import { hash } from 'node:crypto';
-import { canonicalizeUrl, redactCredentials } from './canonical-url.js';
+import { alreadyCanonical, canonicalizeUrl, redactCredentials } from './canonical-url.js';
 import type { ManifestLine } from './read.js';
 
 /** A fetchable candidate: `href` is requested, `canonical` is the ledger key. */
@@ -111,6 +111,15 @@ function build(source: string, rawUrls: unknown[], id: unknown, doi: unknown, sh
 /** Where a line is, as records give it (`source`). */
 export function sourceOf(file: string, line: number): string {
   return `${file}:${line}`;
+}
+
+/**
+ * The job key of a line that is a bare URL already in canonical form (a URL list's usual line),
+ * without building the item: parseLine would give it this key. Null for any other line.
+ */
+export function bareUrlKey(line: ManifestLine): string | null {
+  if (line.problem || alreadyCanonical(line.text) === null) return null;
+  return jobKey(line.text, [line.text]);
 }
 
 /** Judges one manifest line on its own: JSON object, OpenAlex work, bare URL, blank or comment. */

@@ -39,6 +39,9 @@ describe('the key thread', () => {
     if (i % 701 === 5) return '# a comment';
     if (i % 503 === 9) return '';
     if (i % 401 === 2) return `{"id": "https://openalex.org/W${i}", "best_oa_location": {"pdf_url": "https://oa.org/${i}.pdf"}}`;
+    // Bare URLs that are not in canonical form as written (the thread's shortcut must decline them).
+    if (i % 307 === 7) return `HTTPS://E.org:443/a/../${i % 4500}.pdf#f`;
+    if (i % 211 === 8) return ` https://e.org/${i % 4500}.pdf\t`;
     return `https://e.org/${'x'.repeat(i % 90)}/${i % 4500}.pdf`;
   });
   const a = join(dir, 'a.txt');
