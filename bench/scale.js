@@ -43,8 +43,8 @@ function doneLedger(db, base) {
  * the kernel's TCP counters; null without `ss`. nginx's access log counts what it handed its own
  * socket, which on loopback includes megabytes that never reached the client.
  */
-function bytesReceived(pid) {
-  const r = spawnSync('ss', ['-tniHp', 'state', 'established', '( dport = :18080 )'], { encoding: 'utf8' });
+function bytesReceived(pid, port) {
+  const r = spawnSync('ss', ['-tniHp', 'state', 'established', `( dport = :${port} )`], { encoding: 'utf8' });
   if (r.status !== 0) return null;
   let total = 0;
   let mine = false;
@@ -100,7 +100,7 @@ export async function scaleBenchmarks({ out, bin, server, timed, fresh, median }
     // process is killed at that instant as far as its own state goes).
     child.kill('SIGSTOP');
     await new Promise((r) => setTimeout(r, 200));
-    const reached = bytesReceived(child.pid);
+    const reached = bytesReceived(child.pid, new URL(server.base).port);
     child.kill('SIGKILL');
     await closed;
     const parts = readdirSync(staging);

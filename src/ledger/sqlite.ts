@@ -56,8 +56,9 @@ export class SqliteLedger implements Ledger {
   constructor(path: string, opts: { lockTimeoutMs?: number } = {}) {
     this.db = openDatabase(path, opts);
     const db = this.db;
-    // 4 MB holds the interior pages of every index of a ledger of millions of jobs; 16 MB and 8 MB
-    // only raised peak RSS (a 1M-line re-run: 187-205, 177-192 and 177-183 MB) at the same speed (within the noise).
+    // 4 MB holds the interior pages of every index of a ledger of millions of jobs. Peak RSS of a
+    // 1M-line re-run at 16, 8 and 4 MB: 187-205, 177-192 and 177-183 MB, at one speed (within the
+    // noise).
     db.pragma('cache_size = -4096');
     this.stmt = {
       plan: db.prepare(`

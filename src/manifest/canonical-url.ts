@@ -44,14 +44,14 @@ function basicAuth(url: URL): string | null {
 
 /**
  * A URL that is already in canonical form, recognized without parsing it: lower-case http(s), a
- * plain ASCII host that is not an IP-like name, no credentials, no default port, a path of
- * characters URL parsing leaves alone with no dot segments and no escapes, no fragment. Parsing
- * such a URL would return it unchanged; this answers the common case of large manifests (URL
- * parsing is about a third of keying a line) and anything else takes the full path.
+ * plain ASCII host (an IPv4 address only as a canonical dotted quad), no credentials, no default
+ * port, a path of characters URL parsing leaves alone with no dot segments and no escapes, no
+ * fragment. Parsing such a URL would return it unchanged; this answers the common case of large
+ * manifests (URL parsing is about a third of keying a line) and anything else takes the full path.
  */
 const PLAIN = /^(https?):\/\/((?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)*([a-z0-9](?:[a-z0-9-]*[a-z0-9])?))(?::([1-9][0-9]{0,4}))?(\/[A-Za-z0-9\-._~!$&()*+,;=:@/]*)(?:\?[A-Za-z0-9\-._~!$&()*+,;=:@/?%]*)?$/;
 const DOT_SEGMENT = /\/\.\.?(?:\/|$)/;
-/** A last label WHATWG would read as a number: the host is then an IPv4 address, kept only as written canonically. */
+/** A last label WHATWG reads as a number makes the host an IPv4 address: kept only as a canonical dotted quad. */
 const NUMERIC_LABEL = /^(?:[0-9]+|0x[0-9a-f]*)$/;
 const OCTET = '(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])';
 const IPV4 = new RegExp(`^(?:${OCTET}\\.){3}${OCTET}$`);

@@ -58,7 +58,6 @@ describe('canonicalizeUrl (properties)', () => {
     expect(taken).toBeGreaterThan(2_000);
   });
 
-
   it('is idempotent: canonicalizing a canonical URL changes nothing', () => {
     fc.assert(
       fc.property(fc.oneof(url, fc.webUrl({ withFragments: true, withQueryParameters: true }), fc.string()), (raw) => {
