@@ -23,18 +23,22 @@ class Segment {
   mask = 63;
   count = 0;
 
-  /** 1: added, 0: already there, -1: full (the caller spills) */
+  /** `maxSlots`: the segment's share of the memory bound (a power of two) */
+  constructor(private readonly maxSlots: number) {}
+
+  /** 1: added, 0: already there, -1: no room (the caller spills) */
   add(w0: number, w1: number, w2: number, room: boolean): number {
     const t = this.table;
     for (let slot = w0 & this.mask; ; slot = (slot + 1) & this.mask) {
       const i = slot * WORDS;
       if ((t[i]! | t[i + 1]! | t[i + 2]!) === 0) {
-        if (!room) return -1;
+        // At its largest a segment stays at most half full, so every probe still ends.
+        if (!room || this.count * 2 >= this.maxSlots) return -1;
         t[i] = w0;
         t[i + 1] = w1;
         t[i + 2] = w2;
         this.count += 1;
-        if (this.count * 2 > this.mask) this.grow();
+        if (this.count * 2 > this.mask && this.mask + 1 < this.maxSlots) this.grow();
         return 1;
       }
       if (t[i] === w0 && t[i + 1] === w1 && t[i + 2] === w2) return 0;
@@ -62,13 +66,23 @@ class Segment {
 }
 
 export class SeenKeys {
-  private readonly segments = Array.from({ length: SEGMENTS }, () => new Segment());
+  private readonly segments: Segment[];
   private inMemory = 0;
   private db: Database.Database | null = null;
   private insert: Database.Statement | null = null;
   private spilled = 0;
 
-  constructor(private readonly memoryKeys = SEEN_MEMORY_KEYS) {}
+  constructor(private readonly memoryKeys = SEEN_MEMORY_KEYS) {
+    // All segments together hold at most twice memoryKeys slots (48 MiB by default).
+    let share = 64;
+    while (share * 2 * SEGMENTS <= memoryKeys * 2) share *= 2;
+    this.segments = Array.from({ length: SEGMENTS }, () => new Segment(share));
+  }
+
+  /** Slots of the in-memory table: what its memory is, 12 bytes each. */
+  get slots(): number {
+    return this.segments.reduce((n, s) => n + s.table.length / WORDS, 0);
+  }
 
   /** True the first time a key is offered in this run. */
   add(key: string): boolean {

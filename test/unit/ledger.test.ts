@@ -7,6 +7,7 @@ import { SCHEMA_VERSION } from '../../src/ledger/open.js';
 import { SqliteLedger } from '../../src/ledger/sqlite.js';
 import type { Outcome } from '../../src/ledger/types.js';
 import { SeenKeys } from '../../src/ledger/seen.js';
+import { SEEN_MEMORY_KEYS } from '../../src/config.js';
 import { jobKey, parseLine, type Item } from '../../src/manifest/parse.js';
 import { recordFromRow } from '../../src/record.js';
 
@@ -118,6 +119,9 @@ describe('SqliteLedger', () => {
     const keys = Array.from({ length: 5000 }, (_, i) => jobKey(`k${i}`, []));
     for (const k of keys) expect(seen.add(k)).toBe(true);
     for (const k of keys) expect(seen.add(k)).toBe(false);
+    // The in-memory table never outgrows its bound: at most two slots a key it may hold.
+    expect(seen.slots).toBeGreaterThan(0);
+    expect(seen.slots).toBeLessThanOrEqual(2 * 1000);
     // Keys that agree on a long prefix are still told apart beyond the memory bound.
     expect(seen.add(`${'0'.repeat(32)}${keys[0]!.slice(32)}`)).toBe(true);
     expect(seen.add(`${'0'.repeat(32)}${keys[0]!.slice(32)}`)).toBe(false);
@@ -130,6 +134,7 @@ describe('SqliteLedger', () => {
     for (const k of keys) expect(seen.add(k)).toBe(true);
     for (const k of keys) expect(seen.add(k)).toBe(false);
     expect(seen.add(jobKey('s-new', []))).toBe(true);
+    expect(seen.slots).toBeLessThanOrEqual(2 * SEEN_MEMORY_KEYS);
     seen.close();
   });
 
