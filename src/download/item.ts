@@ -134,6 +134,8 @@ async function tryCandidate(ctx: ItemContext, job: JobRow, candidate: Candidate,
     const facts = emptyFacts();
     const started = ctx.now();
     attempts.n += 1;
+    /** validators of a fresh small body: recorded only if its part outlives the attempt */
+    let smallRow: PartRow | null = null;
     const record = (error: string | null, extra: Partial<AttemptRow> = {}): void => {
       ctx.ledger.recordAttempt({ job_key: job.key, url: candidate.href, final_url: facts.finalUrl, http_status: facts.httpStatus, bytes: facts.bytes, elapsed_ms: ctx.now() - started, error, resume_from: facts.resumeFrom, resume_decision: facts.decision, started_at: started, ...extra });
       ctx.events.emit('resume_decision', { id: job.item_id, url: candidate.href, decision: facts.decision, resume_from: facts.resumeFrom, bytes: facts.bytes, error });
@@ -170,11 +172,17 @@ async function tryCandidate(ctx: ItemContext, job: JobRow, candidate: Candidate,
           conditional,
           gate: ctx.gate,
           onFreshPart: (row) => {
+            streamKey = null;
+            if (isSmall(row)) {
+              // Recorded only when the attempt fails and keeps its part (see the catch below).
+              smallRow = row;
+              return;
+            }
             ctx.ledger.savePart(job.key, row, ctx.now());
             streamKey = streamOpKey(job.key, row);
             ctx.ledger.beginOp(streamKey, job.key, 'stream', ctx.owner, ctx.now(), row.url);
             // Committed before the first byte, so a large part on disk always has its validators.
-            if (row.total === null || row.total >= DURABLE_PART_BYTES) ctx.ledger.flush();
+            ctx.ledger.flush();
           },
         },
         facts,
@@ -196,6 +204,7 @@ async function tryCandidate(ctx: ItemContext, job: JobRow, candidate: Candidate,
       record(error.code);
       const action = actionFor(error.code);
       if (!keepsPart(error.code)) await discardPart(ctx, job);
+      else if (smallRow) ctx.ledger.savePart(job.key, smallRow, ctx.now());
       if (action !== 'retry' || retry >= ctx.opts.retries || ctx.signal.aborted) return { candidate, facts, error };
       // A Retry-After is not slept here: it pauses the whole host in the gate, which the next
       // attempt passes (or is deferred by, freeing this worker).
@@ -208,6 +217,15 @@ async function tryCandidate(ctx: ItemContext, job: JobRow, candidate: Candidate,
       }
     }
   }
+}
+
+/**
+ * A body declared smaller than DURABLE_PART_BYTES costs less to fetch again than to track: a part
+ * row and a stream op are five ledger writes a file. After a kill its part has no validators, so
+ * it is continued only through the overlap check, or fetched again; its stream is never replayed.
+ */
+function isSmall(row: PartRow): boolean {
+  return row.total !== null && row.total < DURABLE_PART_BYTES;
 }
 
 async function discardPart(ctx: ItemContext, job: JobRow): Promise<void> {

@@ -25,7 +25,9 @@ export class PdfSniffer {
   }
 
   private decide(): boolean {
-    const head = Buffer.concat(this.head).subarray(0, PDF_MAGIC_WINDOW);
+    // Usually the first chunk alone covers the window: no copy of it.
+    const first = this.head[0];
+    const head = first && first.length >= PDF_MAGIC_WINDOW ? first.subarray(0, PDF_MAGIC_WINDOW) : Buffer.concat(this.head).subarray(0, PDF_MAGIC_WINDOW);
     this.decided = head.indexOf(MAGIC) !== -1;
     this.head = [];
     return this.decided;

@@ -50,6 +50,24 @@ describe('resume (RFC 7233) and revalidation (RFC 7232)', () => {
     ]);
   });
 
+  it('a small body records its validators only when its part outlives the attempt', async () => {
+    const S = samplePdf('small version', 100_000);
+    env.origin.set('/small-ok', () => ({ body: S, etag: '"s0"', ranges: true }));
+    const ok = await run('/small-ok');
+    expect(ok.rec).toMatchObject({ status: 'downloaded', sha256: sha256Hex(S) });
+    expect(queryLedger(env.ws.out, "SELECT key FROM ops WHERE job_key = ? AND kind = 'stream'", ok.key)).toEqual([]);
+    expect(queryLedger(env.ws.out, 'SELECT job_key FROM parts')).toEqual([]);
+
+    const T = samplePdf('small version two', 100_000);
+    env.origin.set('/small-drop', (n) => ({ body: T, etag: '"s1"', ranges: true, truncateAfter: n === 1 ? 40_000 : undefined }));
+    const { rec, requests, attempts } = await run('/small-drop');
+    expect(rec).toMatchObject({ status: 'downloaded', sha256: sha256Hex(T), resumed_from: 40_000, attempts: 2 });
+    expect((await stored(rec)).equals(T)).toBe(true);
+    expect(requests[1]!.headers.range).toBe('bytes=40000-');
+    expect(requests[1]!.headers['if-range']).toBe('"s1"');
+    expect(attempts.map((a) => a.resume_decision)).toEqual(['fresh', 'range:etag']);
+  });
+
   it('restarts from the 200 body when the ETag changed between attempts', async () => {
     env.origin.set('/changed', (n) => (n === 1 ? { body: A, etag: '"v1"', ranges: true, truncateAfter: 120_000 } : { body: B, etag: '"v2"', ranges: true }));
     const { rec, attempts, requests } = await run('/changed');

@@ -48,6 +48,26 @@ describe('SqliteLedger', () => {
     expect(() => new SqliteLedger(path)).toThrow(/newer/);
   });
 
+  it('returns a new job exactly as stored, without reading it back', () => {
+    const a = new SqliteLedger(path);
+    const item = mk('https://a.org/new.pdf?b=1', 'new');
+    const planned = a.plan(item, 7);
+    if (planned.kind !== 'work') throw new Error(`planned ${planned.kind}`);
+    expect(planned.row).toEqual(a.job(item.key));
+    a.close();
+  });
+
+  it('begins an op once: new, then started for a later holder, and done once finished', () => {
+    const a = new SqliteLedger(path);
+    expect(a.beginOp('op1', 'job1', 'finalize', 'me', 1, 'd')).toEqual({ state: 'new', result: null });
+    expect(a.beginOp('op1', 'job1', 'finalize', 'other', 2, 'd')).toEqual({ state: 'started', result: null });
+    expect(a.ops('started')).toMatchObject([{ key: 'op1', owner: 'other', detail: 'd' }]);
+    a.finishOp('op1', { path: 'ab/x.pdf' }, 3);
+    expect(a.beginOp('op1', 'job1', 'finalize', 'third', 4, 'd')).toEqual({ state: 'done', result: { path: 'ab/x.pdf' } });
+    expect(a.ops('done')).toMatchObject([{ key: 'op1', owner: 'other' }]);
+    a.close();
+  });
+
   it('plans once per run, reports duplicates, done and held jobs', () => {
     const a = new SqliteLedger(path);
     const item = mk('https://a.org/x.pdf', 'x');
