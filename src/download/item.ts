@@ -16,6 +16,7 @@ import type { Candidate, Item } from '../manifest/parse.js';
 import { finalizePart, objectExists, type Finalized } from '../store/finalize.js';
 import { linkItem } from '../store/link.js';
 import { objectPath, partPath } from '../store/paths.js';
+import { readHeld } from './part-writer.js';
 import { emptyFacts, transfer, type AttemptFacts, type RequestGate, type TransferResult } from './transfer.js';
 
 export interface ItemContext {
@@ -98,17 +99,28 @@ export function streamOpKey(jobKey: string, row: PartRow): string {
 interface StreamResult {
   sha256: string;
   size: number;
+  /** the part was fsync'd before the op was marked done (absent from results earlier versions recorded) */
+  fsynced?: boolean;
 }
 
 /**
- * A part whose stream op is done (fsync'd, digest stored) is replayed: finalize it without asking
- * the server again. Otherwise the op is (re)marked started and the transfer proceeds.
+ * A part whose stream op is done (digest stored) is replayed: finalize it without asking the
+ * server again. A part that was not fsync'd (--no-fsync) is read and hashed first: a power cut can
+ * leave it at its full size with other bytes, which must never be stored under the recorded
+ * digest; such a part is dropped ('stale') and fetched again. Otherwise the op is (re)marked
+ * started and the transfer proceeds.
  */
-function replayStream(ctx: ItemContext, job: JobRow, row: PartRow | undefined, held: number): StreamResult | null {
+async function replayStream(ctx: ItemContext, job: JobRow, row: PartRow | undefined, held: number): Promise<StreamResult | 'stale' | null> {
   if (!row) return null;
   const op = ctx.ledger.beginOp(streamOpKey(job.key, row), job.key, 'stream', ctx.owner, ctx.now(), row.url);
   const result = op.result as StreamResult | null;
-  return op.state === 'done' && result && result.size === held ? result : null;
+  if (op.state !== 'done' || !result || result.size !== held) return null;
+  if (result.fsynced === true) return result;
+  const { hash: digest } = await readHeld(partPath(ctx.opts.out, job.key), held, 0);
+  if (digest.digest('hex') === result.sha256) return result;
+  await discardPart(ctx, job);
+  ctx.events.emit('op', { kind: 'stream', action: 'discarded', id: job.item_id });
+  return 'stale';
 }
 
 /** Bytes of a part left by an earlier attempt or run (usually none: checked in place, see objectExists). */
@@ -135,17 +147,20 @@ async function tryCandidate(ctx: ItemContext, job: JobRow, candidate: Candidate,
     const started = ctx.now();
     attempts.n += 1;
     /** validators of a fresh small body: recorded only if its part outlives the attempt */
-    let smallRow: PartRow | null = null;
+    let smallRow = null as PartRow | null;
     const record = (error: string | null, extra: Partial<AttemptRow> = {}): void => {
       ctx.ledger.recordAttempt({ job_key: job.key, url: candidate.href, final_url: facts.finalUrl, http_status: facts.httpStatus, bytes: facts.bytes, elapsed_ms: ctx.now() - started, error, resume_from: facts.resumeFrom, resume_decision: facts.decision, started_at: started, ...extra });
       ctx.events.emit('resume_decision', { id: job.item_id, url: candidate.href, decision: facts.decision, resume_from: facts.resumeFrom, bytes: facts.bytes, error });
     };
     try {
-      const held = conditional ? 0 : heldBytes(part);
+      let held = conditional ? 0 : heldBytes(part);
       // No bytes held (the usual case): nothing to continue or replay, so no look-up.
-      const partRow = conditional || held === 0 ? undefined : ctx.ledger.getPart(job.key);
-      const replayed = replayStream(ctx, job, partRow, held);
-      if (replayed) {
+      let partRow = conditional || held === 0 ? undefined : ctx.ledger.getPart(job.key);
+      const replayed = await replayStream(ctx, job, partRow, held);
+      if (replayed === 'stale') {
+        held = 0;
+        partRow = undefined;
+      } else if (replayed) {
         facts.decision = 'replay:stream';
         facts.resumeFrom = held;
         ctx.events.emit('op', { kind: 'stream', action: 'replayed', id: job.item_id });
@@ -174,7 +189,7 @@ async function tryCandidate(ctx: ItemContext, job: JobRow, candidate: Candidate,
           onFreshPart: (row) => {
             streamKey = null;
             if (isSmall(row)) {
-              // Recorded only when the attempt fails and keeps its part (see the catch below).
+              // Recorded when the body is complete, or when the attempt fails and keeps its part.
               smallRow = row;
               return;
             }
@@ -187,11 +202,18 @@ async function tryCandidate(ctx: ItemContext, job: JobRow, candidate: Candidate,
         },
         facts,
       );
-      if (!result.notModified && streamKey) {
-        ctx.ledger.finishOp(streamKey, { sha256: result.sha256, size: result.size }, ctx.now());
-        // Committed now: a complete, fsync'd large part is then never fetched again after a crash.
-        if (result.size >= DURABLE_PART_BYTES) ctx.ledger.flush();
-        ctx.events.emit('op', { kind: 'stream', action: 'executed', id: job.item_id, bytes: result.size });
+      if (!result.notModified) {
+        const streamed: StreamResult = { sha256: result.sha256, size: result.size, fsynced: ctx.opts.fsync };
+        if (smallRow) {
+          // A small body's part row and its stream op, begun and finished at once: two writes.
+          ctx.ledger.savePart(job.key, smallRow, ctx.now());
+          ctx.ledger.recordOp(streamOpKey(job.key, smallRow), job.key, 'stream', ctx.owner, ctx.now(), smallRow.url, streamed);
+        } else if (streamKey) {
+          ctx.ledger.finishOp(streamKey, streamed, ctx.now());
+          // Committed now: a complete, fsync'd large part is then never fetched again after a crash.
+          if (result.size >= DURABLE_PART_BYTES) ctx.ledger.flush();
+        }
+        if (smallRow || streamKey) ctx.events.emit('op', { kind: 'stream', action: 'executed', id: job.item_id, bytes: result.size });
       }
       if (!result.notModified && job.expected_sha256 && result.sha256 !== job.expected_sha256) {
         record('checksum_mismatch', { sha256: result.sha256 });
@@ -220,9 +242,10 @@ async function tryCandidate(ctx: ItemContext, job: JobRow, candidate: Candidate,
 }
 
 /**
- * A body declared smaller than DURABLE_PART_BYTES costs less to fetch again than to track: a part
- * row and a stream op are five ledger writes a file. After a kill its part has no validators, so
- * it is continued only through the overlap check, or fetched again; its stream is never replayed.
+ * A body declared smaller than DURABLE_PART_BYTES has its part row and stream op written when it
+ * ends rather than before its first byte: they were never committed apart from the rest of the
+ * file's writes anyway (only larger parts force a commit), so a kill mid-body leaves the same
+ * thing either way, a part without validators, continued only through the overlap check.
  */
 function isSmall(row: PartRow): boolean {
   return row.total !== null && row.total < DURABLE_PART_BYTES;

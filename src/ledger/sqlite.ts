@@ -100,6 +100,8 @@ export class SqliteLedger implements Ledger {
       opNew: db.prepare(`INSERT INTO ops (key, job_key, kind, state, owner, detail, created_at, updated_at) VALUES (?, ?, ?, 'started', ?, ?, ?, ?)
         ON CONFLICT (key) DO NOTHING`),
       opRetake: db.prepare(`UPDATE ops SET owner = ?, updated_at = ? WHERE key = ? AND state = 'started'`),
+      opDone: db.prepare(`INSERT INTO ops (key, job_key, kind, state, owner, detail, result, created_at, updated_at) VALUES (?, ?, ?, 'done', ?, ?, ?, ?, ?)
+        ON CONFLICT (key) DO UPDATE SET state = 'done', owner = excluded.owner, result = excluded.result, updated_at = excluded.updated_at`),
       opFinish: db.prepare(`UPDATE ops SET state = 'done', result = @result, updated_at = @now WHERE key = @key`),
       heldKeys: db.prepare(`SELECT key FROM jobs WHERE lease_owner = ? AND state = 'active'`),
       holds: db.prepare(`SELECT 1 FROM jobs WHERE key = @key AND lease_owner = @owner AND state = 'active' AND lease_expires_at >= @now`),
@@ -288,6 +290,10 @@ export class SqliteLedger implements Ledger {
 
   finishOp(key: string, result: unknown, now: number): void {
     this.write(() => this.stmt.opFinish.run({ key, result: JSON.stringify(result), now }));
+  }
+
+  recordOp(key: string, jobKey: string, kind: OpRow['kind'], owner: string, now: number, detail: string | null, result: unknown): void {
+    this.write(() => this.stmt.opDone.run(key, jobKey, kind, owner, detail, JSON.stringify(result), now, now));
   }
 
   heldKeys(owner: string): Set<string> {

@@ -201,6 +201,8 @@ export interface Ledger {
   dropOp(key: string): void;
   job(key: string): JobRow | undefined;
   finishOp(key: string, result: unknown, now: number): void;
+  /** An op begun and finished at once (its effect is already complete): done with its result. */
+  recordOp(key: string, jobKey: string, kind: OpRow['kind'], owner: string, now: number, detail: string | null, result: unknown): void;
   hosts(): Map<string, HostRow>;
   saveHost(row: HostRow, now: number): void;
   /** failed attempts per host since `since` */

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { readFile, stat, writeFile, mkdir, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { streamOpKey } from '../../src/download/item.js';
 import { jobKey } from '../../src/manifest/parse.js';
 import { BIN, jsonl, originAndWorkspace, runCli } from '../helpers/cli.js';
 import { queryLedger, writeLedger } from '../helpers/ledger.js';
@@ -50,12 +51,13 @@ describe('resume (RFC 7233) and revalidation (RFC 7232)', () => {
     ]);
   });
 
-  it('a small body records its validators only when its part outlives the attempt', async () => {
+  it('a small body records its stream when complete, and its validators as soon as its part outlives an attempt', async () => {
     const S = samplePdf('small version', 100_000);
     env.origin.set('/small-ok', () => ({ body: S, etag: '"s0"', ranges: true }));
     const ok = await run('/small-ok');
     expect(ok.rec).toMatchObject({ status: 'downloaded', sha256: sha256Hex(S) });
-    expect(queryLedger(env.ws.out, "SELECT key FROM ops WHERE job_key = ? AND kind = 'stream'", ok.key)).toEqual([]);
+    const ops = queryLedger<{ state: string; result: string }>(env.ws.out, "SELECT state, result FROM ops WHERE job_key = ? AND kind = 'stream'", ok.key);
+    expect(ops.map((o) => [o.state, JSON.parse(o.result)])).toEqual([['done', { sha256: sha256Hex(S), size: S.length, fsynced: true }]]);
     expect(queryLedger(env.ws.out, 'SELECT job_key FROM parts')).toEqual([]);
 
     const T = samplePdf('small version two', 100_000);
@@ -124,6 +126,34 @@ describe('resume (RFC 7233) and revalidation (RFC 7232)', () => {
     expect(requests.at(-1)!.headers.range).toBe(`bytes=${A.length}-`);
     expect(rec).toMatchObject({ status: 'downloaded', sha256: sha256Hex(A), resumed_from: A.length });
     expect(attempts.at(-1)).toMatchObject({ http_status: 416, bytes: 0 });
+  });
+
+  it('a finished stream written without fsync is replayed only when its part still hashes to the recorded digest', async () => {
+    for (const intact of [true, false]) {
+      const A = samplePdf(`replay ${intact}`, 300_000);
+      const path = `/replay-${intact}`;
+      env.origin.set(path, { body: A, etag: '"r1"', ranges: true, failFirst: { times: 1, status: 503 } });
+      const first = await run(path, '--retries', '0');
+      expect(first.rec.reason).toBe('http_503');
+      // What a --no-fsync run leaves when it dies between the stream and the finalize; after a
+      // power cut the part may keep its size but not its bytes.
+      const row = { url: env.origin.url(path), etag: '"r1"', last_modified: null, total: A.length };
+      const bytes = intact ? A : Buffer.concat([A.subarray(0, 1000), Buffer.alloc(A.length - 1000)]);
+      await writeFile(join(env.ws.out, '.staging', `${first.key}.part`), bytes);
+      writeLedger(env.ws.out, 'INSERT INTO parts (job_key, url, etag, last_modified, total, started_at) VALUES (?, ?, ?, NULL, ?, 0)', first.key, row.url, row.etag, row.total);
+      writeLedger(env.ws.out, "INSERT INTO ops (key, job_key, kind, state, result, created_at, updated_at) VALUES (?, ?, 'stream', 'done', ?, 0, 0)", streamOpKey(first.key, row), first.key, JSON.stringify({ sha256: sha256Hex(A), size: A.length, fsynced: false }));
+      const asked = first.requests.length;
+      const { rec, requests, attempts } = await run(path);
+      expect(rec, `intact ${intact}`).toMatchObject({ status: 'downloaded', sha256: sha256Hex(A) });
+      expect((await stored(rec)).equals(A), `intact ${intact}`).toBe(true);
+      if (intact) {
+        expect(requests).toHaveLength(asked);
+        expect(attempts.at(-1)!.resume_decision).toBe('replay:stream');
+      } else {
+        expect(requests).toHaveLength(asked + 1);
+        expect(requests.at(-1)!.headers.range).toBeUndefined();
+      }
+    }
   });
 
   it('416 on a part longer than the representation: starts over', async () => {
