@@ -19,6 +19,7 @@ import { HostPool } from '../pool.js';
 import { startTelemetry } from '../telemetry.js';
 import { recordFromRow } from '../record.js';
 import { Reporter } from '../report.js';
+import { closeDirHandles } from '../store/fsync.js';
 import { DEFAULT_DB_NAME, STAGING_DIR } from '../store/paths.js';
 import { planDryRun } from './dry-run.js';
 
@@ -168,6 +169,8 @@ export async function runDownload(manifests: readonly string[], opts: DownloadOp
     await http.close().catch(() => undefined);
   }
   await reporter.finish();
+  // Every item has settled (the pool drained): no fsync can still be using a kept directory.
+  await closeDirHandles();
   const code = signalled ? (signalled === 'SIGINT' ? 130 : 143) : reporter.exitCode();
   ledger.endRun(reporter.summaryCounts(), code, now());
   ledger.close();

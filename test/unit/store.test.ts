@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -6,6 +6,7 @@ import { parseSize } from '../../src/config.js';
 import { backoffDelay, parseRetryAfter } from '../../src/http/retry-after.js';
 import { actionFor } from '../../src/http/classify.js';
 import { finalizePart } from '../../src/store/finalize.js';
+import { closeDirHandles, fsyncDir } from '../../src/store/fsync.js';
 import { linkItem, safeName } from '../../src/store/link.js';
 
 describe('safeName', () => {
@@ -27,6 +28,23 @@ describe('store', () => {
     dir = await mkdtemp(join(tmpdir(), 'docstokg-store-'));
   });
   afterEach(async () => rm(dir, { recursive: true, force: true }));
+
+  it('keeps one open handle per fsync\'d directory until closed, and tries a failed one again', async () => {
+    const openFds = async () => (await readdir('/proc/self/fd')).length;
+    const dirs = ['a', 'b', 'c'].map((d) => join(dir, d));
+    for (const d of dirs) await mkdir(d);
+    await closeDirHandles();
+    const before = await openFds();
+    for (let i = 0; i < 5; i += 1) await Promise.all(dirs.map((d) => fsyncDir(d)));
+    expect(await openFds()).toBe(before + 3);
+    const later = join(dir, 'later');
+    await expect(fsyncDir(later)).rejects.toMatchObject({ code: 'ENOENT' });
+    await mkdir(later);
+    await fsyncDir(later);
+    expect(await openFds()).toBe(before + 4);
+    await closeDirHandles();
+    expect(await openFds()).toBe(before);
+  });
 
   it('finalizes by content address and dedups an existing object', async () => {
     const sha = 'ab'.repeat(32);
