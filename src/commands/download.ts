@@ -3,7 +3,7 @@ import { constants } from 'node:fs';
 import { join } from 'node:path';
 import type { DownloadOptions } from '../config.js';
 import { linkDone } from '../download/item.js';
-import { heartbeat, itemTask, type Run } from '../download/worker.js';
+import { heartbeat, itemTask, stopLeases, type Run } from '../download/worker.js';
 import { FatalError, UsageError } from '../errors.js';
 import { HostGate } from '../hosts/gate.js';
 import { HostHeaders, loadHostHeaders } from '../hosts/headers.js';
@@ -110,6 +110,7 @@ export async function runDownload(manifests: readonly string[], opts: DownloadOp
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   const run: Run = { ctx, ledger, reporter, hosts, pool, leases: new Map() };
+  controller.signal.addEventListener('abort', () => stopLeases(run), { once: true });
   const beat = setInterval(() => heartbeat(run), Math.max(250, opts.leaseTtl / 4));
   const startedAt = now();
   ledger.beginRun(argv, startedAt);
