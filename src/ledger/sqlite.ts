@@ -61,7 +61,7 @@ export class SqliteLedger implements Ledger {
     // noise).
     db.pragma('cache_size = -4096');
     this.stmt = {
-      // No RETURNING: the new row is built in JavaScript (see newJob), which costs a fraction of
+      // No RETURNING: the new row is built in JavaScript (see insertJob), which costs a fraction of
       // SQLite buffering and better-sqlite3 converting a 27-column result.
       plan: db.prepare(`
         INSERT INTO jobs (key, item_id, doi, canonical_url, urls, expected_sha256, source, state, seen_run, created_at, updated_at)
