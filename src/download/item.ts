@@ -243,9 +243,9 @@ async function tryCandidate(ctx: ItemContext, job: JobRow, candidate: Candidate,
 
 /**
  * A body declared smaller than DURABLE_PART_BYTES has its part row and stream op written when it
- * ends rather than before its first byte: they were never committed apart from the rest of the
- * file's writes anyway (only larger parts force a commit), so a kill mid-body leaves the same
- * thing either way, a part without validators, continued only through the overlap check.
+ * ends (or when its attempt fails and keeps the part) rather than before its first byte: two
+ * ledger writes fewer a file. A kill in the middle of it leaves a part without validators, which
+ * the next run continues through the overlap check or fetches again: at most that many bytes.
  */
 function isSmall(row: PartRow): boolean {
   return row.total !== null && row.total < DURABLE_PART_BYTES;
