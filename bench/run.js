@@ -63,7 +63,7 @@ function tools(set, base) {
   writeFileSync(wgetIn, urls.map((u) => `${u}\n`).join(''));
   const policy = `--ratelimits ${join(ROOT, 'bench', 'ratelimits.bench.yaml')} --breakers ${join(ROOT, 'bench', 'breakers.bench.yaml')}`;
   const docstokg = (extra) =>
-    `UV_THREADPOOL_SIZE=16 node ${BIN} download ${manifest} -o ${dir} -c ${CONCURRENCY} --per-host ${CONCURRENCY} ${policy} --no-progress -q --min-free 0 ${extra}`;
+    `node ${BIN} download ${manifest} -o ${dir} -c ${CONCURRENCY} --per-host ${CONCURRENCY} ${policy} --no-progress -q --min-free 0 ${extra}`;
   const curl = `curl --silent --fail --parallel --parallel-max ${CONCURRENCY} --parallel-immediate --config ${curlCfg}`;
   const aria = `aria2c --quiet -j${CONCURRENCY} -x1 --max-connection-per-server=${CONCURRENCY} --file-allocation=none --allow-overwrite=true -d ${dir} -i ${ariaIn}`;
   const wget = `wget --quiet -P ${dir} -i ${wgetIn}`;
