@@ -146,7 +146,7 @@ async function tryCandidate(ctx: ItemContext, job: JobRow, candidate: Candidate,
     const facts = emptyFacts();
     const started = ctx.now();
     attempts.n += 1;
-    /** validators of a fresh small body: recorded only if its part outlives the attempt */
+    /** validators of a fresh small body: recorded once it is complete, or when a failed attempt keeps its part */
     let smallRow = null as PartRow | null;
     const record = (error: string | null, extra: Partial<AttemptRow> = {}): void => {
       ctx.ledger.recordAttempt({ job_key: job.key, url: candidate.href, final_url: facts.finalUrl, http_status: facts.httpStatus, bytes: facts.bytes, elapsed_ms: ctx.now() - started, error, resume_from: facts.resumeFrom, resume_decision: facts.decision, started_at: started, ...extra });
