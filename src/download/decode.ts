@@ -1,5 +1,6 @@
-import { Writable, pipeline, type Transform } from 'node:stream';
+import type { Transform } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
+import type { BodySink } from '../http/fetch-into.js';
 
 /**
  * Requests say `Accept-Encoding: identity`, but some servers compress anyway. Such a body is
@@ -23,34 +24,53 @@ export function decoderFor(encoding: string | null): Transform | null | 'unsuppo
   }
 }
 
-/** The writable undici feeds: encoded bytes in, decoded bytes into `sink`; finishes when the sink has. */
-export class DecodingWriter extends Writable {
-  private done: Promise<void>;
-  constructor(private readonly decoder: Transform, private readonly sink: Writable) {
-    super();
-    this.done = new Promise((resolve, reject) => {
-      pipeline(decoder, sink, (err) => {
-        if (err) {
-          reject(err);
-          this.destroy(err);
-        } else resolve();
+/**
+ * The sink undici feeds for an encoded body: encoded bytes into the decoder, decoded bytes into
+ * `part`, each side pausing the other when it is full. A decoder error fails the response.
+ */
+export class DecodingSink implements BodySink {
+  private error: Error | null = null;
+  private readonly drained: Promise<void>;
+
+  constructor(private readonly decoder: Transform, private readonly part: BodySink, fail: (err: Error) => void) {
+    decoder.on('data', (decoded: Buffer) => {
+      try {
+        if (!part.accept(decoded, () => decoder.resume())) decoder.pause();
+      } catch (err) {
+        decoder.destroy(err as Error);
+      }
+    });
+    this.drained = new Promise((resolve, reject) => {
+      decoder.on('end', resolve);
+      decoder.on('error', (err: Error) => {
+        this.error ??= err;
+        reject(err);
+        fail(err);
       });
     });
-    this.done.catch(() => undefined);
+    this.drained.catch(() => undefined);
   }
 
-  override _write(chunk: Buffer, _enc: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.decoder.write(chunk, (err) => callback(err ?? null));
+  accept(chunk: Buffer, resume: () => void): boolean {
+    if (this.error) throw this.error;
+    if (this.decoder.write(chunk)) return true;
+    this.decoder.once('drain', resume);
+    return false;
   }
 
-  override _final(callback: (error?: Error | null) => void): void {
+  async end(): Promise<void> {
     this.decoder.end();
-    this.done.then(() => callback(), callback);
+    try {
+      await this.drained;
+    } catch (err) {
+      await this.part.abort(err as Error);
+      throw err;
+    }
+    await this.part.end();
   }
 
-  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
-    if (!this.sink.destroyed) this.sink.destroy(err ?? undefined);
+  async abort(err: Error): Promise<void> {
     if (!this.decoder.destroyed) this.decoder.destroy();
-    callback(err);
+    await this.part.abort(err);
   }
 }

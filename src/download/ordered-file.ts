@@ -44,13 +44,17 @@ export class OrderedFile {
     });
   }
 
-  /** Queues a chunk; `ready` is called at once while the queue has room, else once it has. */
-  append(chunk: Buffer, ready: () => void): void {
+  /** Queues a chunk; false when the queue is full: the writer should wait for `whenRoom`. */
+  append(chunk: Buffer): boolean {
     this.queue.push(chunk);
     this.queued += chunk.length;
     this.pump();
-    if (this.queued < QUEUE_BYTES || this.error) ready();
-    else this.onRoom = ready;
+    return this.queued < QUEUE_BYTES || this.error !== null;
+  }
+
+  /** After `append` said false: `ready` is called once there is room (never before this returns). */
+  whenRoom(ready: () => void): void {
+    this.onRoom = ready;
   }
 
   /** Once every queued chunk is written: fsync (when asked), then `done` with the time it took. */

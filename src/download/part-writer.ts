@@ -1,8 +1,8 @@
 import { createHash, type Hash } from 'node:crypto';
 import { open as openFile } from 'node:fs/promises';
-import { Writable } from 'node:stream';
 import { QUOTA_RECHECK_BYTES } from '../config.js';
 import { ItemError } from '../errors.js';
+import type { BodySink } from '../http/fetch-into.js';
 import { checkQuota, checkQuotaSync } from '../store/quota.js';
 import { OrderedFile } from './ordered-file.js';
 import { PdfSniffer } from './validate.js';
@@ -65,33 +65,36 @@ export interface PartWriterOptions {
 }
 
 /**
- * Receives a response body straight from undici (no intermediate readable) with a rolling SHA-256.
- * Every chunk is checked, counted and hashed the moment it arrives, then handed to an OrderedFile
- * that writes it on the thread pool: opening, writing and closing the part never block the event
- * loop that parses the other transfers. A chunk once accepted is always written, even when the
- * connection fails right after (the part then holds every byte received, for a resume), and
- * `settled` resolves only when the part is closed: nothing can write to it after the attempt that
+ * Receives a response body straight from the dispatch handler (no stream in between) with a rolling
+ * SHA-256. Every chunk is checked, counted and hashed the moment it arrives, then handed to an
+ * OrderedFile that writes it on the thread pool: opening, writing and closing the part never block
+ * the event loop that parses the other transfers. A chunk once accepted is always written, even when
+ * the connection fails right after (the part then holds every byte received, for a resume), and the
+ * writer is released only when the part is closed: nothing can write to it after the attempt that
  * owned it has ended. Held bytes are read exactly once, to seed the hash.
  */
-export class PartWriter extends Writable {
+export class PartWriter implements BodySink {
   readonly hash: Hash;
   /** body bytes received by this response */
   received = 0;
   size: number;
   fsyncMs: number | null = null;
-  /** resolves once every accepted byte is written and the part is closed */
-  readonly settled: Promise<void>;
+  /** the body arrived whole and passed the final checks */
+  complete = false;
   private readonly sniffer: PdfSniffer;
   private readonly tail: Buffer;
   private overlapLeft: number;
-  private readonly file: OrderedFile | null = null;
+  private readonly file: OrderedFile | null;
   private nextQuotaCheck: number;
-  private setupError: Error | null = null;
+  /** the free-space check of a body of unknown length, while it runs */
+  private quotaCheck: Promise<void> | null = null;
+  private failure: Error | null = null;
+  private released: Promise<void> | null = null;
   private windowStart = performance.now();
   private windowBytes = 0;
 
+  /** Throws, before any file is opened, when the declared size or the free space rule the body out. */
   constructor(private readonly o: PartWriterOptions, seed: HeldState | null) {
-    super({ highWaterMark: 1024 * 1024 });
     const appending = o.mode !== 'fresh' && seed !== null;
     this.hash = appending ? seed.hash : createHash('sha256');
     this.sniffer = appending ? seed.sniffer : new PdfSniffer();
@@ -99,55 +102,75 @@ export class PartWriter extends Writable {
     this.size = appending ? o.held : 0;
     this.overlapLeft = o.overlap;
     this.nextQuotaCheck = this.size + QUOTA_RECHECK_BYTES;
-    try {
-      if (o.declared !== null && this.size - o.overlap + o.declared > o.maxBytes && o.mode !== 'complete') {
-        throw new ItemError('too_large', `size ${this.size - o.overlap + o.declared} exceeds --max-bytes ${o.maxBytes}`, { httpStatus: o.httpStatus });
-      }
-      checkQuotaSync(o.out, o.declared === null || o.mode === 'complete' ? 0 : o.declared - o.overlap, o.minFree);
-    } catch (err) {
-      this.setupError = err as Error;
+    if (o.declared !== null && this.size - o.overlap + o.declared > o.maxBytes && o.mode !== 'complete') {
+      throw new ItemError('too_large', `size ${this.size - o.overlap + o.declared} exceeds --max-bytes ${o.maxBytes}`, { httpStatus: o.httpStatus });
     }
+    checkQuotaSync(o.out, o.declared === null || o.mode === 'complete' ? 0 : o.declared - o.overlap, o.minFree);
     // Opened on the thread pool while the first chunks are already being accepted.
-    if (o.mode !== 'complete' && !this.setupError) this.file = new OrderedFile(o.path, o.mode === 'append' ? 'a' : 'w', o.fsync);
-    this.settled = this.file ? this.file.closed : Promise.resolve();
+    this.file = o.mode === 'complete' ? null : new OrderedFile(o.path, o.mode === 'append' ? 'a' : 'w', o.fsync);
   }
 
-  override _construct(callback: (error?: Error | null) => void): void {
-    callback(this.setupError);
-  }
-
-  override _write(raw: Buffer, _enc: BufferEncoding, callback: (error?: Error | null) => void): void {
-    try {
-      if (this.file?.error) throw this.file.error;
-      this.received += raw.length;
-      this.checkSpeed(raw.length);
-      if (!this.file) return callback();
-      let chunk = raw;
-      if (this.overlapLeft > 0) {
-        const n = Math.min(this.overlapLeft, chunk.length);
-        const at = this.tail.length - this.overlapLeft;
-        if (!chunk.subarray(0, n).equals(this.tail.subarray(at, at + n))) throw new OverlapMismatch();
-        this.overlapLeft -= n;
-        chunk = chunk.subarray(n);
-        if (chunk.length === 0) return callback();
-      }
-      this.size += chunk.length;
-      if (this.size > this.o.maxBytes) throw new ItemError('too_large', `body exceeds --max-bytes ${this.o.maxBytes}`, { httpStatus: this.o.httpStatus });
-      if (!this.sniffer.push(chunk)) throw new ItemError('not_pdf', 'no %PDF- header in the first 1024 bytes', { httpStatus: this.o.httpStatus });
-      this.hash.update(chunk);
-      const file = this.file;
-      file.append(chunk, () => {
-        if (this.o.declared === null && this.size >= this.nextQuotaCheck) {
-          // Unknown length: keep checking free space as the body grows.
-          this.nextQuotaCheck = this.size + QUOTA_RECHECK_BYTES;
-          checkQuota(this.o.out, 0, this.o.minFree).then(() => callback(), callback);
-          return;
-        }
-        callback(file.error);
-      });
-    } catch (err) {
-      callback(err as Error);
+  accept(raw: Buffer, resume: () => void): boolean {
+    if (this.failure) throw this.failure;
+    const file = this.file;
+    if (file?.error) throw file.error;
+    this.received += raw.length;
+    this.checkSpeed(raw.length);
+    if (!file) return true;
+    let chunk = raw;
+    if (this.overlapLeft > 0) {
+      const n = Math.min(this.overlapLeft, chunk.length);
+      const at = this.tail.length - this.overlapLeft;
+      if (!chunk.subarray(0, n).equals(this.tail.subarray(at, at + n))) throw new OverlapMismatch();
+      this.overlapLeft -= n;
+      chunk = chunk.subarray(n);
+      if (chunk.length === 0) return true;
     }
+    this.size += chunk.length;
+    if (this.size > this.o.maxBytes) throw new ItemError('too_large', `body exceeds --max-bytes ${this.o.maxBytes}`, { httpStatus: this.o.httpStatus });
+    if (!this.sniffer.push(chunk)) throw new ItemError('not_pdf', 'no %PDF- header in the first 1024 bytes', { httpStatus: this.o.httpStatus });
+    this.hash.update(chunk);
+    const room = file.append(chunk);
+    if (this.o.declared !== null || this.size < this.nextQuotaCheck) {
+      if (!room) file.whenRoom(resume);
+      return room;
+    }
+    // Unknown length: keep checking free space as the body grows; the body waits for the answer.
+    this.nextQuotaCheck = this.size + QUOTA_RECHECK_BYTES;
+    this.quotaCheck = checkQuota(this.o.out, 0, this.o.minFree).then(
+      () => (room ? resume() : file.whenRoom(resume)),
+      (err: Error) => {
+        this.failure ??= err;
+        resume();
+      },
+    );
+    return false;
+  }
+
+  async end(): Promise<void> {
+    try {
+      await this.quotaCheck;
+      if (this.failure) throw this.failure;
+      if (this.overlapLeft > 0) throw new OverlapMismatch();
+      if (this.o.declared !== null && this.received !== this.o.declared) {
+        throw new ItemError('size_mismatch', `received ${this.received} bytes, Content-Length says ${this.o.declared}`, { httpStatus: this.o.httpStatus });
+      }
+      if (!this.sniffer.finish()) throw new ItemError('not_pdf', 'no %PDF- header in the body', { httpStatus: this.o.httpStatus });
+      if (this.file) this.fsyncMs = await flushed(this.file, this.o.fsync);
+      this.complete = true;
+    } finally {
+      await this.release();
+    }
+  }
+
+  abort(): Promise<void> {
+    return this.release();
+  }
+
+  /** Closes the part once every accepted chunk is written; the same promise for every caller. */
+  release(): Promise<void> {
+    const file = this.file;
+    return (this.released ??= file ? new Promise((resolve) => file.close(resolve)) : Promise.resolve());
   }
 
   private checkSpeed(bytes: number): void {
@@ -163,36 +186,24 @@ export class PartWriter extends Writable {
     this.windowStart = now;
     this.windowBytes = 0;
   }
+}
 
-  override _final(callback: (error?: Error | null) => void): void {
-    if (this.overlapLeft > 0) return callback(new OverlapMismatch());
-    if (this.o.declared !== null && this.received !== this.o.declared) {
-      return callback(new ItemError('size_mismatch', `received ${this.received} bytes, Content-Length says ${this.o.declared}`, { httpStatus: this.o.httpStatus }));
-    }
-    if (!this.sniffer.finish()) return callback(new ItemError('not_pdf', 'no %PDF- header in the body', { httpStatus: this.o.httpStatus }));
-    if (!this.file) return callback();
-    this.file.finish(this.o.fsync, (err, fsyncMs) => {
-      this.fsyncMs = fsyncMs;
-      callback(err);
-    });
-  }
-
-  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
-    if (!this.file) return callback(err);
-    this.file.close(() => callback(err));
-  }
+/** Every queued chunk written, then fsync'd when asked: the fsync's duration, or null. */
+function flushed(file: OrderedFile, sync: boolean): Promise<number | null> {
+  return new Promise((resolve, reject) => file.finish(sync, (err, ms) => (err ? reject(err) : resolve(ms))));
 }
 
 /** Swallows a body we do not keep (redirects, errors), up to a bound. */
-export class Discard extends Writable {
+export class Discard implements BodySink {
   private seen = 0;
-  constructor(private readonly limit = 1024 * 1024) {
-    super();
-  }
-  override _write(chunk: Buffer, _enc: BufferEncoding, callback: (error?: Error | null) => void): void {
+  constructor(private readonly limit = 1024 * 1024) {}
+  accept(chunk: Buffer): boolean {
     this.seen += chunk.length;
-    callback(this.seen > this.limit ? new DiscardOverflow() : null);
+    if (this.seen > this.limit) throw new DiscardOverflow();
+    return true;
   }
+  async end(): Promise<void> {}
+  async abort(): Promise<void> {}
 }
 
 export class DiscardOverflow extends Error {}

@@ -1,16 +1,15 @@
 import { unlink } from 'node:fs/promises';
-import type { Writable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { MAX_REDIRECTS } from '../config.js';
 import { ItemError, type Reason } from '../errors.js';
 import { toItemError } from '../http/classify.js';
-import { loadUndici } from '../http/client.js';
+import { fetchInto, type BodySink } from '../http/fetch-into.js';
 import { parseRetryAfter } from '../http/retry-after.js';
 import type { HostHeaders } from '../hosts/headers.js';
 import type { UrlPolicy } from '../http/url-policy.js';
 import type { PartRow } from '../ledger/types.js';
 import { redactCredentials } from '../manifest/canonical-url.js';
-import { DecodingWriter, decoderFor } from './decode.js';
+import { DecodingSink, decoderFor } from './decode.js';
 import { Discard, DiscardOverflow, OverlapMismatch, PartWriter, readHeld, type HeldState } from './part-writer.js';
 import type { Ticket } from '../hosts/limiter.js';
 import { isStrongEtag, judgeResponse, planResume, rangeFrom, resumeHeaders, type ResumePlan } from './resume.js';
@@ -111,8 +110,8 @@ function decisionName(plan: ResumePlan): string {
 
 /**
  * One attempt: request (with a range when a part can be continued), follow redirects (each hop
- * checked), and stream the body into the part. undici writes each received chunk straight into the
- * PartWriter, which hashes, sniffs and writes it synchronously.
+ * checked), and stream the body into the part. The dispatch handler hands each received chunk
+ * straight to the PartWriter, which checks, hashes and queues it for the thread pool at once.
  */
 export async function transfer(input: TransferInput, facts: AttemptFacts): Promise<TransferResult> {
   let plan: ResumePlan = input.conditional ? { kind: 'fresh', why: 'no-part' } : planResume(input.held, input.partRow, input.url);
@@ -134,7 +133,7 @@ export async function transfer(input: TransferInput, facts: AttemptFacts): Promi
     facts.httpStatus = null;
     let answer: Answer;
     try {
-      answer = await exchange({ ...input, onResponse: () => input.gate.responded(host, ticket) }, url, headers, plan, conditional !== undefined, facts, seed);
+      answer = await exchange({ ...input, onResponse: () => input.gate.responded(host, ticket) }, target, headers, plan, conditional !== undefined, facts, seed);
     } catch (err) {
       input.gate.settle(host, err instanceof ItemError ? err.code : 'connect_error', null, facts.httpStatus);
       throw err;
@@ -207,7 +206,7 @@ function nextHop(from: string, location: string, status: number): string {
 
 async function exchange(
   input: TransferInput & { onResponse: () => void },
-  url: string,
+  target: URL,
   headers: Record<string, string>,
   plan: ResumePlan,
   conditional: boolean,
@@ -216,9 +215,8 @@ async function exchange(
 ): Promise<Answer> {
   let answer: Answer | null = null;
   let writer: PartWriter | null = null;
-  const { stream } = await loadUndici();
   try {
-    await stream(url, { method: 'GET', headers, dispatcher: input.dispatcher, signal: input.signal }, ({ statusCode, headers: h }): Writable => {
+    await fetchInto(input.dispatcher, target, headers, input.signal, (statusCode, h, fail): BodySink => {
       const rh = h as Headers;
       input.onResponse();
       facts.httpStatus = statusCode;
@@ -278,30 +276,26 @@ async function exchange(
         minSpeed: input.minSpeed,
       }, verdict === 'restart' ? null : seed);
       answer = { kind: 'body', writer, plan: used };
-      return decoder ? new DecodingWriter(decoder, writer) : writer;
+      return decoder ? new DecodingSink(decoder, writer, fail) : writer;
     });
   } catch (err) {
     const w = writer as PartWriter | null;
     if (w) {
       // The next attempt reads the part's size: it must be final (every accepted byte written).
-      if (!w.destroyed) w.destroy();
-      await w.settled;
+      await w.release();
       facts.bytes += w.received;
     }
     if (err instanceof OverlapMismatch) return { kind: 'overlap-mismatch' };
     const got = answer as Answer | null;
     if (err instanceof DiscardOverflow && got?.kind === 'error') return got;
     const e = toItemError(err);
-    if (e.code === 'connect_error' && w && !w.writableFinished) {
+    if (e.code === 'connect_error' && w && !w.complete) {
       // The connection ended inside the body: the part keeps what arrived, for a resume.
       throw new ItemError('size_mismatch', `connection closed after ${w.received} body bytes`, { httpStatus: facts.httpStatus, cause: err });
     }
     throw e;
   }
   const w = writer as PartWriter | null;
-  if (w) {
-    await w.settled;
-    facts.bytes += w.received;
-  }
+  if (w) facts.bytes += w.received;
   return answer!;
 }

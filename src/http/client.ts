@@ -1,6 +1,7 @@
 import type { BlockList } from 'node:net';
 import type { Agent, Dispatcher } from 'undici';
 import { cachedLookup } from './dns-cache.js';
+import { holdHeapBallast } from './heap-ballast.js';
 
 export interface ClientOptions {
   connectTimeout: number;
@@ -10,17 +11,17 @@ export interface ClientOptions {
   blocked: BlockList | null;
 }
 
-let undici: Promise<typeof import('undici')> | null = null;
+let agentClass: Promise<typeof Agent> | null = null;
 
 /**
- * undici is loaded on first use: it costs ~150 ms and ~20 MB of memory (with llhttp's
- * WebAssembly), which a run with nothing to fetch, such as a cron re-run of a finished manifest,
- * never needs.
+ * Of undici only the Agent is loaded, on first use: its index also loads fetch, WebSocket, caches
+ * and mocks (~100 ms of every run's start), and even the Agent with llhttp's WebAssembly costs
+ * ~40 ms and ~20 MB of memory that a run with nothing to fetch, such as a cron re-run of a
+ * finished manifest, never needs.
  */
-export function loadUndici(): Promise<typeof import('undici')> {
-  // A CommonJS module: its exports object is the namespace's default (named exports are only
-  // detected when it is not bundled).
-  return (undici ??= import('undici').then((m) => (m as unknown as { default?: typeof m }).default ?? m));
+export function loadAgent(): Promise<typeof Agent> {
+  // A CommonJS module: its exports object is the namespace's default.
+  return (agentClass ??= import('undici/lib/dispatcher/agent.js').then((m: { default: typeof Agent }) => m.default));
 }
 
 /**
@@ -29,8 +30,9 @@ export function loadUndici(): Promise<typeof import('undici')> {
  * implement the stall timeout (no byte for that long). Retries are ours alone (no interceptor).
  */
 export async function createAgent(opts: ClientOptions): Promise<Agent> {
-  const { Agent } = await loadUndici();
-  return new Agent({
+  const UndiciAgent = await loadAgent();
+  holdHeapBallast();
+  return new UndiciAgent({
     connections: Math.max(4, opts.concurrency),
     keepAliveTimeout: 10_000,
     keepAliveMaxTimeout: 60_000,
