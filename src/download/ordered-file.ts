@@ -52,9 +52,13 @@ export class OrderedFile {
     return this.queued < QUEUE_BYTES || this.error !== null;
   }
 
-  /** After `append` said false: `ready` is called once there is room (never before this returns). */
+  /**
+   * `ready` is called once there is room: never before this returns, and soon when there is room
+   * already (a caller that waited on something else meanwhile may find the queue drained).
+   */
   whenRoom(ready: () => void): void {
-    this.onRoom = ready;
+    if (this.queued < QUEUE_BYTES || this.error) queueMicrotask(ready);
+    else this.onRoom = ready;
   }
 
   /** Once every queued chunk is written: fsync (when asked), then `done` with the time it took. */

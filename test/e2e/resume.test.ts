@@ -222,6 +222,15 @@ describe('resume (RFC 7233) and revalidation (RFC 7232)', () => {
     expect(exported.records.find((r) => r.id === 'item-/reval')).toMatchObject({ state: 'done', sha256: sha256Hex(B) });
   });
 
+  it('a body of unknown length goes on through each free-space check while it streams', async () => {
+    // 40 MiB without Content-Length: two checks (every 16 MiB), each pausing the body until it answers.
+    const body = samplePdf('unknown length', 40 * 1024 * 1024);
+    env.origin.set('/chunked-ok', { body, chunked: true });
+    const { rec, attempts } = await run('/chunked-ok', '--stall-timeout', '5');
+    expect(rec).toMatchObject({ status: 'downloaded', sha256: sha256Hex(body), bytes: body.length });
+    expect(attempts).toHaveLength(1);
+  });
+
   it('quota: refused before streaming, and while streaming a body of unknown length', async () => {
     env.origin.set('/chunked-big', { body: samplePdf('quota', 40 * 1024 * 1024), chunked: true });
     const s = await statfs(env.ws.dir);
