@@ -22,7 +22,8 @@ port.on('message', (n: number) => {
 const NO_KEY = ' '.repeat(KEY_WIDTH);
 
 async function run(): Promise<void> {
-  for await (const lines of readManifests(files)) {
+  // Nothing of a line outlives its batch here: lines may be slices of their chunk's text.
+  for await (const lines of readManifests(files, true)) {
     const texts: string[] = [];
     let kinds = '';
     const keys: string[] = [];

@@ -41,7 +41,7 @@ const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
  * is counted, reported and skipped, so a manifest with a gigabyte of garbage and no newline still
  * streams. Each line is checked to be UTF-8 (replacement characters would silently change URLs).
  */
-async function* splitLines(input: Readable, file: string, count: { lines: number }): AsyncGenerator<Iterable<ManifestLine>> {
+async function* splitLines(input: Readable, file: string, count: { lines: number }, sliced: boolean): AsyncGenerator<Iterable<ManifestLine>> {
   let pending: Buffer[] = [];
   let pendingBytes = 0;
   /** bytes of the current line dropped because it is over the limit */
@@ -84,11 +84,42 @@ async function* splitLines(input: Readable, file: string, count: { lines: number
   // The lines of a chunk are made one at a time as they are used, never all at once.
   function* linesOf(buf: Buffer): Generator<ManifestLine> {
     let start = 0;
-    for (let nl = buf.indexOf(NEWLINE); nl !== -1; nl = buf.indexOf(NEWLINE, start)) {
+    if (sliced) {
+      const first = buf.indexOf(NEWLINE);
+      // The end of a line begun in an earlier chunk.
+      if (first !== -1 && (pendingBytes > 0 || dropped > 0)) {
+        yield finish(buf.subarray(0, first));
+        start = first + 1;
+      }
+      const last = buf.lastIndexOf(NEWLINE);
+      // The chunk's other whole lines, checked and decoded in one go when they are all fine (UTF-8
+      // holds for the lines exactly when it holds for them together, newlines being ASCII); when
+      // one is not, each line is judged alone below.
+      const whole = last > start && last - start <= MAX_LINE_BYTES ? buf.subarray(start, last) : null;
+      if (whole && isUtf8(whole) && !whole.includes(0)) {
+        yield* decodedLines(whole.toString('utf8'));
+        start = last + 1;
+      }
+    }
+    for (let nl = buf.indexOf(NEWLINE, start); nl !== -1; nl = buf.indexOf(NEWLINE, start)) {
       yield finish(buf.subarray(start, nl));
       start = nl + 1;
     }
     if (start < buf.length) hold(buf.subarray(start));
+  }
+  /** Lines of a text already known to be valid: the lines `judge` would make, as slices of it. */
+  function* decodedLines(text: string): Generator<ManifestLine> {
+    for (let from = 0; ; ) {
+      const end = text.indexOf('\n', from);
+      let line = end === -1 ? text.slice(from) : text.slice(from, end);
+      n += 1;
+      count.lines = n;
+      if (n === 1 && line.charCodeAt(0) === 0xfeff) line = line.slice(1);
+      if (line.charCodeAt(line.length - 1) === 0x0d) line = line.slice(0, -1);
+      yield { file, line: n, text: line };
+      if (end === -1) return;
+      from = end + 1;
+    }
   }
   for await (const chunk of input) yield linesOf(chunk as Buffer);
   if (pendingBytes > 0 || dropped > 0) yield [finish(Buffer.alloc(0))];
@@ -98,8 +129,13 @@ async function* splitLines(input: Readable, file: string, count: { lines: number
  * Streams every line of every manifest in order: the lines of each chunk read, to be used before
  * the next chunk is asked for (one trip through the async generators per chunk, not per line).
  * Memory stays flat whatever the manifests' length.
+ *
+ * `sliced`: a chunk's valid lines are decoded as one string and handed out as slices of it, about
+ * a quarter of the cost (1,000,000 short lines: 0.2-0.3 s against 0.7-1.2 s), but the chunk's
+ * whole text then stays alive as long as any string taken from one of its lines. Only for a reader that keeps nothing of a line past its
+ * chunk (the key thread); items planned from lines hold their URLs for as long as the run needs.
  */
-export async function* readManifests(files: readonly string[]): AsyncGenerator<Iterable<ManifestLine>> {
+export async function* readManifests(files: readonly string[], sliced = false): AsyncGenerator<Iterable<ManifestLine>> {
   for (const file of files) {
     let input: Readable;
     try {
@@ -110,7 +146,7 @@ export async function* readManifests(files: readonly string[]): AsyncGenerator<I
     }
     const count = { lines: 0 };
     try {
-      yield* splitLines(input, file, count);
+      yield* splitLines(input, file, count, sliced);
     } catch (err) {
       // A truncated gzip stream or a read error: what was read stands, the rest is one invalid line.
       const n = count.lines;
