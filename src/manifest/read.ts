@@ -132,8 +132,9 @@ async function* splitLines(input: Readable, file: string, count: { lines: number
  *
  * `sliced`: a chunk's valid lines are decoded as one string and handed out as slices of it, about
  * a quarter of the cost (1,000,000 short lines: 0.2-0.3 s against 0.7-1.2 s), but the chunk's
- * whole text then stays alive as long as any string taken from one of its lines. Only for a reader that keeps nothing of a line past its
- * chunk (the key thread); items planned from lines hold their URLs for as long as the run needs.
+ * whole text then stays alive as long as any string taken from one of its lines. Only for a
+ * reader that keeps nothing of a line past its chunk (the key thread); items planned from lines
+ * hold their URLs for as long as the run needs them.
  */
 export async function* readManifests(files: readonly string[], sliced = false): AsyncGenerator<Iterable<ManifestLine>> {
   for (const file of files) {
