@@ -40,13 +40,23 @@ export class BatchLines {
   line(i: number): ManifestLine {
     this.texts ??= this.b.texts.split('\n');
     const problem = this.b.problems[i];
-    const line = { file: this.b.file, line: this.b.first + i, text: this.texts[i]! };
+    const line = { file: this.b.file, line: this.b.first + i, text: ownString(this.texts[i]!) };
     return problem === undefined ? line : { ...line, problem };
   }
 
   key(i: number): string {
     return this.b.keys.slice(i * KEY_WIDTH, (i + 1) * KEY_WIDTH);
   }
+}
+
+/**
+ * A copy of a line that does not keep its batch alive. `split` gives slices of the batch's text,
+ * and an item planned from a bare URL line keeps that string as its URL for as long as it waits
+ * in the pool: on a re-run with one new line in a thousand, each waiting item would hold a whole
+ * 64 KiB batch. Joining forces V8 to copy the line into a string of its own (~0.1 µs).
+ */
+function ownString(s: string): string {
+  return (s + ' ').slice(0, -1);
 }
 
 const WORKER = new URL('./key-worker.js', import.meta.url);
