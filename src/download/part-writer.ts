@@ -138,7 +138,7 @@ export class PartWriter implements BodySink {
     // Unknown length: keep checking free space as the body grows; the body waits for the answer.
     this.nextQuotaCheck = this.size + QUOTA_RECHECK_BYTES;
     this.quotaCheck = checkQuota(this.o.out, 0, this.o.minFree).then(
-      () => (room ? resume() : file.whenRoom(resume)),
+      () => file.whenRoom(resume),
       (err: Error) => {
         this.failure ??= err;
         resume();
