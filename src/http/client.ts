@@ -1,4 +1,5 @@
 import type { BlockList } from 'node:net';
+import { setFlagsFromString } from 'node:v8';
 import type { Agent, Dispatcher } from 'undici';
 import { cachedLookup } from './dns-cache.js';
 import { holdHeapBallast } from './heap-ballast.js';
@@ -20,6 +21,12 @@ let agentClass: Promise<typeof Agent> | null = null;
  * finished manifest, never needs.
  */
 export function loadAgent(): Promise<typeof Agent> {
+  // llhttp is WebAssembly. V8 first compiles it with its baseline compiler, then recompiles the hot
+  // parser with its optimizing one on a helper thread: ~0.2 s of CPU and ~35 MB for one huge state
+  // machine, and a process that has finished waits for that compile before it can exit (0.2 s of a
+  // one-file run). HTTP parsing is a small share of a transfer, so the baseline code is kept. V8
+  // reads this flag when it compiles a module, so it holds for llhttp if set before undici loads.
+  setFlagsFromString('--liftoff-only');
   // A CommonJS module: its exports object is the namespace's default.
   return (agentClass ??= import('undici/lib/dispatcher/agent.js').then((m: { default: typeof Agent }) => m.default));
 }
