@@ -191,13 +191,14 @@ async function tryCandidate(ctx: ItemContext, job: JobRow, candidate: Candidate,
             if (isSmall(row)) {
               // Recorded when the body is complete, or when the attempt fails and keeps its part.
               smallRow = row;
-              return;
+              return null;
             }
             ctx.ledger.savePart(job.key, row, ctx.now());
             streamKey = streamOpKey(job.key, row);
             ctx.ledger.beginOp(streamKey, job.key, 'stream', ctx.owner, ctx.now(), row.url);
-            // Committed before the first byte, so a large part on disk always has its validators.
-            ctx.ledger.flush();
+            // The first byte waits for the group's commit, so a large part on disk always has its
+            // validators; its bytes queue (and the connection pauses) meanwhile.
+            return ctx.ledger.committed();
           },
         },
         facts,
@@ -210,8 +211,9 @@ async function tryCandidate(ctx: ItemContext, job: JobRow, candidate: Candidate,
           ctx.ledger.recordOp(streamOpKey(job.key, smallRow), job.key, 'stream', ctx.owner, ctx.now(), smallRow.url, streamed);
         } else if (streamKey) {
           ctx.ledger.finishOp(streamKey, streamed, ctx.now());
-          // Committed now: a complete, fsync'd large part is then never fetched again after a crash.
-          if (result.size >= DURABLE_PART_BYTES) ctx.ledger.flush();
+          // Committed before the part moves: a complete, fsync'd large part is then never fetched
+          // again after a crash.
+          if (result.size >= DURABLE_PART_BYTES) await ctx.ledger.committed();
         }
         if (smallRow || streamKey) ctx.events.emit('op', { kind: 'stream', action: 'executed', id: job.item_id, bytes: result.size });
       }

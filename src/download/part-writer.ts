@@ -62,6 +62,8 @@ export interface PartWriterOptions {
   fsync: boolean;
   /** a body slower than `bytesPerSecond` over any `windowMs` is stalled (a trickle that defeats the stall timeout) */
   minSpeed: { bytesPerSecond: number; windowMs: number };
+  /** no byte reaches the part before this resolves (its validators are committed) */
+  writesAfter?: Promise<void> | null;
 }
 
 /**
@@ -107,7 +109,7 @@ export class PartWriter implements BodySink {
     }
     checkQuotaSync(o.out, o.declared === null || o.mode === 'complete' ? 0 : o.declared - o.overlap, o.minFree);
     // Opened on the thread pool while the first chunks are already being accepted.
-    this.file = o.mode === 'complete' ? null : new OrderedFile(o.path, o.mode === 'append' ? 'a' : 'w', o.fsync);
+    this.file = o.mode === 'complete' ? null : new OrderedFile(o.path, o.mode === 'append' ? 'a' : 'w', o.fsync, o.writesAfter ?? null);
   }
 
   accept(raw: Buffer, resume: () => void): boolean {

@@ -37,8 +37,11 @@ export interface TransferInput {
   partRow: PartRow | undefined;
   /** --revalidate: validators of the stored object */
   conditional?: { etag: string | null; lastModified: string | null };
-  /** called with the validators of a fresh body before its first byte is written */
-  onFreshPart: (row: PartRow) => void;
+  /**
+   * Called with the validators of a fresh body before its first byte is written; the body's bytes
+   * reach the part only once the promise it may return resolves.
+   */
+  onFreshPart: (row: PartRow) => Promise<void> | null;
   /** every request, each redirect hop included, passes the host's gate and reports back to it */
   gate: RequestGate;
 }
@@ -257,10 +260,11 @@ async function exchange(
       // Content-Length counts encoded bytes; undici itself holds the body to it.
       const declared = length !== null && /^\d+$/.test(length) && !decoder ? Number(length) : null;
       const used: ResumePlan = verdict === 'restart' ? { kind: 'fresh', why: plan.kind === 'fresh' ? plan.why : 'no-part' } : plan;
+      let writesAfter: Promise<void> | null = null;
       if (verdict === 'restart') {
         // An encoded body's part keeps no validators: it is never continued with a range.
         const strong = !decoder && isStrongEtag(facts.etag);
-        input.onFreshPart({ url: input.url, etag: strong ? facts.etag : null, last_modified: decoder ? null : facts.lastModified, total: declared });
+        writesAfter = input.onFreshPart({ url: input.url, etag: strong ? facts.etag : null, last_modified: decoder ? null : facts.lastModified, total: declared });
       }
       writer = new PartWriter({
         path: input.part,
@@ -274,6 +278,7 @@ async function exchange(
         out: input.out,
         fsync: input.fsync,
         minSpeed: input.minSpeed,
+        writesAfter,
       }, verdict === 'restart' ? null : seed);
       answer = { kind: 'body', writer, plan: used };
       return decoder ? new DecodingSink(decoder, writer, fail) : writer;

@@ -39,6 +39,8 @@ export class SqliteLedger implements Ledger {
   private readonly stmt;
   private pending = 0;
   private timer: NodeJS.Timeout | null = null;
+  /** callers of committed() waiting for the open group's commit */
+  private waiting: { resolve: () => void; reject: (err: Error) => void }[] = [];
   private readonly seen = new SeenKeys();
   /**
    * Rows read ahead in planning order (key, skipped JSON), the next one expected, and how many to
@@ -140,7 +142,20 @@ export class SqliteLedger implements Ledger {
     this.timer = null;
     if (this.pending === 0) return;
     this.pending = 0;
-    this.db.exec('COMMIT');
+    const waiting = this.waiting;
+    this.waiting = [];
+    try {
+      this.db.exec('COMMIT');
+    } catch (err) {
+      for (const w of waiting) w.reject(err as Error);
+      throw err;
+    }
+    for (const w of waiting) w.resolve();
+  }
+
+  committed(): Promise<void> {
+    if (this.pending === 0) return Promise.resolve();
+    return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
   }
 
   beginRun(argv: readonly string[], now: number): void {

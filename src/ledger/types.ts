@@ -213,5 +213,10 @@ export interface Ledger {
   jobs(): IterableIterator<JobRow>;
   /** commit what is pending now (a durability point), instead of at the end of the group */
   flush(): void;
+  /**
+   * Resolves once every write made so far is committed: with the group's own commit, not a commit
+   * of its own (a durability point that costs nothing more). Rejects if that commit fails.
+   */
+  committed(): Promise<void>;
   close(): void;
 }

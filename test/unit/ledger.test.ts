@@ -57,6 +57,28 @@ describe('SqliteLedger', () => {
     a.close();
   });
 
+  it('committed() waits for the group\'s own commit instead of committing', async () => {
+    const a = new SqliteLedger(path);
+    const item = mk('https://a.org/barrier.pdf');
+    a.plan(item, 1);
+    await a.committed();
+    a.savePart(item.key, { url: 'https://a.org/barrier.pdf', etag: '"v1"', last_modified: null, total: 1 << 20 }, 2);
+    const other = new Database(path, { readonly: true });
+    const visible = (): boolean => other.prepare('SELECT 1 FROM parts WHERE job_key = ?').get(item.key) !== undefined;
+    let resolved = false;
+    const barrier = a.committed().then(() => (resolved = true));
+    // Asking is not committing: another connection still sees nothing, and the barrier waits.
+    expect(visible()).toBe(false);
+    await new Promise((r) => setImmediate(r));
+    expect(resolved).toBe(false);
+    await barrier;
+    expect(visible()).toBe(true);
+    // Nothing pending: resolves at once.
+    await a.committed();
+    other.close();
+    a.close();
+  });
+
   it('begins an op once: new, then started for a later holder, and done once finished', () => {
     const a = new SqliteLedger(path);
     expect(a.beginOp('op1', 'job1', 'finalize', 'me', 1, 'd')).toEqual({ state: 'new', result: null });

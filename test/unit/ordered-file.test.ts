@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -41,5 +41,32 @@ describe('OrderedFile', () => {
     await new Promise<void>((resolve) => f.close(resolve));
     expect(waits).toBeGreaterThan(0);
     expect((await readFile(join(dir, 'b.part'))).equals(Buffer.concat(chunks))).toBe(true);
+  });
+
+  it('writes nothing before its gate opens, then every chunk in order', async () => {
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const path = join(dir, 'c.part');
+    const f = new OrderedFile(path, 'w', false, gate);
+    const chunks = Array.from({ length: 3 }, (_, i) => Buffer.alloc(64 * 1024, i + 1));
+    for (const c of chunks) expect(f.append(c)).toBe(true);
+    // While the gate is shut more may wait than the usual 256 KiB, so a fast body is not paused.
+    chunks.push(Buffer.alloc(1024 * 1024, 9));
+    expect(f.append(chunks[3]!)).toBe(true);
+    // Long enough for the open and several writes on the thread pool.
+    await new Promise((r) => setTimeout(r, 50));
+    expect((await stat(path)).size).toBe(0);
+    open();
+    await new Promise<void>((resolve) => f.close(resolve));
+    expect((await readFile(path)).equals(Buffer.concat(chunks))).toBe(true);
+  });
+
+  it('a gate that rejects is the file\'s error, and nothing is written', async () => {
+    const path = join(dir, 'd.part');
+    const f = new OrderedFile(path, 'w', false, Promise.reject(new Error('commit failed')));
+    f.append(Buffer.alloc(1024, 7));
+    await expect(idle(f)).rejects.toThrow('commit failed');
+    await new Promise<void>((resolve) => f.close(resolve));
+    expect((await stat(path)).size).toBe(0);
   });
 });
