@@ -32,7 +32,7 @@ export class OrderedFile {
   private queued = 0;
   /** an open or a write is in flight */
   private busy = true;
-  /** writes wait for the opening promise (chunks queue up meanwhile) */
+  /** writes wait for `writesAfter` (chunks queue up meanwhile) */
   private gated: boolean;
   private syncing = false;
   private written = 0;
