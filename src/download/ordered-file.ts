@@ -20,11 +20,9 @@ const FLUSH_EVERY = 16 * 1024 * 1024;
  * A file written on the thread pool: opened, appended to in order (one write in flight at a time),
  * flushed and closed without blocking the event loop. Every appended chunk is written before the
  * file is closed, and it is closed exactly once (its number may be reused by another file right
- * after); `closed` resolves only then, so nothing can write to the file afterwards.
+ * after); `close` calls back only then, so nothing can write to the file afterwards.
  */
 export class OrderedFile {
-  /** resolves once the file is closed (or was never opened) */
-  readonly closed: Promise<void>;
   /** the first I/O error; every later call reports it */
   error: NodeJS.ErrnoException | null = null;
   private fd: number | null = null;
@@ -39,11 +37,9 @@ export class OrderedFile {
   private flushedAt = 0;
   private onRoom: (() => void) | null = null;
   private onIdle: (() => void)[] = [];
-  private markClosed!: () => void;
 
   /** `writesAfter`: no byte is written before it resolves; if it rejects, that is the file's error. */
   constructor(path: string, flags: 'w' | 'a', private readonly flushEarly: boolean, writesAfter: Promise<void> | null = null) {
-    this.closed = new Promise((resolve) => (this.markClosed = resolve));
     this.gated = writesAfter !== null;
     writesAfter?.then(
       () => this.ungate(null),
@@ -88,12 +84,8 @@ export class OrderedFile {
     this.whenIdle(() => {
       const fd = this.fd;
       this.fd = null;
-      const after = (): void => {
-        this.markClosed();
-        done();
-      };
-      if (fd === null) after();
-      else close(fd, after);
+      if (fd === null) done();
+      else close(fd, () => done());
     });
   }
 

@@ -26,9 +26,10 @@ export function loadAgent(): Promise<typeof Agent> {
   // machine, and a process that has finished waits for that compile before it can exit (0.2 s of a
   // one-file run). HTTP parsing is a small share of a transfer, so the baseline code is kept. V8
   // reads this flag when it compiles a module, so it holds for llhttp if set before undici loads.
+  if (agentClass) return agentClass;
   setFlagsFromString('--liftoff-only');
   // A CommonJS module: its exports object is the namespace's default.
-  return (agentClass ??= import('undici/lib/dispatcher/agent.js').then((m: { default: typeof Agent }) => m.default));
+  return (agentClass = import('undici/lib/dispatcher/agent.js').then((m: { default: typeof Agent }) => m.default));
 }
 
 /**
