@@ -2,7 +2,11 @@ import { PLAN_WINDOW } from './config.js';
 
 export interface Task {
   host: string;
-  run: () => Promise<void>;
+  /**
+   * `release` hands the task's slot back before the task ends: called once nothing more of it
+   * goes to the network, so another transfer can start while it finishes locally.
+   */
+  run: (release: () => void) => Promise<void>;
   /** the run ends with this task still blocked (open breaker, cool-down beyond the cap) */
   abandon: (reason: string) => void;
 }
@@ -32,7 +36,10 @@ export class HostPool {
   private readonly ready = new Set<string>();
   private readonly sleeping = new Map<string, { until: number; why: string; waitMs: number }>();
   private timer: NodeJS.Timeout | null = null;
+  /** tasks holding a slot */
   private active = 0;
+  /** tasks that gave their slot back and still run; none starts while `concurrency` of them do */
+  private finishing = 0;
   private queued = 0;
   private stopped = false;
   private failure: unknown = null;
@@ -73,9 +80,9 @@ export class HostPool {
 
   /** Resolves when every task has run or been abandoned; rejects if a task threw (a bug). */
   async drain(): Promise<void> {
-    while (this.active > 0 || (this.queued > 0 && !this.stopped)) {
+    while (this.active + this.finishing > 0 || (this.queued > 0 && !this.stopped)) {
       this.abandonIfStuck();
-      if (this.active > 0 || this.queued > 0) await this.change();
+      if (this.active + this.finishing > 0 || this.queued > 0) await this.change();
     }
     if (this.timer) clearTimeout(this.timer);
     if (this.failure) throw this.failure;
@@ -111,7 +118,7 @@ export class HostPool {
   }
 
   private pump(): void {
-    while (!this.stopped && this.active < this.concurrency && this.ready.size > 0) {
+    while (!this.stopped && this.active < this.concurrency && this.finishing < this.concurrency && this.ready.size > 0) {
       const host = this.ready.values().next().value as string;
       this.ready.delete(host);
       const now = this.now();
@@ -161,7 +168,7 @@ export class HostPool {
 
   /** Nothing running and nothing ready: hosts shut for good this run give their tasks up. */
   private abandonIfStuck(): void {
-    if (this.active > 0 || this.ready.size > 0) return;
+    if (this.active + this.finishing > 0 || this.ready.size > 0) return;
     for (const [host, s] of [...this.sleeping]) {
       const reason = this.gate.abandonReason(host, { waitMs: s.until - this.now(), why: s.why });
       if (!reason) continue;
@@ -175,8 +182,15 @@ export class HostPool {
   }
 
   private async start(task: Task): Promise<void> {
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      this.finishing += 1;
+      this.free(task.host);
+    };
     try {
-      await task.run();
+      await task.run(release);
     } catch (err) {
       if (this.failure === null) {
         this.failure = err;
@@ -184,11 +198,18 @@ export class HostPool {
       }
       this.stop();
     }
+    if (released) {
+      this.finishing -= 1;
+      this.pump();
+    } else this.free(task.host);
+  }
+
+  private free(host: string): void {
     this.active -= 1;
-    const n = (this.activeByHost.get(task.host) ?? 1) - 1;
-    if (n === 0) this.activeByHost.delete(task.host);
-    else this.activeByHost.set(task.host, n);
-    this.markReady(task.host);
+    const n = (this.activeByHost.get(host) ?? 1) - 1;
+    if (n === 0) this.activeByHost.delete(host);
+    else this.activeByHost.set(host, n);
+    this.markReady(host);
     this.pump();
   }
 }

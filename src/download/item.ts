@@ -31,6 +31,8 @@ export interface ItemContext {
   now: () => number;
   gate: RequestGate;
   events: Events;
+  /** nothing more of this item goes to the network: its pool slot may start another transfer */
+  release: () => void;
 }
 
 export interface ItemResult {
@@ -164,6 +166,7 @@ async function tryCandidate(ctx: ItemContext, job: JobRow, candidate: Candidate,
         facts.decision = 'replay:stream';
         facts.resumeFrom = held;
         ctx.events.emit('op', { kind: 'stream', action: 'replayed', id: job.item_id });
+        ctx.release();
         return { ...facts, sha256: replayed.sha256, size: replayed.size, fsyncMs: null, notModified: false, recordAttempt: (extra) => record(null, extra) };
       }
       let streamKey = partRow ? streamOpKey(job.key, partRow) : null;
@@ -211,9 +214,6 @@ async function tryCandidate(ctx: ItemContext, job: JobRow, candidate: Candidate,
           ctx.ledger.recordOp(streamOpKey(job.key, smallRow), job.key, 'stream', ctx.owner, ctx.now(), smallRow.url, streamed);
         } else if (streamKey) {
           ctx.ledger.finishOp(streamKey, streamed, ctx.now());
-          // Committed before the part moves: a complete, fsync'd large part is then never fetched
-          // again after a crash.
-          if (result.size >= DURABLE_PART_BYTES) await ctx.ledger.committed();
         }
         if (smallRow || streamKey) ctx.events.emit('op', { kind: 'stream', action: 'executed', id: job.item_id, bytes: result.size });
       }
@@ -222,6 +222,11 @@ async function tryCandidate(ctx: ItemContext, job: JobRow, candidate: Candidate,
         await discardPart(ctx, job);
         return { candidate, facts, error: new ItemError('checksum_mismatch', `expected sha256 ${job.expected_sha256}, got ${result.sha256}`, { httpStatus: facts.httpStatus }) };
       }
+      // What is left (the commit below, finalize, link) is local: another transfer may start.
+      ctx.release();
+      // Committed before the part moves: a complete, fsync'd large part is then never fetched
+      // again after a crash.
+      if (streamKey && !result.notModified && result.size >= DURABLE_PART_BYTES) await ctx.ledger.committed();
       return { ...result, recordAttempt: (extra) => record(null, extra) };
     } catch (err) {
       const error = err instanceof ItemError ? err : (() => { throw err; })();

@@ -12,7 +12,7 @@ import { downloadItem, type ItemContext } from './item.js';
 import type { RequestGate } from './transfer.js';
 
 export interface Run {
-  ctx: Omit<ItemContext, 'gate'>;
+  ctx: Omit<ItemContext, 'gate' | 'release'>;
   ledger: Ledger;
   reporter: Reporter;
   hosts: HostGate;
@@ -55,7 +55,7 @@ function itemGate(run: Run, admitted: { host: string; used: boolean }): RequestG
 export function itemTask(run: Run, item: Item, row: JobRow, previous: JobRow | null): Task {
   const task: Task = {
     host: item.candidates[0]?.host ?? '',
-    run: () => work(run, task, item, row, previous),
+    run: (release) => work(run, task, item, row, previous, release),
     abandon: (reason) => {
       // Never claimed in this run: the job keeps its state and the next run takes it up.
       const record = recordFromRow(row, { state: 'failed', status: 'failed', reason, attempts: 0, elapsed_ms: 0, resumed_from: 0, source: item.source });
@@ -70,9 +70,15 @@ export function itemTask(run: Run, item: Item, row: JobRow, previous: JobRow | n
  * nothing more; an item whose host says "not now" goes back to the pool; a done job being
  * revalidated stays done with its stored object whatever the revalidation met.
  */
-async function work(run: Run, task: Task, item: Item, row: JobRow, previous: JobRow | null): Promise<void> {
+async function work(run: Run, task: Task, item: Item, row: JobRow, previous: JobRow | null, freeSlot: () => void): Promise<void> {
   const { ctx, ledger, reporter } = run;
   const admitted = { host: task.host, used: false };
+  /** Done with the network: the slot, and the host's reservation if no request used it, go back. */
+  const release = (): void => {
+    if (!admitted.used) run.hosts.release(admitted.host);
+    admitted.used = true;
+    freeSlot();
+  };
   try {
     // A lease whose holder died on this host (kill -9) is taken over now, not after its TTL.
     const steal = row.state === 'active' && isDeadLocalOwner(row.lease_owner) ? row.lease_owner : null;
@@ -96,7 +102,7 @@ async function work(run: Run, task: Task, item: Item, row: JobRow, previous: Job
     run.leases.set(item.key, lease);
     let result;
     try {
-      result = await downloadItem({ ...ctx, signal: lease.signal, gate: itemGate(run, admitted) }, item, row, previous);
+      result = await downloadItem({ ...ctx, signal: lease.signal, gate: itemGate(run, admitted), release }, item, row, previous);
     } catch (err) {
       if (!(err instanceof Deferred)) {
         // A fatal error (disk full, ledger gone): hand the job back, its part kept, before the run ends.

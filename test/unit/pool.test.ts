@@ -67,4 +67,42 @@ describe('HostPool', () => {
     expect(ran).toEqual(['o0', 'o1', 'o2', 'o3', 'o4']);
     expect(gaveUp).toEqual(['d1:breaker_open', 'd2:breaker_open']);
   });
+
+  it('starts the next task when one releases its slot, and bounds the tasks finishing after release', async () => {
+    const pool = new HostPool(2, 1, undefined, Date.now, 16);
+    let transferring = 0;
+    let finishing = 0;
+    let peakTransferring = 0;
+    let peakFinishing = 0;
+    let overlapped = false;
+    const task = () => ({
+      host: 'a',
+      abandon: () => {},
+      run: async (release: () => void) => {
+        transferring += 1;
+        peakTransferring = Math.max(peakTransferring, transferring);
+        if (finishing > 0) overlapped = true;
+        await sleep(5);
+        transferring -= 1;
+        finishing += 1;
+        peakFinishing = Math.max(peakFinishing, finishing);
+        release();
+        release(); // a second call changes nothing
+        await sleep(40);
+        finishing -= 1;
+      },
+    });
+    const t0 = Date.now();
+    for (let i = 0; i < 6; i += 1) await pool.add(task());
+    await pool.drain();
+    // The per-host cap (1) counts slots held: a released task no longer holds one, so the next
+    // task for the same host started while it was still finishing.
+    expect(peakTransferring).toBe(1);
+    expect(overlapped).toBe(true);
+    // ...but no task starts while `concurrency` (2) released ones are still running.
+    expect(peakFinishing).toBe(2);
+    // drain() waited for the finishing tasks too: 6 tasks, 2 finishing at a time, 40 ms each.
+    expect(finishing).toBe(0);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(3 * 40);
+  });
 });
