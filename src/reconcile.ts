@@ -6,7 +6,8 @@ import type { Events } from './events.js';
 import { isDeadLocalOwner } from './ledger/owner.js';
 import type { JobRow, JobState, Ledger, OpRow } from './ledger/types.js';
 import { linkItem } from './store/link.js';
-import { objectPath, objectRelPath, partPath, STAGING_DIR } from './store/paths.js';
+import { objectPath, objectRelPath, partPath } from './store/paths.js';
+import { moveLegacyParts, stagedFiles } from './store/staging.js';
 
 /**
  * `reconcile`: ordered repair steps, each returning what it found and did. With `apply` false
@@ -139,20 +140,19 @@ const sweepParts: Step = {
   name: 'sweep-parts',
   async run(ctx) {
     const s = { kept: 0, deleted: 0, records_dropped: 0 };
-    const dir = join(ctx.out, STAGING_DIR);
-    const files = await readdir(dir).catch(() => [] as string[]);
+    // Parts an earlier version left directly in .staging move to their place first.
+    if (ctx.apply) await moveLegacyParts(ctx.out);
     const onDisk = new Set<string>();
-    for (const f of files) {
-      const key = /^([0-9a-f]{64})\.part$/.exec(f)?.[1];
-      const job = key ? ctx.ledger.job(key) : undefined;
-      if (key && job && job.state !== 'done') {
+    for (const f of await stagedFiles(ctx.out)) {
+      const job = f.key ? ctx.ledger.job(f.key) : undefined;
+      if (f.key && job && job.state !== 'done') {
         s.kept += 1;
-        onDisk.add(key);
+        onDisk.add(f.key);
         continue;
       }
       if (ctx.apply) {
-        await unlink(join(dir, f)).catch(() => undefined);
-        if (key) ctx.ledger.dropPart(key);
+        await unlink(f.path).catch(() => undefined);
+        if (f.key) ctx.ledger.dropPart(f.key);
       }
       s.deleted += 1;
     }

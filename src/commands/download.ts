@@ -20,7 +20,8 @@ import { startTelemetry } from '../telemetry.js';
 import { recordFromRow } from '../record.js';
 import { Reporter } from '../report.js';
 import { closeDirHandles } from '../store/fsync.js';
-import { DEFAULT_DB_NAME, STAGING_DIR } from '../store/paths.js';
+import { DEFAULT_DB_NAME } from '../store/paths.js';
+import { prepareStaging } from '../store/staging.js';
 import { planDryRun } from './dry-run.js';
 
 export function dbPath(opts: { out: string; db: string | undefined }): string {
@@ -41,7 +42,7 @@ async function checkManifests(files: readonly string[]): Promise<void> {
 
 async function prepareOut(opts: DownloadOptions): Promise<void> {
   try {
-    await mkdir(join(opts.out, STAGING_DIR), { recursive: true });
+    await prepareStaging(opts.out);
     await access(opts.out, constants.W_OK);
     if (opts.linkDir) await mkdir(opts.linkDir, { recursive: true });
   } catch (err) {

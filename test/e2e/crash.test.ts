@@ -6,6 +6,8 @@ import { jobKey } from '../../src/manifest/parse.js';
 import { BIN, jsonl, originAndWorkspace, runCli } from '../helpers/cli.js';
 import { queryLedger } from '../helpers/ledger.js';
 import { samplePdf, sha256Hex, type Route } from '../helpers/origin.js';
+import { partPath } from '../../src/store/paths.js';
+import { stagedNames } from '../helpers/staging.js';
 
 /**
  * kill -9 of the real binary at random moments of a mixed manifest, then reconcile and re-run.
@@ -79,7 +81,7 @@ describe(`crash harness: ${CYCLES} kill -9 / reconcile / re-run cycles (seed ${S
       // part with validators is only ever answered with 416 (no body).
       const streamed = new Set<string>();
       const complete = new Set<string>();
-      const parts = await readdir(join(out, '.staging')).catch(() => [] as string[]);
+      const parts = await stagedNames(out);
       const hasDb = await stat(join(out, 'docstokg.sqlite')).then(() => true, () => false);
       let doneStreams: { job_key: string; result: string }[] = [];
       try {
@@ -90,7 +92,7 @@ describe(`crash harness: ${CYCLES} kill -9 / reconcile / re-run cycles (seed ${S
       for (const s of specs) {
         const key = jobKey(s.id, [env.origin.url(s.path)]);
         if (!parts.includes(`${key}.part`)) continue;
-        const size = (await stat(join(out, '.staging', `${key}.part`))).size;
+        const size = (await stat(partPath(out, key))).size;
         if (size !== s.body.length) continue;
         if (doneStreams.some((o) => o.job_key === key && (JSON.parse(o.result) as { size: number }).size === size)) streamed.add(s.path);
         // Parts of 256 KiB and more commit their validators before their first byte.
@@ -130,7 +132,7 @@ describe(`crash harness: ${CYCLES} kill -9 / reconcile / re-run cycles (seed ${S
       const objects: string[] = [];
       for (const d of (await readdir(out)).filter((x) => /^[0-9a-f]{2}$/.test(x))) objects.push(...(await readdir(join(out, d))));
       expect(objects.sort(), where).toEqual([...new Set(specs.map((s) => `${sha256Hex(s.body)}.pdf`))].sort());
-      expect(await readdir(join(out, '.staging')), where).toEqual([]);
+      expect(await stagedNames(out), where).toEqual([]);
       expect((await readdir(join(out, 'links'))).sort(), where).toEqual(specs.map((s) => `${s.id}.pdf`).sort());
       const final = await runCli(['reconcile', '-o', out, '--json', '--verify']);
       expect(JSON.parse(final.stdout), where).toMatchObject({ repaired: 0, consistent: true });

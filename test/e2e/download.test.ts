@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { byId, jsonl, runCli, workspace, type Workspace } from '../helpers/cli.js';
 import { samplePdf, sha256Hex, startOrigin, type Origin } from '../helpers/origin.js';
+import { stagedNames } from '../helpers/staging.js';
 
 const N = 1000;
 
@@ -37,7 +38,7 @@ describe('download: 1,000 items end to end', () => {
       expect((await readFile(join(ws.out, r.path as string))).equals(body)).toBe(true);
     }
     expect(origin.requests).toHaveLength(N);
-    expect(await readdir(join(ws.out, '.staging'))).toEqual([]);
+    expect(await stagedNames(ws.out)).toEqual([]);
 
     const before = origin.requests.length;
     const again = await runCli(['download', manifest, '-o', ws.out, '--json', '--no-progress']);
@@ -88,7 +89,7 @@ describe('download: 1,000 items end to end', () => {
     expect(res.code).toBe(1);
     expect(res.records[0]).toMatchObject({ status: 'failed', reason: 'not_pdf', sha256: null, path: null });
     expect(origin.requests.filter((r) => r.path === '/login.pdf')).toHaveLength(1);
-    expect(await readdir(join(ws.out, '.staging'))).toEqual([]);
+    expect(await stagedNames(ws.out)).toEqual([]);
   });
 
   it('exposes items in --link-dir under safe, unique names as hard links', async () => {

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { brotliCompressSync, gzipSync } from 'node:zlib';
@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jsonl, runCli, workspace, type Workspace } from '../helpers/cli.js';
 import { samplePdf, sha256Hex, startOrigin, type Origin } from '../helpers/origin.js';
 import { startRawServer, type RawServer } from '../helpers/raw-server.js';
+import { stagedNames } from '../helpers/staging.js';
 
 const pdf = samplePdf('hostile-server', 64 * 1024);
 const packed = samplePdf('hostile-compressed', 64 * 1024);
@@ -87,7 +88,7 @@ describe('hostile servers', () => {
   it('a decompression bomb stops at --max-bytes (too_large) and leaves no part', async () => {
     const out = join(ws.dir, 'bomb-out');
     expect(await one(origin.url('/bomb.pdf'), '--max-bytes', '1MiB', '-o', out)).toMatchObject({ status: 'failed', reason: 'too_large' });
-    expect(await readdir(join(out, '.staging'))).toEqual([]);
+    expect(await stagedNames(out)).toEqual([]);
   });
 
   it('an unsupported Content-Encoding is not_pdf', async () => {
@@ -141,6 +142,6 @@ describe('hostile servers', () => {
     }
     expect(Number(res.records.find((r) => r.id === 'reset-7')!.resumed_from)).toBeGreaterThan(0);
     expect(existsSync(join(out, '.staging'))).toBe(true);
-    expect(await readdir(join(out, '.staging'))).toEqual([]);
+    expect(await stagedNames(out)).toEqual([]);
   });
 });

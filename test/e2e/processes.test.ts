@@ -5,6 +5,7 @@ import { jobKey } from '../../src/manifest/parse.js';
 import { jsonl, originAndWorkspace, runCli } from '../helpers/cli.js';
 import { queryLedger, writeLedger } from '../helpers/ledger.js';
 import { samplePdf, sha256Hex } from '../helpers/origin.js';
+import { stagedNames } from '../helpers/staging.js';
 
 describe('several processes, signals and leases', () => {
   const env = originAndWorkspace();
@@ -27,7 +28,7 @@ describe('several processes, signals and leases', () => {
     expect(new Set(downloaded.map((r) => r.id)).size).toBe(N);
     const states = queryLedger<{ state: string; n: number }>(out, 'SELECT state, COUNT(*) AS n FROM jobs GROUP BY state');
     expect(states).toEqual([{ state: 'done', n: N }]);
-    expect(await readdir(join(out, '.staging'))).toEqual([]);
+    expect(await stagedNames(out)).toEqual([]);
   });
 
   it('SIGTERM stops gracefully with 143, a second signal exits at once, and a re-run completes', async () => {

@@ -1,11 +1,10 @@
 import { createServer as createTcpServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { readdir } from 'node:fs/promises';
 import { jobKey } from '../../src/manifest/parse.js';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jsonl, runCli, workspace, type Workspace } from '../helpers/cli.js';
 import { samplePdf, sha256Hex, startOrigin, type Origin } from '../helpers/origin.js';
+import { stagedNames } from '../helpers/staging.js';
 
 /** Every reason code the core pipeline emits, each against a real fault of the local origin. */
 describe('reason codes', () => {
@@ -156,7 +155,7 @@ describe('reason codes', () => {
     const res = await started;
     expect(res.code).toBe(130);
     expect(res.records[0]).toMatchObject({ status: 'failed', reason: 'interrupted' });
-    expect(await readdir(join(ws.out, '.staging'))).toContain(`${jobKey('int', [origin.url('/stall.pdf')])}.part`);
+    expect(await stagedNames(ws.out)).toContain(`${jobKey('int', [origin.url('/stall.pdf')])}.part`);
     const exported = await runCli(['export', '-o', ws.out]);
     expect(exported.records.find((r) => r.id === 'int')).toMatchObject({ state: 'pending' });
   });

@@ -1,10 +1,12 @@
 import { link, readFile, readdir, stat, unlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { jobKey } from '../../src/manifest/parse.js';
 import { jsonl, runCli, workspace, type Workspace } from '../helpers/cli.js';
 import { queryLedger, writeLedger } from '../helpers/ledger.js';
 import { samplePdf, sha256Hex, startOrigin, type Origin } from '../helpers/origin.js';
+import { partPath } from '../../src/store/paths.js';
+import { stagedNames } from '../helpers/staging.js';
 
 /** Crash states built directly in a real store and ledger, then repaired by the real binary. */
 describe('reconcile', () => {
@@ -61,14 +63,14 @@ describe('reconcile', () => {
     writeLedger(out, "UPDATE jobs SET state = 'active', lease_owner = 'elsewhere:1:x', lease_expires_at = 5, sha256 = NULL, path = NULL WHERE key = ?", key(0));
     writeLedger(out, 'DELETE FROM ops WHERE job_key = ?', key(0));
     await unlink(objectOf(0).abs);
-    await writeFile(join(out, '.staging', `${key(0)}.part`), bodies[0]!.subarray(0, 1000));
+    await writeFile(partPath(out, key(0)), bodies[0]!.subarray(0, 1000));
     writeLedger(out, "UPDATE jobs SET state = 'active', lease_owner = 'elsewhere:1:y', lease_expires_at = ? WHERE key = ?", Date.now() + 600_000, key(1));
     const { code, step } = await reconcileJson();
     expect(step('expire-leases')).toMatchObject({ expired: 1, live: 1 });
     expect(code).toBe(0);
     expect(state(0).state).toBe('pending');
     expect(state(1).state).toBe('active');
-    expect(await readdir(join(out, '.staging'))).toEqual([`${key(0)}.part`]);
+    expect(await stagedNames(out)).toEqual([`${key(0)}.part`]);
   });
 
   it('adopts a stored object whose job never recorded the finish, without fetching it again', async () => {
@@ -85,14 +87,14 @@ describe('reconcile', () => {
     const o = objectOf(1);
     writeLedger(out, "UPDATE jobs SET state = 'pending', status = NULL, sha256 = NULL, path = NULL WHERE key = ?", key(1));
     writeLedger(out, "UPDATE ops SET state = 'started', result = NULL WHERE job_key = ? AND kind = 'finalize'", key(1));
-    await link(o.abs, join(out, '.staging', `${key(1)}.part`));
+    await link(o.abs, partPath(out, key(1)));
     writeLedger(out, "UPDATE ops SET state = 'started', result = NULL WHERE job_key = ? AND kind = 'link'", key(2));
     await unlink(join(out, 'links', 'r2.pdf'));
     const { step, code } = await reconcileJson();
     expect(step('finish-abandoned-ops')).toMatchObject({ finished: 2 });
     expect(step('adopt-objects')).toMatchObject({ adopted: 1 });
     expect(code).toBe(0);
-    expect(await readdir(join(out, '.staging'))).toEqual([]);
+    expect(await stagedNames(out)).toEqual([]);
     expect((await readFile(join(out, 'links', 'r2.pdf'))).equals(bodies[2]!)).toBe(true);
   });
 
@@ -110,13 +112,23 @@ describe('reconcile', () => {
     writeLedger(out, "UPDATE jobs SET state = 'pending', status = NULL, sha256 = NULL, path = NULL WHERE key = ?", key(0));
     writeLedger(out, "DELETE FROM ops WHERE job_key = ?", key(0));
     await unlink(objectOf(0).abs);
-    await writeFile(join(out, '.staging', `${key(0)}.part`), bodies[0]!.subarray(0, 100));
-    await writeFile(join(out, '.staging', `${'f'.repeat(64)}.part`), 'orphan');
+    await writeFile(partPath(out, key(0)), bodies[0]!.subarray(0, 100));
+    await writeFile(partPath(out, 'f'.repeat(64)), 'orphan');
     await writeFile(join(out, '.staging', 'junk.tmp'), 'x');
-    await writeFile(join(out, '.staging', `${key(1)}.part`), 'part of a done job');
+    await writeFile(join(dirname(partPath(out, key(0))), 'junk.tmp'), 'x');
+    await writeFile(partPath(out, key(1)), 'part of a done job');
+    // where an earlier version kept a part, directly in .staging: moved to its place and kept
+    writeLedger(out, "UPDATE jobs SET state = 'pending', status = NULL, sha256 = NULL, path = NULL WHERE key = ?", key(2));
+    writeLedger(out, "DELETE FROM ops WHERE job_key = ?", key(2));
+    await unlink(objectOf(2).abs);
+    await writeFile(join(out, '.staging', `${key(2)}.part`), bodies[2]!.subarray(0, 100));
+    const dry = await reconcileJson('--dry-run');
+    expect(dry.step('sweep-parts')).toMatchObject({ kept: 2, deleted: 4 });
+    expect(await stagedNames(out)).toHaveLength(6);
     const { step } = await reconcileJson();
-    expect(step('sweep-parts')).toMatchObject({ kept: 1, deleted: 3 });
-    expect(await readdir(join(out, '.staging'))).toEqual([`${key(0)}.part`]);
+    expect(step('sweep-parts')).toMatchObject({ kept: 2, deleted: 4 });
+    expect(await stagedNames(out)).toEqual([`${key(0)}.part`, `${key(2)}.part`].sort());
+    expect((await readFile(partPath(out, key(2)))).equals(bodies[2]!.subarray(0, 100))).toBe(true);
   });
 
   it('--verify quarantines a corrupt object and re-queues its job', async () => {

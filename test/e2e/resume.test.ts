@@ -7,6 +7,7 @@ import { jobKey } from '../../src/manifest/parse.js';
 import { BIN, jsonl, originAndWorkspace, runCli } from '../helpers/cli.js';
 import { queryLedger, writeLedger } from '../helpers/ledger.js';
 import { samplePdf, sha256Hex } from '../helpers/origin.js';
+import { partPath } from '../../src/store/paths.js';
 
 interface Attempt {
   url: string;
@@ -120,12 +121,27 @@ describe('resume (RFC 7233) and revalidation (RFC 7232)', () => {
     env.origin.set('/full', { body: A, etag: '"f1"', ranges: true, failFirst: { times: 1, status: 503 } });
     const first = await run('/full', '--retries', '0');
     expect(first.rec.reason).toBe('http_503');
-    await writeFile(join(env.ws.out, '.staging', `${first.key}.part`), A);
+    await writeFile(partPath(env.ws.out, first.key), A);
     writeLedger(env.ws.out, 'INSERT INTO parts (job_key, url, etag, last_modified, total, started_at) VALUES (?, ?, ?, NULL, ?, 0)', first.key, env.origin.url('/full'), '"f1"', A.length);
     const { rec, attempts, requests } = await run('/full');
     expect(requests.at(-1)!.headers.range).toBe(`bytes=${A.length}-`);
     expect(rec).toMatchObject({ status: 'downloaded', sha256: sha256Hex(A), resumed_from: A.length });
     expect(attempts.at(-1)).toMatchObject({ http_status: 416, bytes: 0 });
+  });
+
+  it('continues a part an earlier version left directly in .staging (before staging had subdirectories)', async () => {
+    const A = samplePdf('legacy', 300_000);
+    env.origin.set('/legacy', { body: A, etag: '"l1"', ranges: true, failFirst: { times: 1, status: 503 } });
+    const first = await run('/legacy', '--retries', '0');
+    expect(first.rec.reason).toBe('http_503');
+    const flat = join(env.ws.out, '.staging', `${first.key}.part`);
+    await writeFile(flat, A.subarray(0, 100_000));
+    writeLedger(env.ws.out, 'INSERT INTO parts (job_key, url, etag, last_modified, total, started_at) VALUES (?, ?, ?, NULL, ?, 0)', first.key, env.origin.url('/legacy'), '"l1"', A.length);
+    const { rec, requests } = await run('/legacy');
+    expect(requests.at(-1)!.headers.range).toBe('bytes=100000-');
+    expect(rec).toMatchObject({ status: 'downloaded', sha256: sha256Hex(A), resumed_from: 100_000 });
+    expect((await stored(rec)).equals(A)).toBe(true);
+    await expect(stat(flat)).rejects.toThrow();
   });
 
   it('a finished stream written without fsync is replayed only when its part still hashes to the recorded digest', async () => {
@@ -139,7 +155,7 @@ describe('resume (RFC 7233) and revalidation (RFC 7232)', () => {
       // power cut the part may keep its size but not its bytes.
       const row = { url: env.origin.url(path), etag: '"r1"', last_modified: null, total: A.length };
       const bytes = intact ? A : Buffer.concat([A.subarray(0, 1000), Buffer.alloc(A.length - 1000)]);
-      await writeFile(join(env.ws.out, '.staging', `${first.key}.part`), bytes);
+      await writeFile(partPath(env.ws.out, first.key), bytes);
       writeLedger(env.ws.out, 'INSERT INTO parts (job_key, url, etag, last_modified, total, started_at) VALUES (?, ?, ?, NULL, ?, 0)', first.key, row.url, row.etag, row.total);
       writeLedger(env.ws.out, "INSERT INTO ops (key, job_key, kind, state, result, created_at, updated_at) VALUES (?, ?, 'stream', 'done', ?, 0, 0)", streamOpKey(first.key, row), first.key, JSON.stringify({ sha256: sha256Hex(A), size: A.length, fsynced: false }));
       const asked = first.requests.length;
@@ -160,7 +176,7 @@ describe('resume (RFC 7233) and revalidation (RFC 7232)', () => {
     const A = samplePdf('shrunk', 300_000);
     env.origin.set('/shrunk', { body: A, etag: '"s1"', ranges: true, failFirst: { times: 1, status: 503 } });
     const first = await run('/shrunk', '--retries', '0');
-    await writeFile(join(env.ws.out, '.staging', `${first.key}.part`), Buffer.concat([A, Buffer.alloc(10)]));
+    await writeFile(partPath(env.ws.out, first.key), Buffer.concat([A, Buffer.alloc(10)]));
     writeLedger(env.ws.out, 'INSERT INTO parts (job_key, url, etag, last_modified, total, started_at) VALUES (?, ?, ?, NULL, NULL, 0)', first.key, env.origin.url('/shrunk'), '"s1"');
     const { rec, requests } = await run('/shrunk');
     expect(rec).toMatchObject({ status: 'downloaded', sha256: sha256Hex(A), resumed_from: 0 });
@@ -171,7 +187,7 @@ describe('resume (RFC 7233) and revalidation (RFC 7232)', () => {
     const big = samplePdf('killed', 2 * 1024 * 1024);
     env.origin.set('/slow', (n) => ({ body: big, etag: '"k1"', ranges: true, trickle: n === 1 ? { chunk: 16 * 1024, ms: 10 } : undefined }));
     const manifest = await env.ws.file('kill.jsonl', jsonl([{ id: 'killed', url: env.origin.url('/slow') }]));
-    const part = join(env.ws.out, '.staging', `${jobKey('killed', [env.origin.url('/slow')])}.part`);
+    const part = partPath(env.ws.out, jobKey('killed', [env.origin.url('/slow')]));
     await mkdir(join(env.ws.out, '.staging'), { recursive: true });
     const child = spawn(process.execPath, [BIN, 'download', manifest, '-o', env.ws.out, '--no-progress', '-q'], { stdio: 'ignore' });
     for (let i = 0; i < 400; i += 1) {
@@ -241,6 +257,6 @@ describe('resume (RFC 7233) and revalidation (RFC 7232)', () => {
     expect(attempts[0]!.bytes).toBeGreaterThan(0);
     expect(attempts[0]!.bytes).toBeLessThan(40 * 1024 * 1024);
     const key = jobKey('item-/chunked-big', [env.origin.url('/chunked-big')]);
-    await expect(stat(join(env.ws.out, '.staging', `${key}.part`))).rejects.toThrow();
+    await expect(stat(partPath(env.ws.out, key))).rejects.toThrow();
   });
 });
