@@ -102,16 +102,10 @@ export async function scaleBenchmarks({ out, bin, server, timed, fresh, median }
     writeFileSync(m, `${server.base}${needle}\n`);
     const child = spawn(process.execPath, [bin, 'download', m, '-o', dir, '-q', '--ratelimits', join(out, '..', 'ratelimits.bench.yaml')], { stdio: 'ignore' });
     const closed = new Promise((r) => child.on('close', r));
-    const staging = join(dir, '.staging');
     let held = 0;
     for (let i = 0; i < 2000 && held < 100 * 2 ** 20; i += 1) {
       await new Promise((r) => setTimeout(r, 5));
-      try {
-        const parts = readdirSync(staging);
-        if (parts[0]) held = statSync(join(staging, parts[0])).size;
-      } catch {
-        // not yet
-      }
+      held = partBytes(dir);
     }
     // Stopped first, so the count of bytes that reached it is final when it is read (a stopped
     // process is killed at that instant as far as its own state goes).
@@ -120,8 +114,7 @@ export async function scaleBenchmarks({ out, bin, server, timed, fresh, median }
     const reached = bytesReceived(child.pid, new URL(server.base).port);
     child.kill('SIGKILL');
     await closed;
-    const parts = readdirSync(staging);
-    held = parts[0] ? statSync(join(staging, parts[0])).size : 0;
+    held = partBytes(dir);
     // nginx logs the request once it sees the connection close.
     for (let i = 0; i < 100 && bytesSent(server.accessLog, needle) === 0; i += 1) await new Promise((r) => setTimeout(r, 20));
     const firstSent = bytesSent(server.accessLog, needle);
@@ -140,4 +133,19 @@ export async function scaleBenchmarks({ out, bin, server, timed, fresh, median }
   }
   rmSync(join(out, 'dl'), { recursive: true, force: true });
   return lines.join('\n');
+}
+
+/** Size of the one part in a store's staging subdirectories (0 while there is none). */
+function partBytes(out) {
+  const staging = join(out, '.staging');
+  try {
+    for (const shard of readdirSync(staging, { withFileTypes: true })) {
+      if (!shard.isDirectory()) continue;
+      const part = readdirSync(join(staging, shard.name)).find((f) => f.endsWith('.part'));
+      if (part) return statSync(join(staging, shard.name, part)).size;
+    }
+  } catch {
+    // not there yet, or the part just moved into the store
+  }
+  return 0;
 }
