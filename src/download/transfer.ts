@@ -265,6 +265,8 @@ async function exchange(
         // An encoded body's part keeps no validators: it is never continued with a range.
         const strong = !decoder && isStrongEtag(facts.etag);
         writesAfter = input.onFreshPart({ url: input.url, etag: strong ? facts.etag : null, last_modified: decoder ? null : facts.lastModified, total: declared });
+        // Observed here too: a writer refused below (too large, no space) never waits on it.
+        writesAfter?.catch(() => undefined);
       }
       writer = new PartWriter({
         path: input.part,
