@@ -1,4 +1,5 @@
 import { unlink } from 'node:fs/promises';
+import { ItemError } from '../errors.js';
 import { breakerOutcome, staysPending } from '../http/classify.js';
 import { Deferred, type HostGate } from '../hosts/gate.js';
 import { isDeadLocalOwner } from '../ledger/owner.js';
@@ -104,6 +105,12 @@ async function work(run: Run, task: Task, item: Item, row: JobRow, previous: Job
     try {
       result = await downloadItem({ ...ctx, signal: lease.signal, gate: itemGate(run, admitted), release }, item, row, previous);
     } catch (err) {
+      if (err instanceof ItemError && err.code === 'interrupted' && !ledger.holds(item.key, ctx.owner, ctx.now())) {
+        // Taken over between two heartbeats and found by finalize's own check: as if the heartbeat had found it.
+        ctx.events.emit('lease_lost', { id: item.id, job: item.key });
+        reporter.heldElsewhere += 1;
+        return;
+      }
       if (!(err instanceof Deferred)) {
         // A fatal error (disk full, ledger gone): hand the job back, its part kept, before the run ends.
         try {

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -74,6 +75,25 @@ describe('several processes, signals and leases', () => {
     expect(res.stderr).toMatch(/1 held by another process/);
     expect(queryLedger<{ state: string; lease_owner: string }>(out, 'SELECT state, lease_owner FROM jobs')).toEqual([{ state: 'active', lease_owner: 'thief:1:z' }]);
     expect((await readdir(out)).filter((d) => /^[0-9a-f]{2}$/.test(d))).toEqual([]);
+  });
+
+  it('a lease lost between heartbeats is found before finalize: that item stops, the run goes on', async () => {
+    const body = samplePdf('late', 100_000);
+    env.origin.set('/late.pdf', { body, stallAfter: { bytes: 10_000, ms: 1_000 } });
+    env.origin.set('/other.pdf', { body: samplePdf('other', 20_000) });
+    const manifest = await env.ws.file('late.jsonl', jsonl([{ id: 'late', url: env.origin.url('/late.pdf') }, { id: 'other', url: env.origin.url('/other.pdf') }]));
+    const out = join(env.ws.dir, 'late-out');
+    // A long lease: no heartbeat comes before the transfer ends, so only finalize's own check can notice.
+    const running = runCli(['download', manifest, '-o', out, '--json', '--no-progress', '--lease-ttl', '600']);
+    await waitFor(() => env.origin.requests.some((r) => r.path === '/late.pdf'));
+    const key = jobKey('late', [env.origin.url('/late.pdf')]);
+    writeLedger(out, "UPDATE jobs SET lease_owner = 'thief:1:z', lease_expires_at = ? WHERE key = ?", Date.now() + 600_000, key);
+    const res = await running;
+    expect(res.code, res.stderr).toBe(0);
+    expect(res.records.map((r) => [r.id, r.status])).toEqual([['other', 'downloaded']]);
+    expect(res.stderr).toMatch(/1 held by another process/);
+    expect(queryLedger<{ state: string; lease_owner: string }>(out, 'SELECT state, lease_owner FROM jobs WHERE key = ?', key)).toEqual([{ state: 'active', lease_owner: 'thief:1:z' }]);
+    expect(existsSync(join(out, sha256Hex(body).slice(0, 2), `${sha256Hex(body)}.pdf`))).toBe(false);
   });
 });
 
