@@ -46,13 +46,20 @@ function opKey(kind: string, jobKey: string, detail: string): string {
   return hash('sha256', `${kind}\0${jobKey}\0${detail}`, 'hex');
 }
 
+/** The item's lease went to another holder before its part moved: the item stops, writing nothing more. */
+export class LeaseLost extends Error {
+  constructor() {
+    super('lease lost before finalize');
+  }
+}
+
 /**
  * Finalize and link are ops with deterministic keys: one already done is replayed from its stored
  * result (its object is still there), so a repeated run never moves or links twice.
  */
 async function finalizeOnce(ctx: ItemContext, job: JobRow, part: string, sha256: string): Promise<Finalized> {
   // A holder that lost its lease must leave no trace: the new holder owns the part now.
-  if (!ctx.ledger.holds(job.key, ctx.owner, ctx.now())) throw new ItemError('interrupted', 'lease lost before finalize');
+  if (!ctx.ledger.holds(job.key, ctx.owner, ctx.now())) throw new LeaseLost();
   const key = opKey('finalize', job.key, sha256);
   const op = ctx.ledger.beginOp(key, job.key, 'finalize', ctx.owner, ctx.now(), sha256);
   let done: Finalized;

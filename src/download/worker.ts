@@ -1,5 +1,4 @@
 import { unlink } from 'node:fs/promises';
-import { ItemError } from '../errors.js';
 import { breakerOutcome, staysPending } from '../http/classify.js';
 import { Deferred, type HostGate } from '../hosts/gate.js';
 import { isDeadLocalOwner } from '../ledger/owner.js';
@@ -9,7 +8,7 @@ import type { HostPool, Task } from '../pool.js';
 import { recordFromRow } from '../record.js';
 import type { Reporter } from '../report.js';
 import { partPath } from '../store/paths.js';
-import { downloadItem, type ItemContext } from './item.js';
+import { downloadItem, LeaseLost, type ItemContext } from './item.js';
 import type { RequestGate } from './transfer.js';
 
 export interface Run {
@@ -74,6 +73,11 @@ export function itemTask(run: Run, item: Item, row: JobRow, previous: JobRow | n
 async function work(run: Run, task: Task, item: Item, row: JobRow, previous: JobRow | null, freeSlot: () => void): Promise<void> {
   const { ctx, ledger, reporter } = run;
   const admitted = { host: task.host, used: false };
+  /** Another holder has the job: this one stops, records nothing and counts it as held elsewhere. */
+  const leaseLost = (): void => {
+    ctx.events.emit('lease_lost', { id: item.id, job: item.key });
+    reporter.heldElsewhere += 1;
+  };
   /** Done with the network: the slot, and the host's reservation if no request used it, go back. */
   const release = (): void => {
     if (!admitted.used) run.hosts.release(admitted.host);
@@ -105,12 +109,8 @@ async function work(run: Run, task: Task, item: Item, row: JobRow, previous: Job
     try {
       result = await downloadItem({ ...ctx, signal: lease.signal, gate: itemGate(run, admitted), release }, item, row, previous);
     } catch (err) {
-      if (err instanceof ItemError && err.code === 'interrupted' && !ledger.holds(item.key, ctx.owner, ctx.now())) {
-        // Taken over between two heartbeats and found by finalize's own check: as if the heartbeat had found it.
-        ctx.events.emit('lease_lost', { id: item.id, job: item.key });
-        reporter.heldElsewhere += 1;
-        return;
-      }
+      // Taken over between two heartbeats, and found by finalize's own check instead.
+      if (err instanceof LeaseLost) return leaseLost();
       if (!(err instanceof Deferred)) {
         // A fatal error (disk full, ledger gone): hand the job back, its part kept, before the run ends.
         try {
@@ -130,11 +130,7 @@ async function work(run: Run, task: Task, item: Item, row: JobRow, previous: Job
     } finally {
       run.leases.delete(item.key);
     }
-    if (lease.signal.aborted && !ctx.signal.aborted) {
-      ctx.events.emit('lease_lost', { id: item.id, job: item.key });
-      reporter.heldElsewhere += 1;
-      return;
-    }
+    if (lease.signal.aborted && !ctx.signal.aborted) return leaseLost();
     const { outcome, canonicalUrl, message } = result;
     const record = { ...recordFromRow(row, { ...outcome, canonical_url: canonicalUrl, source: item.source }), ...(message ? { message } : {}) };
     let to: string = outcome.state;
@@ -145,9 +141,7 @@ async function work(run: Run, task: Task, item: Item, row: JobRow, previous: Job
       to = 'pending';
       ledger.release(item.key, ctx.owner, ctx.now());
     } else if (!ledger.finish(item.key, ctx.owner, outcome, ctx.now())) {
-      ctx.events.emit('lease_lost', { id: item.id, job: item.key });
-      reporter.heldElsewhere += 1;
-      return;
+      return leaseLost();
     }
     ctx.events.emit('transition', { id: item.id, job: item.key, from: 'active', to });
     reporter.record(record);
