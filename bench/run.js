@@ -15,6 +15,7 @@ const ROOT = resolve(import.meta.dirname, '..');
 const DATA = join(ROOT, 'bench', '.data');
 const OUT = join(ROOT, 'bench', '.out');
 const BIN = join(ROOT, 'bin', 'docstokg.js');
+const FLOOR = join(ROOT, 'bench', 'floor.js');
 const CONCURRENCY = 16;
 
 const argv = process.argv.slice(2);
@@ -67,14 +68,17 @@ function tools(set, base) {
   const curl = `curl --silent --fail --parallel --parallel-max ${CONCURRENCY} --parallel-immediate --config ${curlCfg}`;
   const aria = `aria2c --quiet -j${CONCURRENCY} -x1 --max-connection-per-server=${CONCURRENCY} --file-allocation=none --allow-overwrite=true -d ${dir} -i ${ariaIn}`;
   const wget = `wget --quiet -P ${dir} -i ${wgetIn}`;
+  const floor = (extra) => `node ${FLOOR} ${manifest} ${dir} ${extra}`;
   const durable = {
     docstokg: docstokg(''),
     'curl+sha256sum+sync': `${curl} && sha256sum ${dir}/* > /dev/null && sync`,
+    'node floor --fsync': floor('--fsync'),
     ...(has('aria2c') ? { 'aria2c+sync': `${aria} && sync` } : {}),
   };
   const pagecache = {
     'docstokg --no-fsync': docstokg('--no-fsync'),
     curl,
+    'node floor': floor(''),
     ...(has('aria2c') ? { aria2c: aria } : {}),
     ...(has('wget') && set.name !== 'small' ? { 'wget (sequential)': wget } : {}),
   };
@@ -97,14 +101,16 @@ function measure(pairing, dir) {
 
 function report(title, set, results) {
   const bytes = set.files.length * set.size;
-  const lines = [`\n### ${title}: ${set.files.length} × ${set.label} (${RUNS} runs each, concurrency ${CONCURRENCY})`, '', '| tool | median wall | files/s | MB/s | peak RSS | docstokg / tool |', '|---|---|---|---|---|---|'];
-  const ours = Object.keys(results)[0];
-  const ourMedian = median(results[ours].map((r) => r.wallMs));
+  const lines = [`\n### ${title}: ${set.files.length} × ${set.label} (${RUNS} runs each, concurrency ${CONCURRENCY})`, '', '| tool | median wall | files/s | MB/s | peak RSS | docstokg / tool | tool / curl |', '|---|---|---|---|---|---|---|'];
+  // The pairing's first tool is docstokg and its second the curl reference the targets are set against.
+  const [ours, reference] = Object.keys(results);
+  const medianOf = (name) => median(results[name].map((r) => r.wallMs));
   for (const [name, rs] of Object.entries(results)) {
-    const wall = median(rs.map((r) => r.wallMs));
+    const wall = medianOf(name);
     const rss = Math.max(...rs.map((r) => r.rssKiB)) / 1024;
-    const ratio = name === ours ? '' : `${(ourMedian / wall).toFixed(2)}×`;
-    lines.push(`| ${name} | ${(wall / 1000).toFixed(2)} s | ${(set.files.length / (wall / 1000)).toFixed(0)} | ${(bytes / 1e6 / (wall / 1000)).toFixed(0)} | ${rss.toFixed(0)} MB | ${ratio} |`);
+    const ratio = name === ours ? '' : `${(medianOf(ours) / wall).toFixed(2)}×`;
+    const vsCurl = name === reference ? '' : `${(wall / medianOf(reference)).toFixed(2)}×`;
+    lines.push(`| ${name} | ${(wall / 1000).toFixed(2)} s | ${(set.files.length / (wall / 1000)).toFixed(0)} | ${(bytes / 1e6 / (wall / 1000)).toFixed(0)} | ${rss.toFixed(0)} MB | ${ratio} | ${vsCurl} |`);
   }
   return lines.join('\n');
 }
