@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // npm run bench [-- --runs 5 --sets small,medium,large --no-scale]
-// Measures docstokg against curl --parallel, aria2c, wget and a Node.js floor (floor.js) on the same sets, served by a local
-// nginx (a node:http static server when nginx is not installed). Outputs are deleted and `sync`
-// run before every timed run; tools alternate; medians and ratios come from the same run.
+// Measures docstokg against curl --parallel, aria2c, wget and a Node.js floor (floor.js) on the
+// same sets, served by a local nginx (a node:http static server when nginx is not installed).
+// Outputs are deleted and `sync` run before every timed run; tools alternate; medians and ratios
+// come from the same run.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';

@@ -75,18 +75,18 @@ export async function scaleBenchmarks({ out, bin, server, timed, fresh, median }
   const manifest = join(out, 'million.txt');
   await writeManifest(manifest, server.base);
 
-  // Node.js's own start is the floor. NODE_EXTRA_CA_CERTS, when the environment sets it, is read
-  // and parsed at every start of any Node.js process, before a line of docstokg runs.
+  // `node -e 0` beside it: Node.js's own start. NODE_EXTRA_CA_CERTS, when the environment sets
+  // it, is read and parsed at every start of any Node.js process, before a line of docstokg runs.
   const envs = process.env.NODE_EXTRA_CA_CERTS ? ['', 'env -u NODE_EXTRA_CA_CERTS '] : [''];
   for (const env of envs) {
     const startup = [];
-    const floor = [];
+    const bare = [];
     for (let i = 0; i < 10; i += 1) {
       startup.push(timed(`${env}node ${bin} --version`).wallMs);
-      floor.push(timed(`${env}node -e 0`).wallMs);
+      bare.push(timed(`${env}node -e 0`).wallMs);
     }
     const how = envs.length === 1 ? '' : env ? '; NODE_EXTRA_CA_CERTS unset' : '; NODE_EXTRA_CA_CERTS as set here';
-    lines.push(`| start-up (\`docstokg --version\`, median of 10${how}) | ${median(startup).toFixed(0)} ms (\`node -e 0\`: ${median(floor).toFixed(0)} ms) |`);
+    lines.push(`| start-up (\`docstokg --version\`, median of 10${how}) | ${median(startup).toFixed(0)} ms (\`node -e 0\`: ${median(bare).toFixed(0)} ms) |`);
   }
 
   const dryDir = join(out, 'dry');
