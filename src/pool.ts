@@ -1,46 +1,67 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import pLimit, { type LimitFunction } from 'p-limit';
 import { PLAN_WINDOW } from './config.js';
+import { ItemError } from './errors.js';
+import { Deferred, type Blocked, type HostGate, type Permit } from './hosts/gate.js';
+import { HostSlots, holdSlot, type Free } from './hosts/slots.js';
 
 export interface Task {
+  /** the host of the item's first request: the item waits in this host's queue */
   host: string;
-  /**
-   * `release` hands the task's slot back before the task ends: called once nothing more of it
-   * goes to the network, so another transfer can start while it finishes locally.
-   */
-  run: (release: () => void) => Promise<void>;
+  run: (lane: Lane) => Promise<void>;
   /** the run ends with this task still blocked (open breaker, cool-down beyond the cap) */
   abandon: (reason: string) => void;
 }
 
-/** What the pool asks before starting a task for a host (see HostGate). */
-export interface Gatekeeper {
-  /** null when a task for the host may start now, else how long to wait and why */
-  hold(host: string, now: number): { waitMs: number; why: string } | null;
-  pass(host: string, now: number): void;
-  maxConcurrent(host: string): number;
-  /** the reason to give up on a blocked host's tasks when nothing else is left to do, or null to wait */
-  abandonReason(host: string, blocked: { waitMs: number; why: string }): string | null;
+/** A running task's way to the network: one network slot, its host's slot, its hosts' gate. */
+export interface Lane {
+  /** Resolves when a request to `host` may go (its permit); throws Deferred when not within max_delay_ms. */
+  enter(host: string, signal: AbortSignal): Promise<Permit>;
+  /** Gives the network slot back while the task waits (a backoff); the next `enter` takes one again. */
+  pause(): void;
+  /** Nothing more of this task goes to the network: its slots may start another task. */
+  release(): void;
 }
 
-const OPEN: Gatekeeper = { hold: () => null, pass: () => {}, maxConcurrent: () => Number.MAX_SAFE_INTEGER, abandonReason: () => null };
+/** A task (or a running task's next request) waiting for a network slot. */
+interface Waiter {
+  home: string;
+  grant: (free: Free) => void;
+  cancel: (err: Error) => void;
+  cancelled: boolean;
+}
+
+/** A started task waiting at its host's gate before its first request. */
+interface GateWait {
+  host: string;
+  reason: string | null;
+  wake: (abandon: string | null) => void;
+}
+
+class Stopped extends Error {}
 
 /**
- * Bounded worker pool with per-host queues. A free slot goes to the next host (round robin) that
- * has work, is under its cap and whose gate is open; a host whose gate is shut (rate window,
- * breaker, cool-down) sleeps until it may go, so no worker ever waits on one host while another
- * has work. `add` waits while the window of queued tasks is full, which keeps memory flat.
+ * Runs tasks under the politeness bounds with p-limit: one limit per host (`--per-host`, or the
+ * host's `max_concurrent` if lower) whose queue is the host's backlog, and one global limit of
+ * network slots (`--concurrency`). A task first takes its host's slot, then waits at the host's
+ * gate (rate token, breaker, cool-down) holding nothing else, and only then asks for a network
+ * slot: inside it, the token is taken or the slot given back, never slept on. Each free network
+ * slot goes to the longest-waiting task of a host that still has a backlog, else to the
+ * longest-waiting task: the host whose pace bounds the run is never kept waiting by hosts with
+ * little to do. `add` waits while the window of queued tasks is full, which keeps memory flat.
  */
-export class HostPool {
-  private readonly queues = new Map<string, Task[]>();
-  private readonly activeByHost = new Map<string, number>();
-  /** hosts with queued tasks, a free slot and no known reason to wait, in round-robin order */
-  private readonly ready = new Set<string>();
-  private readonly sleeping = new Map<string, { until: number; why: string; waitMs: number }>();
-  private timer: NodeJS.Timeout | null = null;
-  /** tasks holding a slot */
-  private active = 0;
-  /** tasks that gave their slot back and still run; none starts while `concurrency` of them do */
-  private finishing = 0;
+export class Pool {
+  private readonly network: LimitFunction;
+  private readonly hosts = new HostSlots();
+  private readonly backlogged: Waiter[] = [];
+  private readonly others: Waiter[] = [];
+  private readonly gateWaits = new Set<GateWait>();
+  /** tasks queued for their host's slot */
   private queued = 0;
+  /** tasks started and not ended (at the gate, transferring, or finishing) */
+  private started = 0;
+  /** tasks that gave their network slot back for good and still run */
+  private finishing = 0;
   private stopped = false;
   private failure: unknown = null;
   private waiters: (() => void)[] = [];
@@ -50,16 +71,14 @@ export class HostPool {
   constructor(
     private readonly concurrency: number,
     private readonly perHost: number,
-    private readonly gate: Gatekeeper = OPEN,
-    private readonly now: () => number = Date.now,
+    private readonly gate: HostGate,
     private readonly window = Math.max(PLAN_WINDOW, concurrency * 4),
-  ) {}
+  ) {
+    this.network = pLimit(concurrency);
+  }
 
   async add(task: Task): Promise<void> {
-    while (this.queued >= this.window && !this.stopped) {
-      this.abandonIfStuck();
-      if (this.queued >= this.window) await this.change();
-    }
+    while (this.queued >= this.window && !this.stopped) await this.change();
     this.enqueue(task);
   }
 
@@ -68,43 +87,23 @@ export class HostPool {
     this.enqueue(task);
   }
 
-  private enqueue(task: Task): void {
-    if (this.stopped) return;
-    const q = this.queues.get(task.host);
-    if (q) q.push(task);
-    else this.queues.set(task.host, [task]);
-    this.queued += 1;
-    this.markReady(task.host);
-    this.pump();
-  }
-
   /** Resolves when every task has run or been abandoned; rejects if a task threw (a bug). */
   async drain(): Promise<void> {
-    while (this.active + this.finishing > 0 || (this.queued > 0 && !this.stopped)) {
-      this.abandonIfStuck();
-      if (this.active + this.finishing > 0 || this.queued > 0) await this.change();
-    }
-    if (this.timer) clearTimeout(this.timer);
+    while (this.started > 0 || this.queued > 0) await this.change();
     if (this.failure) throw this.failure;
   }
 
   /** Stop starting tasks (graceful shutdown); running ones finish on their own. */
   stop(): void {
+    if (this.stopped) return;
     this.stopped = true;
-    this.queues.clear();
-    this.ready.clear();
-    this.sleeping.clear();
-    this.queued = 0;
-    if (this.timer) clearTimeout(this.timer);
+    for (const w of this.gateWaits) w.wake(null);
+    for (const w of [...this.backlogged, ...this.others]) w.cancel(new Stopped());
     this.notify();
   }
 
   private cap(host: string): number {
     return Math.min(this.perHost, this.gate.maxConcurrent(host));
-  }
-
-  private markReady(host: string): void {
-    if (this.queues.has(host) && !this.sleeping.has(host) && (this.activeByHost.get(host) ?? 0) < this.cap(host)) this.ready.add(host);
   }
 
   private change(): Promise<void> {
@@ -117,99 +116,287 @@ export class HostPool {
     for (const resolve of w) resolve();
   }
 
-  private pump(): void {
-    while (!this.stopped && this.active < this.concurrency && this.finishing < this.concurrency && this.ready.size > 0) {
-      const host = this.ready.values().next().value as string;
-      this.ready.delete(host);
-      const now = this.now();
-      const blocked = this.gate.hold(host, now);
+  private enqueue(task: Task): void {
+    if (this.stopped) return;
+    this.queued += 1;
+    this.hosts.hold(task.host, this.cap(task.host)).then(
+      (freeHost) => {
+        this.queued -= 1;
+        void this.start(task, freeHost);
+      },
+      // The host was given up for the run (clearQueue): its waiting tasks end blocked.
+      () => {
+        this.queued -= 1;
+        if (!this.stopped) task.abandon(this.abandoned.get(task.host) ?? 'breaker_open');
+        this.notify();
+      },
+    );
+  }
+
+  private readonly abandoned = new Map<string, string>();
+
+  private async start(task: Task, freeHost: Free): Promise<void> {
+    this.started += 1;
+    this.notify();
+    const lane = new TaskLane(this, task.host, freeHost);
+    try {
+      const first = await this.firstRequest(task.host);
+      if (typeof first === 'string') task.abandon(first);
+      else {
+        lane.admitted(first.permit, first.free);
+        await task.run(lane);
+      }
+    } catch (err) {
+      if (!(err instanceof Stopped) && this.failure === null) {
+        this.failure = err;
+        this.onFailure?.(err);
+        this.stop();
+      }
+    } finally {
+      lane.end();
+      this.started -= 1;
+      this.notify();
+      this.checkStuck();
+    }
+  }
+
+  /** Waits at the host's gate holding no network slot; a string is the reason to give up. */
+  private async firstRequest(host: string): Promise<{ permit: Permit; free: Free } | string> {
+    for (;;) {
+      if (this.stopped) throw new Stopped();
+      const blocked = this.gate.check(host);
       if (blocked) {
-        this.sleep(host, now, blocked);
+        const given = await this.waitAtGate(host, blocked);
+        if (given) return given;
         continue;
       }
-      this.gate.pass(host, now);
-      const q = this.queues.get(host)!;
-      const task = q.shift()!;
-      if (q.length === 0) this.queues.delete(host);
-      this.queued -= 1;
-      this.activeByHost.set(host, (this.activeByHost.get(host) ?? 0) + 1);
-      this.active += 1;
-      this.markReady(host);
-      void this.start(task);
+      const free = await this.networkSlot(host);
+      if (this.stopped) {
+        free();
+        throw new Stopped();
+      }
+      // Another task of the host may have taken the token while this one queued: look again.
+      if (this.gate.check(host)) {
+        free();
+        continue;
+      }
+      return { permit: this.gate.admit(host), free };
     }
+  }
+
+  private waitAtGate(host: string, blocked: Blocked): Promise<string | null> {
+    return new Promise((resolve) => {
+      const entry: GateWait = {
+        host,
+        reason: this.gate.abandonReason(host, blocked),
+        wake: (abandon) => {
+          clearTimeout(timer);
+          this.gateWaits.delete(entry);
+          resolve(abandon);
+        },
+      };
+      const timer = setTimeout(() => entry.wake(null), blocked.waitMs);
+      this.gateWaits.add(entry);
+      this.checkStuck();
+    });
+  }
+
+  /**
+   * Nothing runs and every started task waits on a host shut for the rest of the run (an open
+   * breaker, a Retry-After beyond the cap): those hosts' tasks end now, queued ones included,
+   * rather than the run probing them item by item.
+   */
+  private checkStuck(): void {
+    if (this.stopped || this.started === 0 || this.gateWaits.size < this.started) return;
+    for (const w of this.gateWaits) if (w.reason === null) return;
+    for (const w of [...this.gateWaits]) {
+      this.abandoned.set(w.host, w.reason!);
+      this.hosts.clear(w.host);
+      w.wake(w.reason);
+    }
+  }
+
+  /**
+   * A network slot, granted to the best waiting task when one frees (see the class comment).
+   * Rejects with Stopped at shutdown, or with the signal's reason when it aborts.
+   */
+  networkSlot(home: string, signal?: AbortSignal): Promise<Free> {
+    return new Promise((resolve, reject) => {
+      if (this.stopped) return reject(new Stopped());
+      const onAbort = (): void => waiter.cancel(signal!.reason as Error);
+      const waiter: Waiter = {
+        home,
+        cancelled: false,
+        grant: (free) => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve(free);
+        },
+        cancel: (err) => {
+          if (waiter.cancelled) return;
+          waiter.cancelled = true;
+          signal?.removeEventListener('abort', onAbort);
+          reject(err);
+        },
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      (this.hosts.backlog(home) > 0 ? this.backlogged : this.others).push(waiter);
+      void holdSlot(this.network).then((free) => this.grant(free));
+    });
+  }
+
+  private async grant(free: Free): Promise<void> {
+    // Tasks that have left the network still finish locally; no more than `concurrency` do.
+    while (this.finishing >= this.concurrency && !this.stopped) await this.change();
+    for (const queue of [this.backlogged, this.others]) {
+      for (let w = queue.shift(); w; w = queue.shift()) {
+        if (w.cancelled) continue;
+        w.cancelled = true;
+        return w.grant(free);
+      }
+    }
+    free();
+  }
+
+  /** @internal */
+  enterFinishing(): void {
+    this.finishing += 1;
+  }
+
+  /** @internal */
+  leaveFinishing(): void {
+    this.finishing -= 1;
     this.notify();
   }
 
-  private sleep(host: string, now: number, blocked: { waitMs: number; why: string }): void {
-    this.sleeping.set(host, { until: now + blocked.waitMs, why: blocked.why, waitMs: blocked.waitMs });
-    this.schedule();
+  /** @internal */
+  get gateRef(): HostGate {
+    return this.gate;
   }
 
-  private schedule(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    if (this.sleeping.size === 0) return;
-    const next = Math.min(...[...this.sleeping.values()].map((s) => s.until));
-    this.timer = setTimeout(() => this.wake(), Math.max(1, next - this.now()));
+  /** @internal */
+  get slots(): HostSlots {
+    return this.hosts;
   }
 
-  private wake(): void {
-    this.timer = null;
-    const now = this.now();
-    for (const [host, s] of this.sleeping) {
-      if (s.until <= now) {
-        this.sleeping.delete(host);
-        this.markReady(host);
+  /** @internal */
+  hostCap(host: string): number {
+    return this.cap(host);
+  }
+}
+
+/** Sleeps; an abort (shutdown, lost lease) ends the item as interrupted. */
+async function pauseFor(ms: number, signal: AbortSignal): Promise<void> {
+  try {
+    await sleep(ms, undefined, { signal });
+  } catch {
+    throw new ItemError('interrupted', 'interrupted while waiting for the host');
+  }
+}
+
+/** Polling step for a redirect hop waiting for a slot of its host. */
+const HOP_POLL_MS = 20;
+
+/**
+ * The slots one task holds: its home host's slot for its whole network part, a network slot
+ * while it talks to a server, and a slot of a redirect hop's host while it talks to that host.
+ */
+class TaskLane implements Lane {
+  private permit: Permit | null = null;
+  private network: Free | null = null;
+  private hop: { host: string; free: Free } | null = null;
+  private released = false;
+
+  constructor(
+    private readonly pool: Pool,
+    private readonly home: string,
+    private freeHome: Free | null,
+  ) {}
+
+  admitted(permit: Permit, network: Free): void {
+    this.permit = permit;
+    this.network = network;
+  }
+
+  async enter(host: string, signal: AbortSignal): Promise<Permit> {
+    const first = this.permit;
+    this.permit = null;
+    if (first && first.host === host) return first;
+    first?.settle(null, null, null);
+    const gate = this.pool.gateRef;
+    const deadline = Date.now() + gate.maxDelayMs(host);
+    await this.holdHop(host, deadline, signal);
+    for (;;) {
+      const blocked = gate.check(host);
+      if (blocked) {
+        // An open breaker is checked by the pool's probe, not by this item's attempts.
+        if (blocked.why === 'breaker' || Date.now() + blocked.waitMs > deadline) {
+          this.pause();
+          throw new Deferred(host, blocked.why, blocked.waitMs);
+        }
+        this.pause();
+        await pauseFor(blocked.waitMs, signal);
+        continue;
       }
-    }
-    this.schedule();
-    this.pump();
-  }
-
-  /** Nothing running and nothing ready: hosts shut for good this run give their tasks up. */
-  private abandonIfStuck(): void {
-    if (this.active + this.finishing > 0 || this.ready.size > 0) return;
-    for (const [host, s] of [...this.sleeping]) {
-      const reason = this.gate.abandonReason(host, { waitMs: s.until - this.now(), why: s.why });
-      if (!reason) continue;
-      this.sleeping.delete(host);
-      const q = this.queues.get(host) ?? [];
-      this.queues.delete(host);
-      this.queued -= q.length;
-      for (const t of q) t.abandon(reason);
-    }
-    this.schedule();
-  }
-
-  private async start(task: Task): Promise<void> {
-    let released = false;
-    const release = (): void => {
-      if (released) return;
-      released = true;
-      this.finishing += 1;
-      this.free(task.host);
-    };
-    try {
-      await task.run(release);
-    } catch (err) {
-      if (this.failure === null) {
-        this.failure = err;
-        this.onFailure?.(err);
+      if (!this.network) {
+        this.network = await this.pool.networkSlot(this.home, signal).catch((err: unknown) => {
+          throw err instanceof Stopped || signal.aborted ? new ItemError('interrupted', 'the run is stopping') : err;
+        });
+        continue;
       }
-      this.stop();
+      return gate.admit(host);
     }
-    if (released) {
-      this.finishing -= 1;
-      this.pump();
-    } else this.free(task.host);
   }
 
-  private free(host: string): void {
-    this.active -= 1;
-    const n = (this.activeByHost.get(host) ?? 1) - 1;
-    if (n === 0) this.activeByHost.delete(host);
-    else this.activeByHost.set(host, n);
-    this.markReady(host);
-    this.pump();
+  /**
+   * A hop to another host holds a slot of that host too, so its cap holds on every hop; it never
+   * queues for one while holding it (two hosts redirecting to each other would deadlock): it takes
+   * a free one, or looks again until the host's max_delay_ms has passed.
+   */
+  private async holdHop(host: string, deadline: number, signal: AbortSignal): Promise<void> {
+    if (this.hop?.host === host) return;
+    this.hop?.free();
+    this.hop = null;
+    if (host === this.home) return;
+    const slots = this.pool.slots;
+    for (;;) {
+      const free = slots.tryHold(host, this.pool.hostCap(host));
+      if (free) {
+        this.hop = { host, free };
+        return;
+      }
+      if (Date.now() + HOP_POLL_MS > deadline) {
+        this.pause();
+        throw new Deferred(host, 'busy', HOP_POLL_MS);
+      }
+      this.pause();
+      await pauseFor(HOP_POLL_MS, signal);
+    }
+  }
+
+  pause(): void {
+    this.network?.();
+    this.network = null;
+  }
+
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    this.pool.enterFinishing();
+    this.freeSlots();
+  }
+
+  private freeSlots(): void {
+    this.permit?.settle(null, null, null);
+    this.permit = null;
+    this.pause();
+    this.hop?.free();
+    this.hop = null;
+    this.freeHome?.();
+    this.freeHome = null;
+  }
+
+  end(): void {
+    if (this.released) this.pool.leaveFinishing();
+    else this.freeSlots();
   }
 }

@@ -15,7 +15,7 @@ import type { PlanResult } from '../ledger/types.js';
 import type { Item } from '../manifest/parse.js';
 import { newOwnerId } from '../ledger/owner.js';
 import { eachItem, type Visited } from '../manifest/items.js';
-import { HostPool } from '../pool.js';
+import { Pool } from '../pool.js';
 import { startTelemetry } from '../telemetry.js';
 import { recordFromRow } from '../record.js';
 import { Reporter } from '../report.js';
@@ -97,7 +97,7 @@ export async function runDownload(manifests: readonly string[], opts: DownloadOp
     events,
   };
   const hosts = new HostGate(policies.rates, policies.breakers, opts.retryAfterCap, ledger.hosts(), (row) => ledger.saveHost(row, now()), now, events);
-  const pool = new HostPool(opts.concurrency, opts.perHost, hosts);
+  const pool = new Pool(opts.concurrency, opts.perHost, hosts);
   // A fatal error in one item ends the run: the others stop now, keeping their parts.
   pool.onFailure = () => controller.abort();
   let signalled: NodeJS.Signals | null = null;

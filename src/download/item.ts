@@ -3,6 +3,7 @@ import { statSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import pRetry from 'p-retry';
 import { DURABLE_PART_BYTES, type DownloadOptions } from '../config.js';
 import { ItemError, type Reason } from '../errors.js';
 import type { HttpClient } from '../http/client.js';
@@ -33,6 +34,8 @@ export interface ItemContext {
   events: Events;
   /** nothing more of this item goes to the network: its pool slot may start another transfer */
   release: () => void;
+  /** the item waits (a backoff): its network slot goes back until its next request */
+  pause: () => void;
 }
 
 export interface ItemResult {
@@ -141,117 +144,150 @@ function heldBytes(path: string): number {
   }
 }
 
-/**
- * One URL with its retries. A part survives a failure that a retry may fix (and an interruption),
- * so the next attempt, or the next run, continues it; any other failure drops it.
- */
 /** A transfer that worked; its attempt row is written once the outcome (stored, deduped…) is known. */
 type Fetched = TransferResult & { recordAttempt: (extra: Partial<AttemptRow>) => void };
 
+/**
+ * One URL with its retries, on p-retry: the classification table decides what is retried, and
+ * the backoff (full jitter) is awaited in `shouldRetry` with the network slot given back. A
+ * Retry-After is not slept here: it pauses the whole host in the gate, which the next attempt
+ * passes (or is deferred by, freeing the item's slots). Errors other than ItemError (Deferred,
+ * a lost lease, a bug) are never retried and pass through unchanged.
+ */
 async function tryCandidate(ctx: ItemContext, job: JobRow, candidate: Candidate, attempts: { n: number }, previous: JobRow | null): Promise<Fetched | Tried> {
+  let last: Tried | null = null;
+  try {
+    return await pRetry(
+      async () => {
+        const out = await attemptOnce(ctx, job, candidate, attempts, previous);
+        if ('error' in out) {
+          last = out;
+          throw out.error;
+        }
+        return out;
+      },
+      {
+        retries: ctx.opts.retries,
+        minTimeout: 0,
+        maxTimeout: 0,
+        shouldRetry: async ({ error, attemptNumber }) => {
+          if (!(error instanceof ItemError) || actionFor(error.code) !== 'retry' || ctx.signal.aborted || !last) return false;
+          const delay = backoffDelay(attemptNumber - 1, ctx.opts.retryDelay);
+          ctx.events.emit('retry_scheduled', { id: job.item_id, url: candidate.href, attempt: attemptNumber, delay_ms: delay, cause: error.code });
+          ctx.pause();
+          try {
+            await sleep(delay, undefined, { signal: ctx.signal });
+          } catch {
+            last = { ...last, error: new ItemError('interrupted', 'interrupted during backoff') };
+            return false;
+          }
+          return true;
+        },
+      },
+    );
+  } catch (err) {
+    const tried = last as Tried | null;
+    if (tried && (err === tried.error || tried.error.code === 'interrupted')) return tried;
+    throw err;
+  }
+}
+
+/**
+ * One attempt at one URL. A part survives a failure that a retry may fix (and an interruption),
+ * so the next attempt, or the next run, continues it; any other failure drops it.
+ */
+async function attemptOnce(ctx: ItemContext, job: JobRow, candidate: Candidate, attempts: { n: number }, previous: JobRow | null): Promise<Fetched | Tried> {
   const part = partPath(ctx.opts.out, job.key);
   const conditional = previous && previous.url === candidate.href ? { etag: previous.etag, lastModified: previous.last_modified } : undefined;
-  for (let retry = 0; ; retry += 1) {
-    const facts = emptyFacts();
-    const started = ctx.now();
-    attempts.n += 1;
-    /** validators of a fresh small body: recorded once it is complete, or when a failed attempt keeps its part */
-    let smallRow = null as PartRow | null;
-    const record = (error: string | null, extra: Partial<AttemptRow> = {}): void => {
-      ctx.ledger.recordAttempt({ job_key: job.key, url: candidate.href, final_url: facts.finalUrl, http_status: facts.httpStatus, bytes: facts.bytes, elapsed_ms: ctx.now() - started, error, resume_from: facts.resumeFrom, resume_decision: facts.decision, started_at: started, ...extra });
-      ctx.events.emit('resume_decision', { id: job.item_id, url: candidate.href, decision: facts.decision, resume_from: facts.resumeFrom, bytes: facts.bytes, error });
-    };
-    try {
-      let held = conditional ? 0 : heldBytes(part);
-      // No bytes held (the usual case): nothing to continue or replay, so no look-up.
-      let partRow = conditional || held === 0 ? undefined : ctx.ledger.getPart(job.key);
-      const replayed = await replayStream(ctx, job, partRow, held);
-      if (replayed === 'stale') {
-        held = 0;
-        partRow = undefined;
-      } else if (replayed) {
-        facts.decision = 'replay:stream';
-        facts.resumeFrom = held;
-        ctx.events.emit('op', { kind: 'stream', action: 'replayed', id: job.item_id });
-        ctx.release();
-        return { ...facts, sha256: replayed.sha256, size: replayed.size, fsyncMs: null, notModified: false, recordAttempt: (extra) => record(null, extra) };
-      }
-      let streamKey = partRow ? streamOpKey(job.key, partRow) : null;
-      const result = await transfer(
-        {
-          url: candidate.href,
-          part,
-          out: ctx.opts.out,
-          headers: ctx.headers,
-          auth: candidate.auth,
-          policy: ctx.policy,
-          hostHeaders: ctx.hostHeaders,
-          dispatcher: await ctx.http.dispatcher(),
-          maxBytes: ctx.opts.maxBytes,
-          minFree: ctx.opts.minFree,
-          minSpeed: { bytesPerSecond: ctx.opts.minSpeed, windowMs: ctx.opts.stallTimeout },
-          fsync: ctx.opts.fsync,
-          signal: ctx.signal,
-          held,
-          partRow,
-          conditional,
-          gate: ctx.gate,
-          onFreshPart: (row) => {
-            streamKey = null;
-            if (isSmall(row)) {
-              // Recorded when the body is complete, or when the attempt fails and keeps its part.
-              smallRow = row;
-              return null;
-            }
-            ctx.ledger.savePart(job.key, row, ctx.now());
-            streamKey = streamOpKey(job.key, row);
-            ctx.ledger.beginOp(streamKey, job.key, 'stream', ctx.owner, ctx.now(), row.url);
-            // The first byte waits for the group's commit, so a large part on disk always has its
-            // validators; its bytes queue (and the connection pauses) meanwhile.
-            return ctx.ledger.committed();
-          },
-        },
-        facts,
-      );
-      if (!result.notModified) {
-        const streamed: StreamResult = { sha256: result.sha256, size: result.size, fsynced: ctx.opts.fsync };
-        if (smallRow) {
-          // A small body's part row and its stream op, begun and finished at once: two writes.
-          ctx.ledger.savePart(job.key, smallRow, ctx.now());
-          ctx.ledger.recordOp(streamOpKey(job.key, smallRow), job.key, 'stream', ctx.owner, ctx.now(), smallRow.url, streamed);
-        } else if (streamKey) {
-          ctx.ledger.finishOp(streamKey, streamed, ctx.now());
-        }
-        if (smallRow || streamKey) ctx.events.emit('op', { kind: 'stream', action: 'executed', id: job.item_id, bytes: result.size });
-      }
-      if (!result.notModified && job.expected_sha256 && result.sha256 !== job.expected_sha256) {
-        record('checksum_mismatch', { sha256: result.sha256 });
-        await discardPart(ctx, job);
-        return { candidate, facts, error: new ItemError('checksum_mismatch', `expected sha256 ${job.expected_sha256}, got ${result.sha256}`, { httpStatus: facts.httpStatus }) };
-      }
-      // What is left (the commit below, finalize, link) is local: another transfer may start.
+  const facts = emptyFacts();
+  const started = ctx.now();
+  attempts.n += 1;
+  /** validators of a fresh small body: recorded once it is complete, or when a failed attempt keeps its part */
+  let smallRow = null as PartRow | null;
+  const record = (error: string | null, extra: Partial<AttemptRow> = {}): void => {
+    ctx.ledger.recordAttempt({ job_key: job.key, url: candidate.href, final_url: facts.finalUrl, http_status: facts.httpStatus, bytes: facts.bytes, elapsed_ms: ctx.now() - started, error, resume_from: facts.resumeFrom, resume_decision: facts.decision, started_at: started, ...extra });
+    ctx.events.emit('resume_decision', { id: job.item_id, url: candidate.href, decision: facts.decision, resume_from: facts.resumeFrom, bytes: facts.bytes, error });
+  };
+  try {
+    let held = conditional ? 0 : heldBytes(part);
+    // No bytes held (the usual case): nothing to continue or replay, so no look-up.
+    let partRow = conditional || held === 0 ? undefined : ctx.ledger.getPart(job.key);
+    const replayed = await replayStream(ctx, job, partRow, held);
+    if (replayed === 'stale') {
+      held = 0;
+      partRow = undefined;
+    } else if (replayed) {
+      facts.decision = 'replay:stream';
+      facts.resumeFrom = held;
+      ctx.events.emit('op', { kind: 'stream', action: 'replayed', id: job.item_id });
       ctx.release();
-      // Committed before the part moves: a complete, fsync'd large part is then never fetched
-      // again after a crash.
-      if (streamKey && !result.notModified && result.size >= DURABLE_PART_BYTES) await ctx.ledger.committed();
-      return { ...result, recordAttempt: (extra) => record(null, extra) };
-    } catch (err) {
-      const error = err instanceof ItemError ? err : (() => { throw err; })();
-      record(error.code);
-      const action = actionFor(error.code);
-      if (!keepsPart(error.code)) await discardPart(ctx, job);
-      else if (smallRow) ctx.ledger.savePart(job.key, smallRow, ctx.now());
-      if (action !== 'retry' || retry >= ctx.opts.retries || ctx.signal.aborted) return { candidate, facts, error };
-      // A Retry-After is not slept here: it pauses the whole host in the gate, which the next
-      // attempt passes (or is deferred by, freeing this worker).
-      const delay = backoffDelay(retry, ctx.opts.retryDelay);
-      ctx.events.emit('retry_scheduled', { id: job.item_id, url: candidate.href, attempt: retry + 1, delay_ms: delay, cause: error.code });
-      try {
-        await sleep(delay, undefined, { signal: ctx.signal });
-      } catch {
-        return { candidate, facts, error: new ItemError('interrupted', 'interrupted during backoff') };
-      }
+      return { ...facts, sha256: replayed.sha256, size: replayed.size, fsyncMs: null, notModified: false, recordAttempt: (extra) => record(null, extra) };
     }
+    let streamKey = partRow ? streamOpKey(job.key, partRow) : null;
+    const result = await transfer(
+      {
+        url: candidate.href,
+        part,
+        out: ctx.opts.out,
+        headers: ctx.headers,
+        auth: candidate.auth,
+        policy: ctx.policy,
+        hostHeaders: ctx.hostHeaders,
+        dispatcher: await ctx.http.dispatcher(),
+        maxBytes: ctx.opts.maxBytes,
+        minFree: ctx.opts.minFree,
+        minSpeed: { bytesPerSecond: ctx.opts.minSpeed, windowMs: ctx.opts.stallTimeout },
+        fsync: ctx.opts.fsync,
+        signal: ctx.signal,
+        held,
+        partRow,
+        conditional,
+        gate: ctx.gate,
+        onFreshPart: (row) => {
+          streamKey = null;
+          if (isSmall(row)) {
+            // Recorded when the body is complete, or when the attempt fails and keeps its part.
+            smallRow = row;
+            return null;
+          }
+          ctx.ledger.savePart(job.key, row, ctx.now());
+          streamKey = streamOpKey(job.key, row);
+          ctx.ledger.beginOp(streamKey, job.key, 'stream', ctx.owner, ctx.now(), row.url);
+          // The first byte waits for the group's commit, so a large part on disk always has its
+          // validators; its bytes queue (and the connection pauses) meanwhile.
+          return ctx.ledger.committed();
+        },
+      },
+      facts,
+    );
+    if (!result.notModified) {
+      const streamed: StreamResult = { sha256: result.sha256, size: result.size, fsynced: ctx.opts.fsync };
+      if (smallRow) {
+        // A small body's part row and its stream op, begun and finished at once: two writes.
+        ctx.ledger.savePart(job.key, smallRow, ctx.now());
+        ctx.ledger.recordOp(streamOpKey(job.key, smallRow), job.key, 'stream', ctx.owner, ctx.now(), smallRow.url, streamed);
+      } else if (streamKey) {
+        ctx.ledger.finishOp(streamKey, streamed, ctx.now());
+      }
+      if (smallRow || streamKey) ctx.events.emit('op', { kind: 'stream', action: 'executed', id: job.item_id, bytes: result.size });
+    }
+    if (!result.notModified && job.expected_sha256 && result.sha256 !== job.expected_sha256) {
+      record('checksum_mismatch', { sha256: result.sha256 });
+      await discardPart(ctx, job);
+      return { candidate, facts, error: new ItemError('checksum_mismatch', `expected sha256 ${job.expected_sha256}, got ${result.sha256}`, { httpStatus: facts.httpStatus }) };
+    }
+    // What is left (the commit below, finalize, link) is local: another transfer may start.
+    ctx.release();
+    // Committed before the part moves: a complete, fsync'd large part is then never fetched
+    // again after a crash.
+    if (streamKey && !result.notModified && result.size >= DURABLE_PART_BYTES) await ctx.ledger.committed();
+    return { ...result, recordAttempt: (extra) => record(null, extra) };
+  } catch (err) {
+    const error = err instanceof ItemError ? err : (() => { throw err; })();
+    record(error.code);
+    if (!keepsPart(error.code)) await discardPart(ctx, job);
+    else if (smallRow) ctx.ledger.savePart(job.key, smallRow, ctx.now());
+    return { candidate, facts, error };
   }
 }
 

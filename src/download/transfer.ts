@@ -11,7 +11,6 @@ import type { PartRow } from '../ledger/types.js';
 import { redactCredentials } from '../manifest/canonical-url.js';
 import { DecodingSink, decoderFor } from './decode.js';
 import { Discard, DiscardOverflow, OverlapMismatch, PartWriter, readHeld, type HeldState } from './part-writer.js';
-import type { Ticket } from '../hosts/limiter.js';
 import { isStrongEtag, judgeResponse, planResume, rangeFrom, resumeHeaders, type ResumePlan } from './resume.js';
 
 export interface TransferInput {
@@ -48,11 +47,15 @@ export interface TransferInput {
 
 export interface RequestGate {
   /** resolves when a request to the host may go; throws Deferred when not within max_delay_ms */
-  enter(host: string, signal: AbortSignal): Promise<Ticket | null>;
-  /** the response to that request started */
-  responded(host: string, ticket: Ticket | null): void;
-  /** false when a Retry-After asked for longer than the cap */
-  settle(host: string, reason: Reason | null, retryAfterMs: number | null, status: number | null): boolean;
+  enter(host: string, signal: AbortSignal): Promise<RequestPermit>;
+}
+
+/** One request let through by its host's gate. */
+export interface RequestPermit {
+  /** the request left (written to the socket) */
+  sent(): void;
+  /** how it ended; false when a Retry-After asked for longer than the cap */
+  settle(reason: Reason | null, retryAfterMs: number | null, status: number | null): boolean;
 }
 
 /** What one attempt saw; filled in as it goes so a failure can still be recorded with its facts. */
@@ -131,24 +134,24 @@ export async function transfer(input: TransferInput, facts: AttemptFacts): Promi
     const target = new URL(url);
     input.policy.check(target);
     const host = target.hostname;
-    const ticket = await input.gate.enter(host, input.signal);
+    const permit = await input.gate.enter(host, input.signal);
     const headers = { ...input.headers, ...hopHeaders(input, target, afterHttps), ...resumeHeaders(plan), ...conditionalHeaders(conditional) };
     facts.httpStatus = null;
     let answer: Answer;
     try {
-      answer = await exchange({ ...input, onResponse: () => input.gate.responded(host, ticket) }, target, headers, plan, conditional !== undefined, facts, seed);
+      answer = await exchange({ ...input, onSent: () => permit.sent() }, target, headers, plan, conditional !== undefined, facts, seed);
     } catch (err) {
-      input.gate.settle(host, err instanceof ItemError ? err.code : 'connect_error', null, facts.httpStatus);
+      permit.settle(err instanceof ItemError ? err.code : 'connect_error', null, facts.httpStatus);
       throw err;
     }
     if (answer.kind === 'error') {
       const retryAfterMs = parseRetryAfter(answer.headers['retry-after'], Date.now());
-      if (!input.gate.settle(host, `http_${answer.status}`, retryAfterMs, answer.status)) {
+      if (!permit.settle(`http_${answer.status}`, retryAfterMs, answer.status)) {
         throw new ItemError('retry_after_too_long', `Retry-After of ${retryAfterMs} ms is above the cap`, { httpStatus: answer.status, retryAfterMs });
       }
       throw new ItemError(`http_${answer.status}`, `HTTP ${answer.status}`, { httpStatus: answer.status, retryAfterMs });
     }
-    input.gate.settle(host, null, null, facts.httpStatus);
+    permit.settle(null, null, facts.httpStatus);
     switch (answer.kind) {
       case 'redirect': {
         hop += 1;
@@ -208,7 +211,7 @@ function nextHop(from: string, location: string, status: number): string {
 }
 
 async function exchange(
-  input: TransferInput & { onResponse: () => void },
+  input: TransferInput & { onSent: () => void },
   target: URL,
   headers: Record<string, string>,
   plan: ResumePlan,
@@ -221,7 +224,6 @@ async function exchange(
   try {
     await fetchInto(input.dispatcher, target, headers, input.signal, (statusCode, h, fail): BodySink => {
       const rh = h as Headers;
-      input.onResponse();
       facts.httpStatus = statusCode;
       const location = header(rh, 'location');
       if (statusCode >= 300 && statusCode < 400 && statusCode !== 304 && location) {
@@ -284,7 +286,7 @@ async function exchange(
       }, verdict === 'restart' ? null : seed);
       answer = { kind: 'body', writer, plan: used };
       return decoder ? new DecodingSink(decoder, writer, fail) : writer;
-    });
+    }, input.onSent);
   } catch (err) {
     const w = writer as PartWriter | null;
     if (w) {

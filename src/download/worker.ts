@@ -4,7 +4,7 @@ import { Deferred, type HostGate } from '../hosts/gate.js';
 import { isDeadLocalOwner } from '../ledger/owner.js';
 import type { JobRow, Ledger, Outcome } from '../ledger/types.js';
 import type { Item } from '../manifest/parse.js';
-import type { HostPool, Task } from '../pool.js';
+import type { Lane, Pool, Task } from '../pool.js';
 import { recordFromRow } from '../record.js';
 import type { Reporter } from '../report.js';
 import { partPath } from '../store/paths.js';
@@ -12,11 +12,11 @@ import { downloadItem, LeaseLost, type ItemContext } from './item.js';
 import type { RequestGate } from './transfer.js';
 
 export interface Run {
-  ctx: Omit<ItemContext, 'gate' | 'release'>;
+  ctx: Omit<ItemContext, 'gate' | 'release' | 'pause'>;
   ledger: Ledger;
   reporter: Reporter;
   hosts: HostGate;
-  pool: HostPool;
+  pool: Pool;
   /** per-item aborts, fired when the heartbeat finds a lease lost */
   leases: Map<string, AbortController>;
 }
@@ -30,24 +30,18 @@ function storedOutcome(row: JobRow): Outcome {
   };
 }
 
-/**
- * The pool already reserved a slot at the item's first host for its first request; every other
- * request (retries, fallbacks, redirect hops) asks the host gate itself.
- */
-function itemGate(run: Run, admitted: { host: string; used: boolean }): RequestGate {
-  const hosts = run.hosts;
+/** The lane's permits, reported to the run's events and judged by the classification table. */
+function itemGate(run: Run, lane: Lane): RequestGate {
   return {
     enter: async (host, signal) => {
-      if (!admitted.used && host === admitted.host) {
-        admitted.used = true;
-        return hosts.useReservation(host);
-      }
-      return hosts.enter(host, signal);
-    },
-    responded: (host, ticket) => hosts.responded(host, ticket),
-    settle: (host, reason, retryAfterMs, status) => {
-      run.ctx.events.emit('request', { host, status, error: reason && !reason.startsWith('http_') ? reason : null });
-      return hosts.settle(host, breakerOutcome(reason), reason, retryAfterMs);
+      const permit = await lane.enter(host, signal);
+      return {
+        sent: () => permit.sent(),
+        settle: (reason, retryAfterMs, status) => {
+          run.ctx.events.emit('request', { host, status, error: reason && !reason.startsWith('http_') ? reason : null });
+          return permit.settle(breakerOutcome(reason), reason, retryAfterMs);
+        },
+      };
     },
   };
 }
@@ -55,7 +49,7 @@ function itemGate(run: Run, admitted: { host: string; used: boolean }): RequestG
 export function itemTask(run: Run, item: Item, row: JobRow, previous: JobRow | null): Task {
   const task: Task = {
     host: item.candidates[0]?.host ?? '',
-    run: (release) => work(run, task, item, row, previous, release),
+    run: (lane) => work(run, item, row, previous, lane),
     abandon: (reason) => {
       // Never claimed in this run: the job keeps its state and the next run takes it up.
       const record = recordFromRow(row, { state: 'failed', status: 'failed', reason, attempts: 0, elapsed_ms: 0, resumed_from: 0, source: item.source });
@@ -70,19 +64,12 @@ export function itemTask(run: Run, item: Item, row: JobRow, previous: JobRow | n
  * nothing more; an item whose host says "not now" goes back to the pool; a done job being
  * revalidated stays done with its stored object whatever the revalidation met.
  */
-async function work(run: Run, task: Task, item: Item, row: JobRow, previous: JobRow | null, freeSlot: () => void): Promise<void> {
+async function work(run: Run, item: Item, row: JobRow, previous: JobRow | null, lane: Lane): Promise<void> {
   const { ctx, ledger, reporter } = run;
-  const admitted = { host: task.host, used: false };
   /** Another holder has the job: this one stops, records nothing and counts it as held elsewhere. */
   const leaseLost = (): void => {
     ctx.events.emit('lease_lost', { id: item.id, job: item.key });
     reporter.heldElsewhere += 1;
-  };
-  /** Done with the network: the slot, and the host's reservation if no request used it, go back. */
-  const release = (): void => {
-    if (!admitted.used) run.hosts.release(admitted.host);
-    admitted.used = true;
-    freeSlot();
   };
   try {
     // A lease whose holder died on this host (kill -9) is taken over now, not after its TTL.
@@ -107,7 +94,7 @@ async function work(run: Run, task: Task, item: Item, row: JobRow, previous: Job
     run.leases.set(item.key, lease);
     let result;
     try {
-      result = await downloadItem({ ...ctx, signal: lease.signal, gate: itemGate(run, admitted), release }, item, row, previous);
+      result = await downloadItem({ ...ctx, signal: lease.signal, gate: itemGate(run, lane), release: () => lane.release(), pause: () => lane.pause() }, item, row, previous);
     } catch (err) {
       // Taken over between two heartbeats, and found by finalize's own check instead.
       if (err instanceof LeaseLost) return leaseLost();
@@ -146,7 +133,7 @@ async function work(run: Run, task: Task, item: Item, row: JobRow, previous: Job
     ctx.events.emit('transition', { id: item.id, job: item.key, from: 'active', to });
     reporter.record(record);
   } finally {
-    if (!admitted.used) run.hosts.release(admitted.host);
+    lane.release();
   }
 }
 

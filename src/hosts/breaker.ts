@@ -1,71 +1,153 @@
+import { EventEmitter } from 'node:events';
+import CircuitBreaker from 'opossum';
 import type { BreakerPolicy } from './policy.js';
 
 export type BreakerState = 'closed' | 'open' | 'half_open';
+/** What a finished request tells its host's breaker (see breakerOutcome). */
+export type Verdict = 'success' | 'failure' | 'neutral';
+
+/** A request the breaker let through, from the moment it was admitted. */
+export interface BreakerCall {
+  /** the request went out */
+  sent(): void;
+  /** how it ended */
+  settle(verdict: Verdict): void;
+  /** it ended without an answer that says anything of the host (aborted, never sent) */
+  drop(): void;
+}
+
+class NeutralAnswer extends Error {}
+class FailedAnswer extends Error {}
 
 /**
- * One breaker per host: `failMax` consecutive failures open it; an open breaker sends nothing
- * until `openUntil` (reset timeout plus jitter), then lets exactly one probe through, whose
- * outcome closes it or opens it again. Neutral outcomes (most 4xx) change nothing.
+ * Every breaker's rolling window turns on one shared emitter: opossum would otherwise keep two
+ * interval timers per breaker (bucket rotation and snapshots), 200,000 of them for 100,000 hosts.
  */
-export class Breaker {
-  state: BreakerState = 'closed';
+const rotation = new EventEmitter();
+rotation.setMaxListeners(0);
+let rotating: NodeJS.Timeout | null = null;
+
+function startRotation(): void {
+  if (rotating) return;
+  rotating = setInterval(() => rotation.emit('rotate'), 1000);
+  rotating.unref();
+}
+
+/**
+ * One host's breaker: an opossum CircuitBreaker through a thin adapter. opossum trips on an error
+ * percentage over a rolling window (and at 100% only when it is "greater than" the threshold), so
+ * the adapter counts consecutive failures and calls `open()` at `failMax`; neutral answers pass
+ * opossum's `errorFilter`. opossum's own timer moves an open breaker to half-open after
+ * `resetTimeout`, which the adapter sets, with jitter, before every call that may open it;
+ * half-open lets one call through (its `pendingClose`), whose outcome closes or re-opens it.
+ * opossum remembers when the breaker was created, not when it opened, so the adapter keeps
+ * `openUntil` itself for the ledger, and restores an open breaker with the time it has left.
+ */
+export class HostBreaker {
   failures = 0;
   openUntil = 0;
+  /** a half-open call admitted and not settled: opossum learns of it only once it is sent */
   private probing = false;
+  private readonly cb: CircuitBreaker<[Promise<void>], void>;
+  /** opossum keeps (and reads) the very options object it was given */
+  private readonly options: CircuitBreaker.Options<[Promise<void>]> & { resetTimeout: number };
 
   constructor(
     private readonly policy: BreakerPolicy,
-    private readonly onChange: (b: Breaker) => void = () => {},
+    restored: { open_until: number; failures: number; breaker_state: BreakerState } | null,
+    now: number,
+    private readonly onChange: (b: HostBreaker) => void = () => {},
     private readonly random: () => number = Math.random,
-  ) {}
+  ) {
+    startRotation();
+    const open = restored !== null && restored.breaker_state !== 'closed';
+    const left = open ? restored.open_until - now : 0;
+    this.options = {
+      timeout: false,
+      resetTimeout: left > 0 ? left : policy.resetTimeoutMs,
+      volumeThreshold: Number.MAX_SAFE_INTEGER,
+      errorFilter: (err: Error) => err instanceof NeutralAnswer,
+      enableSnapshots: false,
+      rotateBucketController: rotation,
+      rollingPercentilesEnabled: false,
+      // An open breaker stored by an earlier run: still open for the time it has left, else half-open.
+      ...(open ? { state: { closed: false, halfOpen: left <= 0 } } : {}),
+    };
+    this.cb = new CircuitBreaker((outcome: Promise<void>) => outcome, this.options);
+    if (open) {
+      this.failures = restored.failures;
+      this.openUntil = restored.open_until;
+    }
+    this.cb.on('open', () => {
+      this.openUntil = Date.now() + this.options.resetTimeout;
+      this.onChange(this);
+    });
+    this.cb.on('halfOpen', () => this.onChange(this));
+    this.cb.on('close', () => this.onChange(this));
+  }
 
-  /** 0 when a request may go now (claiming the probe slot when half-open), else ms to wait. */
+  get state(): BreakerState {
+    if (this.cb.closed) return 'closed';
+    return this.cb.halfOpen ? 'half_open' : 'open';
+  }
+
+  /** 0 when a request may go now; else ms to wait (until half-open, or while the probe is out). */
   waitMs(now: number): number {
-    if (this.state === 'closed') return 0;
-    if (this.state === 'open' && now < this.openUntil) return this.openUntil - now;
-    if (this.probing) return Math.max(1, Math.floor(this.policy.resetTimeoutMs / 4));
-    return 0;
+    if (this.cb.closed) return 0;
+    if (this.cb.opened) return Math.max(1, this.openUntil - now);
+    return this.cb.pendingClose && !this.probing ? 0 : Math.max(1, Math.floor(this.policy.resetTimeoutMs / 4));
   }
 
-  /** Called when a request is actually sent. */
-  sent(now: number): void {
-    if (this.state === 'open' && now >= this.openUntil) {
-      this.state = 'half_open';
-      this.onChange(this);
-    }
-    if (this.state === 'half_open') this.probing = true;
+  /** Lets a request through; call in the same tick as a `waitMs` that answered 0. */
+  admit(): BreakerCall {
+    const probe = this.cb.halfOpen;
+    if (probe) this.probing = true;
+    let answer: { resolve: () => void; reject: (e: Error) => void } | null = null;
+    const fire = (): void => {
+      if (answer) return;
+      let resolve!: () => void;
+      let reject!: (e: Error) => void;
+      const outcome = new Promise<void>((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+      answer = { resolve, reject };
+      // Read by opossum when it opens: each opening waits the reset timeout plus up to 20%.
+      this.options.resetTimeout = this.jittered();
+      this.cb.fire(outcome).catch(() => undefined);
+    };
+    return {
+      sent: fire,
+      settle: (verdict) => {
+        // A connection refused never went out, yet it is the host's failure.
+        fire();
+        if (probe) this.probing = false;
+        if (verdict === 'success' || (verdict === 'neutral' && probe)) this.failures = 0;
+        if (verdict === 'success') answer!.resolve();
+        else if (verdict === 'neutral') answer!.reject(new NeutralAnswer());
+        else {
+          this.failures += 1;
+          if (this.cb.closed && this.failures >= this.policy.failMax) this.cb.open();
+          answer!.reject(new FailedAnswer());
+        }
+      },
+      drop: () => {
+        // An interrupted probe (shutdown, lease lost) decides nothing: the breaker stays as it was.
+        if (probe && !answer) this.probing = false;
+      },
+    };
   }
 
-  success(): void {
-    this.probing = false;
-    this.failures = 0;
-    if (this.state !== 'closed') {
-      this.state = 'closed';
-      this.onChange(this);
-    }
+  /** Closed, with no failure counted and no call out: nothing to remember. */
+  idle(): boolean {
+    return this.cb.closed && this.failures === 0 && !this.probing;
   }
 
-  failure(now: number): void {
-    this.probing = false;
-    this.failures += 1;
-    if (this.state === 'half_open' || (this.state === 'closed' && this.failures >= this.policy.failMax)) this.open(now);
+  dispose(): void {
+    this.cb.shutdown();
   }
 
-  /** Opens for the reset timeout plus up to 20% jitter, so many runs do not probe in step. */
-  open(now: number, untilAtLeast = 0): void {
-    this.state = 'open';
-    this.probing = false;
-    this.openUntil = Math.max(untilAtLeast, now + Math.floor(this.policy.resetTimeoutMs * (1 + 0.2 * this.random())));
-    this.onChange(this);
-  }
-
-  /** A probe slot that was reserved but not used. */
-  unused(): void {
-    this.probing = false;
-  }
-
-  /** A neutral answer still ends a probe: the host is up. */
-  neutral(): void {
-    if (this.state === 'half_open') this.success();
+  private jittered(): number {
+    return Math.floor(this.policy.resetTimeoutMs * (1 + 0.2 * this.random()));
   }
 }

@@ -1,12 +1,16 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Events } from '../events.js';
 import type { HostRow } from '../ledger/types.js';
-import { Breaker } from './breaker.js';
-import { SlidingLimiter, type Ticket } from './limiter.js';
+import { HostBreaker, type BreakerCall, type Verdict } from './breaker.js';
+import { Pace } from './pace.js';
 import type { BreakerPolicies, RatePolicies, RolePolicy } from './policy.js';
 
 /** `busy`: as many requests in flight as failures the breaker still allows (fail_max bound). */
 export type BlockReason = 'rate' | 'breaker' | 'cooldown' | 'busy';
+
+export interface Blocked {
+  waitMs: number;
+  why: BlockReason;
+}
 
 /** A request to this host cannot go within the allowed delay: the item goes back to the queue. */
 export class Deferred extends Error {
@@ -19,26 +23,41 @@ export class Deferred extends Error {
   }
 }
 
-export type Outcome = 'success' | 'failure' | 'neutral';
+/** One request the gate let through, from its grant to its end. */
+export interface Permit {
+  readonly host: string;
+  /** the request went out: the host's pace is charged for any delay since the grant */
+  sent(): void;
+  /**
+   * How it ended (null verdict: it says nothing of the host, e.g. aborted). A Retry-After on
+   * 429/503 pauses the whole host; returns false when it asks for longer than the cap.
+   */
+  settle(verdict: Verdict | null, error: string | null, retryAfterMs: number | null): boolean;
+}
 
 interface HostState {
   policy: RolePolicy;
-  limiter: SlidingLimiter;
-  breaker: Breaker;
+  pace: Pace;
+  breaker: HostBreaker;
   cooldownUntil: number;
   inflight: number;
   lastError: string | null;
-  /** slots the pool reserved for items it started, not yet used by a request */
-  reserved: Ticket[];
 }
 
+/** Per-host state beyond this many hosts is swept of idle entries (see `sweep`). */
+const KEEP_HOSTS = 4096;
+
 /**
- * Every request to every host (each redirect hop included) passes here: the breaker, the
- * Retry-After cool-down and the rate windows. `check` has no side effect; `pass` records a start.
- * State that must outlive the run (open breakers, cool-downs) is written through `persist`.
+ * Every request to every host (each retry, fallback and redirect hop) passes here: the breaker,
+ * the Retry-After cool-down and the rate windows. `check` takes nothing; `admit`, in the same
+ * tick, takes the host's token and lets the request through its breaker. State that must outlive
+ * the run (open breakers, cool-downs) is written through `persist`; state of idle hosts is
+ * dropped, so memory stays flat over a manifest of 100,000 hosts.
  */
 export class HostGate {
   private readonly hosts = new Map<string, HostState>();
+  /** the map's size that triggers the next sweep: doubling keeps sweeping linear overall */
+  private sweepAt = KEEP_HOSTS;
 
   constructor(
     private readonly rates: RatePolicies,
@@ -53,20 +72,33 @@ export class HostGate {
   private state(host: string): HostState {
     let s = this.hosts.get(host);
     if (s) return s;
+    if (this.hosts.size >= this.sweepAt) {
+      this.sweep();
+      this.sweepAt = Math.max(KEEP_HOSTS, 2 * this.hosts.size);
+    }
     const policy = this.rates.resolve(host);
-    const breaker = new Breaker(this.breakers.resolve(host), (b) => {
+    const row = this.stored.get(host) ?? null;
+    const breaker = new HostBreaker(this.breakers.resolve(host), row, this.now(), (b) => {
       this.events.emit('breaker', { host, state: b.state, open_until: b.state === 'closed' ? null : new Date(b.openUntil).toISOString(), failures: b.failures });
       this.save(host);
     });
-    const row = this.stored.get(host);
-    s = { policy, limiter: new SlidingLimiter(policy.windows), breaker, cooldownUntil: row?.cooldown_until ?? 0, inflight: 0, lastError: row?.last_error ?? null, reserved: [] };
+    s = { policy, pace: new Pace(policy.windows), breaker, cooldownUntil: row?.cooldown_until ?? 0, inflight: 0, lastError: row?.last_error ?? null };
     this.hosts.set(host, s);
-    if (row && row.open_until > this.now()) {
-      breaker.failures = row.failures;
-      breaker.state = 'open';
-      breaker.openUntil = row.open_until;
-    }
     return s;
+  }
+
+  /**
+   * Forgets hosts with nothing to remember: no request out, breaker closed without failures, no
+   * pause, every rate bucket full again. Whatever matters across runs is in the ledger already.
+   */
+  private sweep(): void {
+    const now = this.now();
+    for (const [host, s] of this.hosts) {
+      if (s.inflight === 0 && s.cooldownUntil <= now && s.breaker.idle() && s.pace.idle()) {
+        s.breaker.dispose();
+        this.hosts.delete(host);
+      }
+    }
   }
 
   private save(host: string): void {
@@ -83,11 +115,11 @@ export class HostGate {
   }
 
   maxConcurrent(host: string): number {
-    return this.state(host).policy.maxConcurrent;
+    return this.rates.resolve(host).maxConcurrent;
   }
 
   maxDelayMs(host: string): number {
-    return this.state(host).policy.maxDelayMs;
+    return this.rates.resolve(host).maxDelayMs;
   }
 
   retryAfterCap(host: string): number {
@@ -95,14 +127,7 @@ export class HostGate {
   }
 
   /** How long before a request to `host` may start, and what holds it; null when it may go now. */
-  /** The pool's view: a host it puts to sleep for its rate window counts as a rate-limit wait. */
-  hold(host: string, now: number): { waitMs: number; why: BlockReason } | null {
-    const blocked = this.check(host, now);
-    if (blocked?.why === 'rate') this.events.emit('rate_limit_wait', { host, wait_ms: blocked.waitMs });
-    return blocked;
-  }
-
-  check(host: string, now = this.now()): { waitMs: number; why: BlockReason } | null {
+  check(host: string, now = this.now()): Blocked | null {
     const s = this.state(host);
     const b = s.breaker.waitMs(now);
     if (b > 0) return { waitMs: b, why: 'breaker' };
@@ -112,86 +137,57 @@ export class HostGate {
       return { waitMs: 20, why: 'busy' };
     }
     if (s.cooldownUntil > now) return { waitMs: s.cooldownUntil - now, why: 'cooldown' };
-    const r = s.limiter.waitMs(now);
-    return r > 0 ? { waitMs: r, why: 'rate' } : null;
-  }
-
-  /** The pool reserves a slot when it starts an item, so no other item is started into it. */
-  pass(host: string, now = this.now()): void {
-    const s = this.state(host);
-    s.reserved.push(s.limiter.take(now));
-    s.inflight += 1;
-  }
-
-  /** The item's first request uses the slot reserved for it, stamped with the real send time. */
-  useReservation(host: string, now = this.now()): Ticket | null {
-    const s = this.state(host);
-    const ticket = s.reserved.shift() ?? null;
-    if (ticket) s.limiter.restamp(ticket, now);
-    s.breaker.sent(now);
-    return ticket;
-  }
-
-  private send(host: string, now: number): Ticket {
-    const s = this.state(host);
-    s.breaker.sent(now);
-    s.inflight += 1;
-    return s.limiter.take(now);
-  }
-
-  /**
-   * Stamps a request again when its response starts: by then the server has surely seen it, so
-   * every stamp is at or after the request's arrival and a new request admitted a full window
-   * later cannot arrive inside the window, whatever the connection set-up or a busy event loop
-   * delayed.
-   */
-  responded(host: string, ticket: Ticket | null, now = this.now()): void {
-    if (ticket) this.state(host).limiter.restamp(ticket, now);
-  }
-
-  /** A slot reserved with `pass` that no request used after all. */
-  release(host: string): void {
-    const s = this.state(host);
-    s.reserved.shift();
-    s.inflight = Math.max(0, s.inflight - 1);
-    s.breaker.unused();
-  }
-
-  /** Waits up to the host's max_delay_ms for a slot, else throws Deferred (the worker moves on). */
-  async enter(host: string, signal: AbortSignal): Promise<Ticket> {
-    const deadline = this.now() + this.maxDelayMs(host);
-    for (;;) {
-      const blocked = this.check(host);
-      if (!blocked) return this.send(host, this.now());
-      if (this.now() + blocked.waitMs > deadline) throw new Deferred(host, blocked.why, blocked.waitMs);
-      if (blocked.why === 'rate') this.events.emit('rate_limit_wait', { host, wait_ms: blocked.waitMs });
-      await sleep(blocked.waitMs, undefined, { signal });
+    const r = s.pace.waitMs();
+    if (r > 0) {
+      this.events.emit('rate_limit_wait', { host, wait_ms: r });
+      return { waitMs: r, why: 'rate' };
     }
+    return null;
   }
 
-  /**
-   * Records how a request ended. A Retry-After on 429/503 pauses the whole host; returns false
-   * when it asks for longer than the cap (the item then stays pending).
-   */
-  settle(host: string, outcome: Outcome, error: string | null, retryAfterMs: number | null, now = this.now()): boolean {
-    if (outcome === 'success') error = null;
+  /** Lets one request through; only in the same tick as a `check` that answered null. */
+  admit(host: string): Permit {
     const s = this.state(host);
-    s.inflight = Math.max(0, s.inflight - 1);
+    const granted = performance.now();
+    s.pace.take();
+    s.inflight += 1;
+    const call: BreakerCall = s.breaker.admit();
+    let open = true;
+    return {
+      host,
+      sent: () => {
+        s.pace.charge(performance.now() - granted);
+        call.sent();
+      },
+      settle: (verdict, error, retryAfterMs) => {
+        if (!open) return true;
+        open = false;
+        s.inflight = Math.max(0, s.inflight - 1);
+        if (verdict === null) {
+          call.drop();
+          return true;
+        }
+        return this.settled(host, s, call, verdict, error, retryAfterMs);
+      },
+    };
+  }
+
+  private settled(host: string, s: HostState, call: BreakerCall, verdict: Verdict, error: string | null, retryAfterMs: number | null): boolean {
+    const now = this.now();
+    if (verdict === 'success') error = null;
     if (error) s.lastError = error;
     let withinCap = true;
     if (retryAfterMs !== null && (error === 'http_429' || error === 'http_503')) {
       s.cooldownUntil = Math.max(s.cooldownUntil, now + retryAfterMs);
       withinCap = retryAfterMs <= this.retryAfterCap(host);
     }
-    if (outcome === 'success') s.breaker.success();
-    else if (outcome === 'failure') s.breaker.failure(now);
-    else s.breaker.neutral();
+    call.settle(verdict);
     if (error || retryAfterMs !== null) this.save(host);
     return withinCap;
   }
 
   /** Why a blocked host's remaining tasks end this run, or null to keep waiting for it. */
-  abandonReason(host: string, blocked: { waitMs: number; why: string }): string | null {
+  abandonReason(host: string, blocked: Blocked): string | null {
     if (blocked.why === 'breaker') return 'breaker_open';
     if (blocked.why === 'cooldown' && blocked.waitMs > this.retryAfterCap(host)) return 'retry_after_too_long';
     return null;

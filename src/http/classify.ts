@@ -53,10 +53,11 @@ export function actionFor(reason: Reason): Action {
 /**
  * What a finished request tells the host's breaker. Failures are 5xx, 429, timeouts and
  * connection errors; 4xx other than 408/429 and content problems (not a PDF, too large) are
- * neutral: the host answered.
+ * neutral: the host answered. An interrupted request (shutdown, lost lease) tells nothing (null).
  */
-export function breakerOutcome(reason: Reason | null): 'success' | 'failure' | 'neutral' {
+export function breakerOutcome(reason: Reason | null): 'success' | 'failure' | 'neutral' | null {
   if (reason === null) return 'success';
+  if (reason === 'interrupted') return null;
   const status = /^http_(\d{3})$/.exec(reason);
   if (status) {
     const code = Number(status[1]);

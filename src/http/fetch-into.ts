@@ -26,7 +26,7 @@ export type OpenSink = (status: number, headers: IncomingHttpHeaders, fail: (err
  * once the sink is released. This is the hot path of every transfer: one handler object per
  * request and one call per chunk, with no stream, async resource or promise per chunk in between.
  */
-export function fetchInto(dispatcher: Dispatcher, target: URL, headers: Record<string, string>, signal: AbortSignal, open: OpenSink): Promise<void> {
+export function fetchInto(dispatcher: Dispatcher, target: URL, headers: Record<string, string>, signal: AbortSignal, open: OpenSink, onSent?: () => void): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal.aborted) return reject(signal.reason as Error);
     let controller: Dispatcher.DispatchController | null = null;
@@ -55,9 +55,11 @@ export function fetchInto(dispatcher: Dispatcher, target: URL, headers: Record<s
     };
     signal.addEventListener('abort', onAbort, { once: true });
     const handler: Dispatcher.DispatchHandler = {
+      // undici calls this as it writes the request to a connected socket: the moment it leaves.
       onRequestStart(c) {
         controller = c;
         if (failure) c.abort(failure);
+        else onSent?.();
       },
       onResponseStart(_c, status, responseHeaders) {
         // 1xx answers are informational: the real one follows.

@@ -87,7 +87,7 @@ describe('a redirect hop to a refused address (real HTTP)', () => {
     const ranges = new BlockList();
     ranges.addAddress('127.0.0.2');
     const policy = new UrlPolicy({ ...open, denyPrivate: true }, ranges);
-    const gate: RequestGate = { enter: async () => null, responded: () => undefined, settle: () => true };
+    const gate: RequestGate = { enter: async () => ({ sent: () => undefined, settle: () => true }) };
     const dispatcher = await createAgent({ connectTimeout: 2000, stallTimeout: 2000, concurrency: 4, blocked: policy.ranges });
     const facts = emptyFacts();
     const input = {
