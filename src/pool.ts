@@ -34,11 +34,16 @@ interface Waiter {
 /** A started task waiting at its host's gate before its first request. */
 interface GateWait {
   host: string;
+  /** when its wait ends (ms, performance clock) */
+  until: number;
   reason: string | null;
   wake: (abandon: string | null) => void;
 }
 
 class Stopped extends Error {}
+
+/** How long a free network slot may wait for the host that bounds the run when its token is due. */
+const LOOKAHEAD_MS = 50;
 
 /**
  * Runs tasks under the politeness bounds with p-limit: one limit per host (`--per-host`, or the
@@ -46,16 +51,17 @@ class Stopped extends Error {}
  * network slots (`--concurrency`). A task first takes its host's slot, then waits at the host's
  * gate (rate token, breaker, cool-down) holding nothing else, and only then asks for a network
  * slot: inside it, the token is taken or the slot given back, never slept on. Each free network
- * slot goes to the longest-waiting task of a host that still has a backlog, else to the
- * longest-waiting task: the host whose pace bounds the run is never kept waiting by hosts with
- * little to do. `add` waits while the window of queued tasks is full, which keeps memory flat.
+ * slot goes to the waiting task whose host has the most left to do (see `best`). `add` waits
+ * while the window of queued tasks is full, which keeps memory flat.
  */
 export class Pool {
   private readonly network: LimitFunction;
   private readonly hosts = new HostSlots();
-  private readonly backlogged: Waiter[] = [];
-  private readonly others: Waiter[] = [];
+  /** tasks waiting for a network slot, in the order they asked */
+  private ready: Waiter[] = [];
   private readonly gateWaits = new Set<GateWait>();
+  /** hosts a free slot is being held for (see dueIn) */
+  private readonly holding = new Set<string>();
   /** tasks queued for their host's slot */
   private queued = 0;
   /** tasks started and not ended (at the gate, transferring, or finishing) */
@@ -98,7 +104,8 @@ export class Pool {
     if (this.stopped) return;
     this.stopped = true;
     for (const w of this.gateWaits) w.wake(null);
-    for (const w of [...this.backlogged, ...this.others]) w.cancel(new Stopped());
+    for (const w of this.ready) w.cancel(new Stopped());
+    this.ready = [];
     this.notify();
   }
 
@@ -188,6 +195,7 @@ export class Pool {
     return new Promise((resolve) => {
       const entry: GateWait = {
         host,
+        until: performance.now() + blocked.waitMs,
         reason: this.gate.abandonReason(host, blocked),
         wake: (abandon) => {
           clearTimeout(timer);
@@ -239,7 +247,7 @@ export class Pool {
         },
       };
       signal?.addEventListener('abort', onAbort, { once: true });
-      (this.hosts.backlog(home) > 0 ? this.backlogged : this.others).push(waiter);
+      this.ready.push(waiter);
       void holdSlot(this.network).then((free) => this.grant(free));
     });
   }
@@ -247,14 +255,81 @@ export class Pool {
   private async grant(free: Free): Promise<void> {
     // Tasks that have left the network still finish locally; no more than `concurrency` do.
     while (this.finishing >= this.concurrency && !this.stopped) await this.change();
-    for (const queue of [this.backlogged, this.others]) {
-      for (let w = queue.shift(); w; w = queue.shift()) {
-        if (w.cancelled) continue;
-        w.cancelled = true;
-        return w.grant(free);
+    // The task that freed this slot may have freed its host's slot too: the next task of that
+    // host joins the line before the slot is given.
+    await new Promise(setImmediate);
+    let w = this.best();
+    // A host with more left to do than the best one waiting is due in a moment: the slot waits
+    // for it rather than start a shorter job elsewhere (see dueIn).
+    const due = this.dueIn(w === null ? 0 : this.hosts.remaining(this.ready[w]!.home));
+    if (due !== null) {
+      await sleep(due + 1);
+      w = this.best();
+    }
+    if (w === null) return free();
+    const [chosen] = this.ready.splice(w, 1);
+    chosen!.cancelled = true;
+    chosen!.grant(free);
+  }
+
+  /**
+   * Where in line the waiting task is whose host has the most items left (queued or started), the
+   * first to ask among equals: the host whose pace bounds the run is never kept waiting by hosts with little
+   * left, and it is served first in line whatever the order its tasks asked in.
+   */
+  private best(): number | null {
+    let at = -1;
+    let most = -1;
+    let live = 0;
+    for (let i = 0; i < this.ready.length; i += 1) {
+      const w = this.ready[i]!;
+      if (w.cancelled) continue;
+      this.ready[live] = w;
+      const left = this.hosts.remaining(w.home);
+      if (left > most) {
+        most = left;
+        at = live;
+      }
+      live += 1;
+    }
+    this.ready.length = live;
+    return at < 0 ? null : at;
+  }
+
+  /**
+   * How long this free slot should wait for a task due soon, or null to give it now. It waits
+   * only for the host that bounds the run: one whose items left, at its pace, take at least half
+   * as long as all the work left takes the pool (`critical`), with more left than the best task
+   * waiting, and fewer requests out than its pace needs when answers take as long as lately
+   * (spacing shorter than a request: several out at once, out of step). When every slot frees at
+   * about the same time, such a host otherwise gets one slot per round and falls to a fraction
+   * of its pace; holding one slot for it once moves that slot out of step for good.
+   */
+  private dueIn(than: number): number | null {
+    const now = performance.now();
+    const requestMs = this.gate.requestMs;
+    const workLeftMs = ((this.queued + this.started) * requestMs) / this.concurrency;
+    let due: number | null = null;
+    let host: string | null = null;
+    for (const g of this.gateWaits) {
+      const left = this.hosts.remaining(g.host);
+      if (g.reason !== null || left <= Math.max(1, than) || this.holding.has(g.host)) continue;
+      const spacing = this.gate.spacingMs(g.host);
+      if (spacing === 0 || left * spacing < workLeftMs / 2) continue;
+      const ms = g.until - now;
+      const needs = Math.ceil(requestMs / spacing);
+      const horizon = needs > 1 && this.gate.inflight(g.host) < needs ? Math.max(LOOKAHEAD_MS, spacing) : LOOKAHEAD_MS;
+      if (ms <= horizon && (due === null || ms < due)) {
+        due = Math.max(0, ms);
+        host = g.host;
       }
     }
-    free();
+    if (host === null) return null;
+    // One slot held per host at a time.
+    const held = host;
+    this.holding.add(held);
+    setTimeout(() => this.holding.delete(held), due! + 1);
+    return due;
   }
 
   /** @internal */

@@ -96,7 +96,7 @@ export async function runDownload(manifests: readonly string[], opts: DownloadOp
     now,
     events,
   };
-  const hosts = new HostGate(policies.rates, policies.breakers, opts.retryAfterCap, ledger.hosts(), (row) => ledger.saveHost(row, now()), now, events);
+  const hosts = new HostGate(policies.rates, policies.breakers, opts.retryAfterCap, (host) => ledger.host(host), (row) => ledger.saveHost(row, now()), now, events);
   const pool = new Pool(opts.concurrency, opts.perHost, hosts);
   // A fatal error in one item ends the run: the others stop now, keeping their parts.
   pool.onFailure = () => controller.abort();

@@ -48,9 +48,10 @@ export class HostBreaker {
   openUntil = 0;
   /** a half-open call admitted and not settled: opossum learns of it only once it is sent */
   private probing = false;
-  private readonly cb: CircuitBreaker<[Promise<void>], void>;
+  /** made at the host's first failure: a host that never fails costs no breaker */
+  private cb: CircuitBreaker<[Promise<void>], void> | null = null;
   /** opossum keeps (and reads) the very options object it was given */
-  private readonly options: CircuitBreaker.Options<[Promise<void>]> & { resetTimeout: number };
+  private options: { resetTimeout: number } = { resetTimeout: 0 };
 
   constructor(
     private readonly policy: BreakerPolicy,
@@ -59,52 +60,63 @@ export class HostBreaker {
     private readonly onChange: (b: HostBreaker) => void = () => {},
     private readonly random: () => number = Math.random,
   ) {
+    if (restored === null) return;
+    this.failures = restored.failures;
+    if (restored.breaker_state === 'closed') return;
+    // An open breaker stored by an earlier run: still open for the time it has left, else half-open.
+    const left = restored.open_until - now;
+    this.openUntil = restored.open_until;
+    this.create(left > 0 ? left : policy.resetTimeoutMs, { closed: false, halfOpen: left <= 0 });
+  }
+
+  private create(resetTimeout: number, state?: { closed: boolean; halfOpen: boolean }): CircuitBreaker<[Promise<void>], void> {
     startRotation();
-    const open = restored !== null && restored.breaker_state !== 'closed';
-    const left = open ? restored.open_until - now : 0;
-    this.options = {
-      timeout: false,
-      resetTimeout: left > 0 ? left : policy.resetTimeoutMs,
+    const options = {
+      timeout: false as const,
+      resetTimeout,
       volumeThreshold: Number.MAX_SAFE_INTEGER,
       errorFilter: (err: Error) => err instanceof NeutralAnswer,
       enableSnapshots: false,
       rotateBucketController: rotation,
       rollingPercentilesEnabled: false,
-      // An open breaker stored by an earlier run: still open for the time it has left, else half-open.
-      ...(open ? { state: { closed: false, halfOpen: left <= 0 } } : {}),
+      ...(state ? { state } : {}),
     };
-    this.cb = new CircuitBreaker((outcome: Promise<void>) => outcome, this.options);
-    if (open) {
-      this.failures = restored.failures;
-      this.openUntil = restored.open_until;
-    }
-    this.cb.on('open', () => {
+    this.options = options;
+    const cb = new CircuitBreaker((outcome: Promise<void>) => outcome, options);
+    cb.on('open', () => {
       this.openUntil = Date.now() + this.options.resetTimeout;
       this.onChange(this);
     });
-    this.cb.on('halfOpen', () => this.onChange(this));
-    this.cb.on('close', () => this.onChange(this));
+    cb.on('halfOpen', () => this.onChange(this));
+    cb.on('close', () => this.onChange(this));
+    this.cb = cb;
+    return cb;
   }
 
   get state(): BreakerState {
-    if (this.cb.closed) return 'closed';
+    if (!this.cb || this.cb.closed) return 'closed';
     return this.cb.halfOpen ? 'half_open' : 'open';
   }
 
   /** 0 when a request may go now; else ms to wait (until half-open, or while the probe is out). */
   waitMs(now: number): number {
-    if (this.cb.closed) return 0;
+    if (!this.cb || this.cb.closed) return 0;
     if (this.cb.opened) return Math.max(1, this.openUntil - now);
     return this.cb.pendingClose && !this.probing ? 0 : Math.max(1, Math.floor(this.policy.resetTimeoutMs / 4));
   }
 
   /** Lets a request through; call in the same tick as a `waitMs` that answered 0. */
   admit(): BreakerCall {
-    const probe = this.cb.halfOpen;
+    const probe = this.cb?.halfOpen === true;
     if (probe) this.probing = true;
     let answer: { resolve: () => void; reject: (e: Error) => void } | null = null;
     const fire = (): void => {
       if (answer) return;
+      const cb = this.cb;
+      if (!cb) {
+        answer = { resolve: () => undefined, reject: () => undefined };
+        return;
+      }
       let resolve!: () => void;
       let reject!: (e: Error) => void;
       const outcome = new Promise<void>((res, rej) => {
@@ -114,7 +126,7 @@ export class HostBreaker {
       answer = { resolve, reject };
       // Read by opossum when it opens: each opening waits the reset timeout plus up to 20%.
       this.options.resetTimeout = this.jittered();
-      this.cb.fire(outcome).catch(() => undefined);
+      cb.fire(outcome).catch(() => undefined);
     };
     return {
       sent: fire,
@@ -127,7 +139,8 @@ export class HostBreaker {
         else if (verdict === 'neutral') answer!.reject(new NeutralAnswer());
         else {
           this.failures += 1;
-          if (this.cb.closed && this.failures >= this.policy.failMax) this.cb.open();
+          const cb = this.cb ?? this.create(this.jittered());
+          if (cb.closed && this.failures >= this.policy.failMax) cb.open();
           answer!.reject(new FailedAnswer());
         }
       },
@@ -138,13 +151,14 @@ export class HostBreaker {
     };
   }
 
-  /** Closed, with no failure counted and no call out: nothing to remember. */
+  /** Closed with no call out: nothing to remember beyond the failures already saved. */
   idle(): boolean {
-    return this.cb.closed && this.failures === 0 && !this.probing;
+    return this.state === 'closed' && !this.probing;
   }
 
   dispose(): void {
-    this.cb.shutdown();
+    this.cb?.shutdown();
+    this.cb = null;
   }
 
   private jittered(): number {

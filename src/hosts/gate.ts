@@ -56,6 +56,8 @@ const KEEP_HOSTS = 4096;
  */
 export class HostGate {
   private readonly hosts = new Map<string, HostState>();
+  /** a moving average of how long a request holds its network slot, all hosts together */
+  private slotMs = 0;
   /** the map's size that triggers the next sweep: doubling keeps sweeping linear overall */
   private sweepAt = KEEP_HOSTS;
 
@@ -63,7 +65,8 @@ export class HostGate {
     private readonly rates: RatePolicies,
     private readonly breakers: BreakerPolicies,
     private readonly retryAfterCapMs: number,
-    private readonly stored: Map<string, HostRow>,
+    /** the host's row in the ledger: state of a host forgotten (or from an earlier run) comes back from it */
+    private readonly stored: (host: string) => HostRow | undefined,
     private readonly persist: (row: HostRow) => void,
     private readonly now: () => number = Date.now,
     private readonly events: Events = new Events(),
@@ -77,7 +80,7 @@ export class HostGate {
       this.sweepAt = Math.max(KEEP_HOSTS, 2 * this.hosts.size);
     }
     const policy = this.rates.resolve(host);
-    const row = this.stored.get(host) ?? null;
+    const row = this.stored(host) ?? null;
     const breaker = new HostBreaker(this.breakers.resolve(host), row, this.now(), (b) => {
       this.events.emit('breaker', { host, state: b.state, open_until: b.state === 'closed' ? null : new Date(b.openUntil).toISOString(), failures: b.failures });
       this.save(host);
@@ -88,8 +91,9 @@ export class HostGate {
   }
 
   /**
-   * Forgets hosts with nothing to remember: no request out, breaker closed without failures, no
-   * pause, every rate bucket full again. Whatever matters across runs is in the ledger already.
+   * Forgets hosts with nothing to remember but what the ledger holds: no request out, breaker
+   * closed, no pause, every rate bucket full again. A host's failures and last error were saved
+   * when they happened and come back with its row if it is asked again.
    */
   private sweep(): void {
     const now = this.now();
@@ -145,6 +149,21 @@ export class HostGate {
     return null;
   }
 
+  /** ms between two requests to `host` at its pace (0 when unpaced). */
+  spacingMs(host: string): number {
+    return this.state(host).pace.spacingMs();
+  }
+
+  /** Requests to `host` let through and not yet ended. */
+  inflight(host: string): number {
+    return this.hosts.get(host)?.inflight ?? 0;
+  }
+
+  /** How long requests have lately held a network slot (a moving average; 0 before any). */
+  get requestMs(): number {
+    return this.slotMs;
+  }
+
   /** Lets one request through; only in the same tick as a `check` that answered null. */
   admit(host: string): Permit {
     const s = this.state(host);
@@ -163,6 +182,8 @@ export class HostGate {
         if (!open) return true;
         open = false;
         s.inflight = Math.max(0, s.inflight - 1);
+        const took = performance.now() - granted;
+        this.slotMs = this.slotMs === 0 ? took : 0.9 * this.slotMs + 0.1 * took;
         if (verdict === null) {
           call.drop();
           return true;
@@ -181,8 +202,10 @@ export class HostGate {
       s.cooldownUntil = Math.max(s.cooldownUntil, now + retryAfterMs);
       withinCap = retryAfterMs <= this.retryAfterCap(host);
     }
+    const failed = s.breaker.failures;
     call.settle(verdict);
-    if (error || retryAfterMs !== null) this.save(host);
+    // A success clears a count the ledger holds, which would otherwise come back with the row.
+    if (error || retryAfterMs !== null || (failed > 0 && s.breaker.failures === 0)) this.save(host);
     return withinCap;
   }
 

@@ -51,13 +51,21 @@ export class Pace {
     }
   }
 
+  /** The time between two requests at this pace, in ms (0 when unpaced). */
+  spacingMs(): number {
+    return Math.max(0, ...this.buckets.map((b) => b.interval / b.tokensPerInterval));
+  }
+
   /** Every bucket is full: forgetting this host's pace changes nothing. */
   idle(): boolean {
     return this.buckets.every((b) => (b.drip(), b.content >= 1));
   }
 }
 
-/** Room for arrival jitter: 1% of the window, at least 10 ms. */
+/**
+ * Room for the jitter between a request leaving and its server logging it (either event loop
+ * busy for a moment): 2% of the window, at least 20 ms.
+ */
 function margin(ms: number): number {
-  return Math.max(10, ms / 100);
+  return Math.max(20, ms / 50);
 }

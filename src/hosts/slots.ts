@@ -62,9 +62,10 @@ export class HostSlots {
     };
   }
 
-  /** Tasks of `host` waiting for a slot. */
-  backlog(host: string): number {
-    return this.limits.get(host)?.pendingCount ?? 0;
+  /** Tasks of `host` holding or waiting for a slot. */
+  remaining(host: string): number {
+    const l = this.limits.get(host);
+    return l ? l.activeCount + l.pendingCount : 0;
   }
 
   /** Drops the tasks waiting for a slot of `host`. */

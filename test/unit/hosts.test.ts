@@ -1,10 +1,10 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Breaker } from '../../src/hosts/breaker.js';
-import { Deferred, HostGate } from '../../src/hosts/gate.js';
-import { SlidingLimiter } from '../../src/hosts/limiter.js';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { HostBreaker } from '../../src/hosts/breaker.js';
+import { HostGate } from '../../src/hosts/gate.js';
+import { Pace } from '../../src/hosts/pace.js';
 import { builtinConfig, loadBreakers, loadRatelimits } from '../../src/hosts/policy.js';
 import { breakerOutcome } from '../../src/http/classify.js';
 
@@ -75,55 +75,112 @@ describe('breakers.yaml', () => {
   });
 });
 
-describe('SlidingLimiter', () => {
-  it('never lets more than N starts into any window, wherever it is placed', () => {
-    const l = new SlidingLimiter([{ limit: 5, ms: 1000 }, { limit: 12, ms: 10_000 }]);
+describe('Pace (limiter adapter)', () => {
+  beforeEach(() => vi.useFakeTimers({ toFake: ['performance', 'Date', 'setTimeout', 'setInterval'] }));
+  afterEach(() => vi.useRealTimers());
+
+  it('never lets more than N starts into any window, wherever it is placed, and spaces them evenly', () => {
+    const pace = new Pace([{ limit: 5, ms: 1000 }, { limit: 12, ms: 10_000 }]);
     const starts: number[] = [];
     for (let t = 0; t < 20_000; t += 7) {
-      if (l.waitMs(t) === 0) {
-        l.take(t);
-        starts.push(t);
-      }
+      if (pace.waitMs() === 0 && pace.take()) starts.push(t);
+      vi.advanceTimersByTime(7);
     }
     for (const s of starts) {
       expect(starts.filter((x) => x >= s && x < s + 1000).length).toBeLessThanOrEqual(5);
       expect(starts.filter((x) => x >= s && x < s + 10_000).length).toBeLessThanOrEqual(12);
     }
-    expect(starts.length).toBeGreaterThanOrEqual(24);
+    // 12 per 10 s (plus the first at once): the longer window sets the pace.
+    expect(starts.length).toBeGreaterThanOrEqual(23);
   });
-  it('tells how long to wait', () => {
-    const l = new SlidingLimiter([{ limit: 1, ms: 3000 }], () => 0);
-    const ticket = l.take(100);
-    expect(l.waitMs(1100)).toBe(2000);
-    l.restamp(ticket, 600);
-    expect(l.waitMs(1100)).toBe(2500);
-    l.restamp(ticket, 200);
-    expect(l.waitMs(1100)).toBe(2500);
-    expect(new SlidingLimiter([]).waitMs(0)).toBe(0);
+
+  it('tells how long to wait, lets a new host go at once, and pushes the next start back by a late departure', () => {
+    const pace = new Pace([{ limit: 1, ms: 1000 }]);
+    expect(pace.waitMs()).toBe(0);
+    expect(pace.take()).toBe(true);
+    expect(pace.take()).toBe(false);
+    // one per 1,010 ms: the window plus its margin
+    expect(pace.waitMs()).toBe(1010);
+    vi.advanceTimersByTime(300);
+    pace.charge(300);
+    expect(pace.waitMs()).toBe(1010);
+    vi.advanceTimersByTime(1010);
+    expect(pace.idle()).toBe(true);
+    expect(new Pace([]).waitMs()).toBe(0);
+    expect(new Pace([]).take()).toBe(true);
   });
 });
 
-describe('Breaker', () => {
-  it('opens after fail_max failures, lets one probe through after the reset timeout, closes on success', () => {
-    const b = new Breaker({ failMax: 3, resetTimeoutMs: 1000, retryAfterCapMs: null }, () => {}, () => 0);
-    for (let i = 0; i < 3; i += 1) b.failure(0);
+describe('HostBreaker (opossum adapter)', () => {
+  beforeEach(() => vi.useFakeTimers({ toFake: ['Date', 'setTimeout', 'setInterval', 'clearTimeout'] }));
+  afterEach(() => vi.useRealTimers());
+  const policy = { failMax: 3, resetTimeoutMs: 1000, retryAfterCapMs: null };
+
+  it('opens after fail_max consecutive failures, lets one probe through after the reset timeout, closes on success', async () => {
+    const changes: string[] = [];
+    const b = new HostBreaker(policy, null, Date.now(), (x) => changes.push(x.state), () => 0);
+    for (let i = 0; i < 2; i += 1) b.admit().settle('failure');
+    b.admit().settle('success');
+    expect(b.failures).toBe(0);
+    for (let i = 0; i < 3; i += 1) b.admit().settle('failure');
     expect(b.state).toBe('open');
-    expect(b.waitMs(500)).toBe(500);
-    expect(b.waitMs(1000)).toBe(0);
-    b.sent(1000);
+    expect(b.waitMs(Date.now())).toBe(1000);
+    await vi.advanceTimersByTimeAsync(1000);
     expect(b.state).toBe('half_open');
-    expect(b.waitMs(1000)).toBeGreaterThan(0);
-    b.failure(1001);
+    expect(b.waitMs(Date.now())).toBe(0);
+    const probe = b.admit();
+    // one probe per half-open period
+    expect(b.waitMs(Date.now())).toBeGreaterThan(0);
+    probe.sent();
+    probe.settle('failure');
+    await vi.advanceTimersByTimeAsync(0);
     expect(b.state).toBe('open');
-    b.sent(3000);
-    b.success();
+    await vi.advanceTimersByTimeAsync(1000);
+    b.admit().settle('success');
+    await vi.advanceTimersByTimeAsync(0);
     expect(b.state).toBe('closed');
     expect(b.failures).toBe(0);
+    expect(changes).toEqual(['open', 'half_open', 'open', 'half_open', 'closed']);
+    b.dispose();
   });
-  it('counts 5xx, 429, timeouts and connection errors; other 4xx are neutral', () => {
+
+  it('neutral answers never count, but end a probe (the host is up); an interrupted probe decides nothing', async () => {
+    const b = new HostBreaker(policy, null, Date.now(), () => {}, () => 0);
+    for (let i = 0; i < 10; i += 1) b.admit().settle('neutral');
+    expect(b.state).toBe('closed');
+    for (let i = 0; i < 3; i += 1) b.admit().settle('failure');
+    await vi.advanceTimersByTimeAsync(1000);
+    const dropped = b.admit();
+    dropped.drop();
+    expect(b.state).toBe('half_open');
+    expect(b.waitMs(Date.now())).toBe(0);
+    b.admit().settle('neutral');
+    await vi.advanceTimersByTimeAsync(0);
+    expect(b.state).toBe('closed');
+    b.dispose();
+  });
+
+  it('jitters each opening by up to 20% and restores a stored breaker with the time it has left', () => {
+    const b = new HostBreaker(policy, null, Date.now(), () => {}, () => 0.5);
+    for (let i = 0; i < 3; i += 1) b.admit().settle('failure');
+    expect(b.openUntil - Date.now()).toBe(1100);
+    b.dispose();
+    const now = Date.now();
+    const open = new HostBreaker(policy, { breaker_state: 'open', open_until: now + 30_000, failures: 3 }, now);
+    expect(open.state).toBe('open');
+    expect(open.waitMs(now)).toBe(30_000);
+    open.dispose();
+    const expired = new HostBreaker(policy, { breaker_state: 'open', open_until: now - 5, failures: 3 }, now);
+    expect(expired.state).toBe('half_open');
+    expect(expired.waitMs(now)).toBe(0);
+    expired.dispose();
+  });
+
+  it('classifies 5xx, 429, timeouts and connection errors as failures; other 4xx are neutral; an interrupt says nothing', () => {
     expect(['http_503', 'http_429', 'http_408', 'timeout', 'stalled', 'connect_error'].map((r) => breakerOutcome(r as never))).toEqual(Array(6).fill('failure'));
     expect(['http_404', 'http_403', 'not_pdf', 'too_large'].map((r) => breakerOutcome(r as never))).toEqual(Array(4).fill('neutral'));
     expect(breakerOutcome(null)).toBe('success');
+    expect(breakerOutcome('interrupted')).toBe(null);
   });
 });
 
@@ -133,26 +190,41 @@ describe('HostGate', () => {
     const rates = loadRatelimits(await yaml('g.yaml', 'version: 1\ndefaults: {artifact: {max_delay_ms: 100}}'));
     const breakers = loadBreakers(await yaml('gb.yaml', 'defaults: {fail_max: 2, reset_timeout_s: 1}'));
     const saved: unknown[] = [];
-    const gate = new HostGate(rates, breakers, 60_000, new Map(), (r) => saved.push(r), () => now);
-    gate.pass('a.org', now);
-    expect(gate.settle('a.org', 'failure', 'http_429', 5000, now)).toBe(true);
+    const gate = new HostGate(rates, breakers, 60_000, () => undefined, (r) => saved.push(r), () => now);
+    expect(gate.check('a.org', now)).toBe(null);
+    expect(gate.admit('a.org').settle('failure', 'http_429', 5000)).toBe(true);
     expect(gate.check('a.org', now)).toEqual({ waitMs: 5000, why: 'cooldown' });
-    gate.pass('b.org', now);
-    expect(gate.settle('b.org', 'failure', 'http_503', 120_000, now)).toBe(false);
+    expect(gate.admit('b.org').settle('failure', 'http_503', 120_000)).toBe(false);
     expect(gate.abandonReason('b.org', gate.check('b.org', now)!)).toBe('retry_after_too_long');
     expect(saved.length).toBeGreaterThan(0);
     now = 6000;
-    await gate.enter('a.org', new AbortController().signal);
-    gate.settle('a.org', 'failure', 'http_500', null, now);
+    expect(gate.check('a.org', now)).toBe(null);
+    gate.admit('a.org').settle('failure', 'http_500', null);
     expect(gate.check('a.org', now)?.why).toBe('breaker');
-    await expect(gate.enter('a.org', new AbortController().signal)).rejects.toBeInstanceOf(Deferred);
     expect(gate.abandonReason('a.org', gate.check('a.org', now)!)).toBe('breaker_open');
+    expect(saved.at(-1)).toMatchObject({ host: 'a.org', breaker_state: 'open', failures: 2, last_error: 'http_500' });
   });
+
   it('restores an open breaker from the ledger', async () => {
     const rates = loadRatelimits(await yaml('g2.yaml', 'version: 1'));
     const breakers = loadBreakers(await yaml('gb2.yaml', 'defaults: {fail_max: 2, reset_timeout_s: 1}'));
     const stored = new Map([['dead.org', { host: 'dead.org', breaker_state: 'open' as const, open_until: 50_000, cooldown_until: 0, failures: 2, last_error: 'http_503' }]]);
-    const gate = new HostGate(rates, breakers, 60_000, stored, () => {}, () => 1000);
+    const gate = new HostGate(rates, breakers, 60_000, (h) => stored.get(h), () => {}, () => 1000);
     expect(gate.check('dead.org', 1000)).toEqual({ waitMs: 49_000, why: 'breaker' });
+  });
+
+  it('keeps no state for idle hosts: 100,000 hosts asked once each leave a few thousand entries at most', async () => {
+    const rates = loadRatelimits(await yaml('g3.yaml', 'version: 1\ndefaults: {artifact: {rates: ["1000/SECOND"]}}'));
+    const breakers = loadBreakers(await yaml('gb3.yaml', 'defaults: {fail_max: 2, reset_timeout_s: 1}'));
+    const gate = new HostGate(rates, breakers, 60_000, () => undefined, () => {}, Date.now);
+    const started = performance.now();
+    for (let i = 0; i < 100_000; i += 1) {
+      const host = `h${i}.example.org`;
+      expect(gate.check(host)).toBe(null);
+      gate.admit(host).settle('success', null, null);
+      // a host idle for its pace interval (1 ms here) is forgotten at the next sweep
+      while (performance.now() - started < i / 50) { /* let the buckets refill */ }
+    }
+    expect(gate.snapshot().length).toBeLessThan(10_000);
   });
 });

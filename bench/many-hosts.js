@@ -1,0 +1,134 @@
+#!/usr/bin/env node
+// The many-hosts scenario: a skewed corpus over many loopback hosts (127.0.1.x), each host paced
+// at RATE requests per second by ratelimits.yaml, each answer starting LATENCY ms after its
+// request arrives. Reports docstokg's network time (first arrival to last answer, by the origin's
+// clock) against the politeness bound
+//   max(items × latency / concurrency, (largest host's items − 1) / rate + latency)
+// and the most requests any host received in any one-second window, by the origin's clock.
+//   node bench/many-hosts.js [--runs 3] [--latencies 50,200,1000]
+import { spawnSync, fork } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+const HOSTS = 120;
+const PORT = 18_090;
+const RATE = 2;
+const CONCURRENCY = 16;
+const PER_HOST = 4;
+
+/** Items per host: a few hosts hold most of them, as in an OpenAlex export (400 in all). */
+export function corpus() {
+  const counts = [40, 30, 20, 15, 12];
+  for (let i = counts.length; i < HOSTS; i += 1) counts.push(i < 58 ? 3 : 2);
+  return counts;
+}
+
+/** The manifest's lines in a fixed shuffled order (a seeded generator). */
+function manifestLines(counts) {
+  const urls = counts.flatMap((n, h) => Array.from({ length: n }, (_, i) => `http://127.0.1.${h + 1}:${PORT}/w/${h}-${i}.pdf`));
+  let seed = 42;
+  const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  for (let i = urls.length - 1; i > 0; i -= 1) {
+    const j = Math.floor(rnd() * (i + 1));
+    [urls[i], urls[j]] = [urls[j], urls[i]];
+  }
+  return urls;
+}
+
+export function bound(counts, latencyMs) {
+  const items = counts.reduce((a, b) => a + b, 0);
+  return Math.max((items * latencyMs) / CONCURRENCY, ((Math.max(...counts) - 1) / RATE) * 1000 + latencyMs);
+}
+
+/** The most arrivals of one host in any window of `ms`, wherever it is placed. */
+function maxInWindow(times, ms) {
+  const t = [...times].sort((a, b) => a - b);
+  let best = 0;
+  for (let i = 0, j = 0; i < t.length; i += 1) {
+    while (t[i] - t[j] >= ms) j += 1;
+    best = Math.max(best, i - j + 1);
+  }
+  return best;
+}
+
+function ask(child, message, key) {
+  return new Promise((res) => {
+    const on = (m) => {
+      if (m[key] !== undefined) {
+        child.off('message', on);
+        res(m[key]);
+      }
+    };
+    child.on('message', on);
+    child.send(message);
+  });
+}
+
+export async function manyHostsBenchmark({ root, out, bin, median, runs = 3, latencies = [50, 200, 1000] }) {
+  const dir = join(out, 'many-hosts');
+  mkdirSync(dir, { recursive: true });
+  const counts = corpus();
+  const manifest = join(dir, 'manifest.txt');
+  writeFileSync(manifest, `${manifestLines(counts).join('\n')}\n`);
+  const rl = join(dir, 'ratelimits.yaml');
+  writeFileSync(rl, `version: 1\ndefaults:\n  artifact: {rates: ["${RATE}/SECOND"], max_delay_ms: 2000, max_concurrent: ${PER_HOST}}\n`);
+  const origin = fork(join(root, 'bench', 'many-hosts-origin.js'), [String(HOSTS), String(PORT)], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  await new Promise((res) => origin.once('message', res));
+  const items = counts.reduce((a, b) => a + b, 0);
+  const lines = [
+    `\n### many hosts: ${items} items over ${HOSTS} loopback hosts (largest ${Math.max(...counts)}), ${RATE}/s per host, -c ${CONCURRENCY} --per-host ${PER_HOST} (${runs} runs each)`,
+    '',
+    '| server latency | bound | docstokg network time (median) | range | docstokg / bound | wall (median) | most requests to one host in any 1 s |',
+    '|---|---|---|---|---|---|---|',
+  ];
+  try {
+    for (const latency of latencies) {
+      const nets = [];
+      const walls = [];
+      let worst = 0;
+      for (let run = 0; run < runs; run += 1) {
+        const o = join(dir, 'out');
+        rmSync(o, { recursive: true, force: true });
+        await ask(origin, { latency }, 'started');
+        const t0 = performance.now();
+        const r = spawnSync('node', [bin, 'download', manifest, '-o', o, '-c', String(CONCURRENCY), '--per-host', String(PER_HOST), '--ratelimits', rl, '--no-progress', '-q', '--min-free', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+        walls.push(performance.now() - t0);
+        if (r.status !== 0) throw new Error(`docstokg failed (${r.status}): ${r.stderr}`);
+        const log = await ask(origin, { collect: true }, 'log');
+        if (log.length !== items) throw new Error(`expected ${items} requests, the origin saw ${log.length}`);
+        nets.push(Math.max(...log.map((e) => e[2])) - Math.min(...log.map((e) => e[1])));
+        const byHost = new Map();
+        for (const [h, at] of log) byHost.set(h, [...(byHost.get(h) ?? []), at]);
+        for (const times of byHost.values()) worst = Math.max(worst, maxInWindow(times, 1000));
+      }
+      const b = bound(counts, latency);
+      const net = median(nets);
+      lines.push(
+        `| ${latency} ms | ${(b / 1000).toFixed(2)} s | ${(net / 1000).toFixed(2)} s | ${(Math.min(...nets) / 1000).toFixed(2)}-${(Math.max(...nets) / 1000).toFixed(2)} s | ${(net / b).toFixed(3)}× | ${(median(walls) / 1000).toFixed(2)} s | ${worst} (limit ${RATE}) |`,
+      );
+      console.error(lines.at(-1));
+    }
+  } finally {
+    origin.send({ exit: true });
+  }
+  return lines.join('\n');
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const ROOT = resolve(import.meta.dirname, '..');
+  const argv = process.argv.slice(2);
+  const opt = (name, dflt) => (argv.includes(`--${name}`) ? argv[argv.indexOf(`--${name}`) + 1] : dflt);
+  const median = (xs) => {
+    const s = [...xs].sort((a, b) => a - b);
+    return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+  };
+  const md = await manyHostsBenchmark({
+    root: ROOT,
+    out: join(ROOT, 'bench', '.out'),
+    bin: join(ROOT, 'bin', 'docstokg.js'),
+    median,
+    runs: Number(opt('runs', 3)),
+    latencies: opt('latencies', '50,200,1000').split(',').map(Number),
+  });
+  console.log(md);
+}
