@@ -3,6 +3,7 @@
 // the arrival times it logs come from its own clock and event loop, not docstokg's.
 // Driven over IPC by many-hosts.js: {latency} starts a round, {collect} returns its log.
 import { createServer } from 'node:http';
+import { performance } from 'node:perf_hooks';
 
 const hosts = Number(process.argv[2] ?? 120);
 const port = Number(process.argv[3] ?? 18_090);

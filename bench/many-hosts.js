@@ -9,6 +9,7 @@
 import { spawnSync, fork } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
 
 const HOSTS = 120;
 const PORT = 18_090;

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run bench [-- --runs 5 --sets small,medium,large --no-scale]
+// npm run bench [-- --runs 5 --sets small,medium,large --no-scale --no-many-hosts --latencies 50,200,1000]
 // Measures docstokg against curl --parallel, aria2c, wget and a Node.js floor (floor.js) on the
 // same sets, served by a local nginx (a node:http static server when nginx is not installed).
 // Outputs are deleted and `sync` run before every timed run; tools alternate; medians and ratios
@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { sets, makeSets } from './datasets.js';
 import { startServer } from './server.js';
 import { scaleBenchmarks } from './scale.js';
+import { manyHostsBenchmark } from './many-hosts.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const DATA = join(ROOT, 'bench', '.data');
@@ -28,6 +29,8 @@ const RUNS = Number(opt('runs', 5));
 // `--sets none` runs only the scale, start-up and resume measures.
 const SETS = opt('sets', 'small,medium,large').split(',').filter((s) => s !== 'none');
 const SCALE = !argv.includes('--no-scale');
+const MANY_HOSTS = !argv.includes('--no-many-hosts');
+const LATENCIES = opt('latencies', '50,200,1000').split(',').map(Number);
 
 const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 
@@ -130,6 +133,11 @@ try {
     console.log(out.at(-1));
     out.push(report('page cache', set, measure(t.pagecache, t.dir)));
     console.log(out.at(-1));
+  }
+  if (MANY_HOSTS) {
+    const many = await manyHostsBenchmark({ root: ROOT, out: OUT, bin: BIN, median, runs: Math.min(RUNS, 3), latencies: LATENCIES });
+    out.push(many);
+    console.log(many);
   }
   if (SCALE) {
     const scale = await scaleBenchmarks({ root: ROOT, out: OUT, bin: BIN, server, timed, fresh, median });

@@ -60,17 +60,20 @@ export class HostGate {
   private slotMs = 0;
   /** the map's size that triggers the next sweep: doubling keeps sweeping linear overall */
   private sweepAt = KEEP_HOSTS;
+  private readonly startedAt: number;
 
   constructor(
     private readonly rates: RatePolicies,
     private readonly breakers: BreakerPolicies,
     private readonly retryAfterCapMs: number,
     /** the host's row in the ledger: state of a host forgotten (or from an earlier run) comes back from it */
-    private readonly stored: (host: string) => HostRow | undefined,
+    private readonly stored: (host: string) => (HostRow & { updated_at?: number }) | undefined,
     private readonly persist: (row: HostRow) => void,
     private readonly now: () => number = Date.now,
     private readonly events: Events = new Events(),
-  ) {}
+  ) {
+    this.startedAt = now();
+  }
 
   private state(host: string): HostState {
     let s = this.hosts.get(host);
@@ -80,7 +83,9 @@ export class HostGate {
       this.sweepAt = Math.max(KEEP_HOSTS, 2 * this.hosts.size);
     }
     const policy = this.rates.resolve(host);
-    const row = this.stored(host) ?? null;
+    let row = this.stored(host) ?? null;
+    // Failures of a closed breaker count within a run: an earlier run's are not carried over.
+    if (row && row.breaker_state === 'closed' && (row.updated_at ?? 0) < this.startedAt) row = { ...row, failures: 0 };
     const breaker = new HostBreaker(this.breakers.resolve(host), row, this.now(), (b) => {
       this.events.emit('breaker', { host, state: b.state, open_until: b.state === 'closed' ? null : new Date(b.openUntil).toISOString(), failures: b.failures });
       this.save(host);

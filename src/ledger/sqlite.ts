@@ -115,7 +115,7 @@ export class SqliteLedger implements Ledger {
       doneBySha: db.prepare(`SELECT key FROM jobs WHERE sha256 = ? AND state = 'done'`),
       jobsIn: db.prepare('SELECT * FROM jobs WHERE state = ?'),
       hosts: db.prepare('SELECT host, breaker_state, open_until, cooldown_until, failures, last_error FROM hosts'),
-      host: db.prepare('SELECT host, breaker_state, open_until, cooldown_until, failures, last_error FROM hosts WHERE host = ?'),
+      host: db.prepare('SELECT host, breaker_state, open_until, cooldown_until, failures, last_error, updated_at FROM hosts WHERE host = ?'),
       hostSave: db.prepare(`INSERT OR REPLACE INTO hosts (host, breaker_state, open_until, cooldown_until, failures, last_error, updated_at)
         VALUES (@host, @breaker_state, @open_until, @cooldown_until, @failures, @last_error, @now)`),
       runBegin: db.prepare('INSERT INTO runs (id, started_at, argv) VALUES (?, ?, ?)'),
@@ -365,8 +365,8 @@ export class SqliteLedger implements Ledger {
     return new Map((this.stmt.hosts.all() as HostRow[]).map((r) => [r.host, r]));
   }
 
-  host(name: string): HostRow | undefined {
-    return this.stmt.host.get(name) as HostRow | undefined;
+  host(name: string): (HostRow & { updated_at: number }) | undefined {
+    return this.stmt.host.get(name) as (HostRow & { updated_at: number }) | undefined;
   }
 
   saveHost(row: HostRow, now: number): void {

@@ -205,7 +205,7 @@ export interface Ledger {
   recordOp(key: string, jobKey: string, kind: OpRow['kind'], owner: string, now: number, detail: string | null, result: unknown): void;
   hosts(): Map<string, HostRow>;
   /** one host's stored row (its breaker, pause and failures), as written so far in this run too */
-  host(name: string): HostRow | undefined;
+  host(name: string): (HostRow & { updated_at: number }) | undefined;
   saveHost(row: HostRow, now: number): void;
   /** failed attempts per host since `since` */
   recentFailures(since: number): Map<string, number>;

@@ -99,12 +99,12 @@ describe('Pace (limiter adapter)', () => {
     expect(pace.waitMs()).toBe(0);
     expect(pace.take()).toBe(true);
     expect(pace.take()).toBe(false);
-    // one per 1,010 ms: the window plus its margin
-    expect(pace.waitMs()).toBe(1010);
+    // one per 1,020 ms: the window plus its margin
+    expect(pace.waitMs()).toBe(1020);
     vi.advanceTimersByTime(300);
     pace.charge(300);
-    expect(pace.waitMs()).toBe(1010);
-    vi.advanceTimersByTime(1010);
+    expect(pace.waitMs()).toBe(1020);
+    vi.advanceTimersByTime(1020);
     expect(pace.idle()).toBe(true);
     expect(new Pace([]).waitMs()).toBe(0);
     expect(new Pace([]).take()).toBe(true);
