@@ -4,6 +4,7 @@ import { PLAN_WINDOW } from './config.js';
 import { ItemError } from './errors.js';
 import { Deferred, type Blocked, type HostGate, type Permit } from './hosts/gate.js';
 import { HostSlots, holdSlot, type Free } from './hosts/slots.js';
+import { WaitLine, type Waiter } from './wait-line.js';
 
 export interface Task {
   /** the host of the item's first request: the item waits in this host's queue */
@@ -23,14 +24,6 @@ export interface Lane {
   release(): void;
 }
 
-/** A task (or a running task's next request) waiting for a network slot. */
-interface Waiter {
-  home: string;
-  grant: (free: Free) => void;
-  cancel: (err: Error) => void;
-  cancelled: boolean;
-}
-
 /** A started task waiting at its host's gate before its first request. */
 interface GateWait {
   host: string;
@@ -44,6 +37,8 @@ class Stopped extends Error {}
 
 /** How long a free network slot may wait for the host that bounds the run when its token is due. */
 const LOOKAHEAD_MS = 50;
+/** How often the hosts that bound the run are looked for. */
+const CRITICAL_EVERY_MS = 100;
 
 /**
  * Runs tasks under the politeness bounds with p-limit: one limit per host (`--per-host`, or the
@@ -57,11 +52,16 @@ const LOOKAHEAD_MS = 50;
 export class Pool {
   private readonly network: LimitFunction;
   private readonly hosts = new HostSlots();
-  /** tasks waiting for a network slot, in the order they asked */
-  private ready: Waiter[] = [];
+  /** tasks waiting for a network slot */
+  private readonly line: WaitLine;
   private readonly gateWaits = new Set<GateWait>();
   /** hosts a free slot is being held for (see dueIn) */
   private readonly holding = new Set<string>();
+  /** the gate waits of each host */
+  private readonly waitsOf = new Map<string, Set<GateWait>>();
+  /** hosts that bound the run, with their pace and how many requests out it needs (see findCritical) */
+  private readonly critical = new Map<string, { spacing: number; needs: number }>();
+  private criticalAt = 0;
   /** tasks queued for their host's slot */
   private queued = 0;
   /** tasks started and not ended (at the gate, transferring, or finishing) */
@@ -81,6 +81,7 @@ export class Pool {
     private readonly window = Math.max(PLAN_WINDOW, concurrency * 4),
   ) {
     this.network = pLimit(concurrency);
+    this.line = new WaitLine((host) => this.hosts.remaining(host));
   }
 
   async add(task: Task): Promise<void> {
@@ -104,8 +105,7 @@ export class Pool {
     if (this.stopped) return;
     this.stopped = true;
     for (const w of this.gateWaits) w.wake(null);
-    for (const w of this.ready) w.cancel(new Stopped());
-    this.ready = [];
+    for (const w of this.line.drain()) w.cancel(new Stopped());
     this.notify();
   }
 
@@ -200,11 +200,17 @@ export class Pool {
         wake: (abandon) => {
           clearTimeout(timer);
           this.gateWaits.delete(entry);
+          const mine = this.waitsOf.get(host)!;
+          mine.delete(entry);
+          if (mine.size === 0) this.waitsOf.delete(host);
           resolve(abandon);
         },
       };
       const timer = setTimeout(() => entry.wake(null), blocked.waitMs);
       this.gateWaits.add(entry);
+      const mine = this.waitsOf.get(host);
+      if (mine) mine.add(entry);
+      else this.waitsOf.set(host, new Set([entry]));
       this.checkStuck();
     });
   }
@@ -247,7 +253,7 @@ export class Pool {
         },
       };
       signal?.addEventListener('abort', onAbort, { once: true });
-      this.ready.push(waiter);
+      this.line.push(waiter);
       void holdSlot(this.network).then((free) => this.grant(free));
     });
   }
@@ -258,42 +264,16 @@ export class Pool {
     // The task that freed this slot may have freed its host's slot too: the next task of that
     // host joins the line before the slot is given.
     await new Promise(setImmediate);
-    let w = this.best();
     // A host with more left to do than the best one waiting is due in a moment: the slot waits
     // for it rather than start a shorter job elsewhere (see dueIn).
-    const due = this.dueIn(w === null ? 0 : this.hosts.remaining(this.ready[w]!.home));
-    if (due !== null) {
-      await sleep(due + 1);
-      w = this.best();
-    }
+    const due = this.dueIn(this.line.peek()?.left ?? 0);
+    if (due !== null) await sleep(due + 1);
+    // The task with the most left goes first (see WaitLine): the host whose pace bounds the run
+    // is never kept waiting by hosts with little left.
+    const w = this.line.take();
     if (w === null) return free();
-    const [chosen] = this.ready.splice(w, 1);
-    chosen!.cancelled = true;
-    chosen!.grant(free);
-  }
-
-  /**
-   * Where in line the waiting task is whose host has the most items left (queued or started), the
-   * first to ask among equals: the host whose pace bounds the run is never kept waiting by hosts with little
-   * left, and it is served first in line whatever the order its tasks asked in.
-   */
-  private best(): number | null {
-    let at = -1;
-    let most = -1;
-    let live = 0;
-    for (let i = 0; i < this.ready.length; i += 1) {
-      const w = this.ready[i]!;
-      if (w.cancelled) continue;
-      this.ready[live] = w;
-      const left = this.hosts.remaining(w.home);
-      if (left > most) {
-        most = left;
-        at = live;
-      }
-      live += 1;
-    }
-    this.ready.length = live;
-    return at < 0 ? null : at;
+    w.cancelled = true;
+    w.grant(free);
   }
 
   /**
@@ -307,21 +287,18 @@ export class Pool {
    */
   private dueIn(than: number): number | null {
     const now = performance.now();
-    const requestMs = this.gate.requestMs;
-    const workLeftMs = ((this.queued + this.started) * requestMs) / this.concurrency;
+    if (now >= this.criticalAt) this.findCritical(now);
     let due: number | null = null;
     let host: string | null = null;
-    for (const g of this.gateWaits) {
-      const left = this.hosts.remaining(g.host);
-      if (g.reason !== null || left <= Math.max(1, than) || this.holding.has(g.host)) continue;
-      const spacing = this.gate.spacingMs(g.host);
-      if (spacing === 0 || left * spacing < workLeftMs / 2) continue;
-      const ms = g.until - now;
-      const needs = Math.ceil(requestMs / spacing);
-      const horizon = needs > 1 && this.gate.inflight(g.host) < needs ? Math.max(LOOKAHEAD_MS, spacing) : LOOKAHEAD_MS;
-      if (ms <= horizon && (due === null || ms < due)) {
-        due = Math.max(0, ms);
-        host = g.host;
+    for (const [h, { spacing, needs }] of this.critical) {
+      if (this.hosts.remaining(h) <= Math.max(1, than) || this.holding.has(h)) continue;
+      const horizon = needs > 1 && this.gate.inflight(h) < needs ? Math.max(LOOKAHEAD_MS, spacing) : LOOKAHEAD_MS;
+      for (const g of this.waitsOf.get(h) ?? []) {
+        const ms = g.until - now;
+        if (g.reason === null && ms <= horizon && (due === null || ms < due)) {
+          due = Math.max(0, ms);
+          host = h;
+        }
       }
     }
     if (host === null) return null;
@@ -330,6 +307,23 @@ export class Pool {
     this.holding.add(held);
     setTimeout(() => this.holding.delete(held), due! + 1);
     return due;
+  }
+
+  /**
+   * The hosts, among those with a task at the gate, whose items left take at their pace at least
+   * half as long as all the work left takes the pool.
+   * Looked for at most every CRITICAL_EVERY_MS, so a grant does not scan every task at the gate.
+   */
+  private findCritical(now: number): void {
+    this.criticalAt = now + CRITICAL_EVERY_MS;
+    this.critical.clear();
+    const requestMs = this.gate.requestMs;
+    const workLeftMs = ((this.queued + this.started) * requestMs) / this.concurrency;
+    for (const h of this.waitsOf.keys()) {
+      const spacing = this.gate.spacingMs(h);
+      if (spacing === 0 || this.hosts.remaining(h) * spacing < workLeftMs / 2) continue;
+      this.critical.set(h, { spacing, needs: Math.ceil(requestMs / spacing) });
+    }
   }
 
   /** @internal */
