@@ -266,7 +266,10 @@ export class Pool {
     await new Promise(setImmediate);
     // A host with more left to do than the best one waiting is due in a moment: the slot waits
     // for it rather than start a shorter job elsewhere (see dueIn).
-    const due = this.dueIn(this.line.peek()?.left ?? 0);
+    // A first in line whose token another task of its host just took does not count: it only
+    // gives the slot back.
+    const top = this.line.peek();
+    const due = this.dueIn(top && this.gate.check(top.w.home) === null ? top.left : 0);
     if (due !== null) await sleep(due + 1);
     // The task with the most left goes first (see WaitLine): the host whose pace bounds the run
     // is never kept waiting by hosts with little left.
@@ -310,18 +313,18 @@ export class Pool {
   }
 
   /**
-   * The hosts, among those with a task at the gate, whose items left take at their pace at least
-   * half as long as all the work left takes the pool.
-   * Looked for at most every CRITICAL_EVERY_MS, so a grant does not scan every task at the gate.
+   * The hosts whose items left take at their pace at least half as long as all the work left
+   * takes the pool.
+   * Looked for at most every CRITICAL_EVERY_MS, so a grant does not scan every host.
    */
   private findCritical(now: number): void {
     this.criticalAt = now + CRITICAL_EVERY_MS;
     this.critical.clear();
     const requestMs = this.gate.requestMs;
     const workLeftMs = ((this.queued + this.started) * requestMs) / this.concurrency;
-    for (const h of this.waitsOf.keys()) {
+    for (const [h, left] of this.hosts.withWork()) {
       const spacing = this.gate.spacingMs(h);
-      if (spacing === 0 || this.hosts.remaining(h) * spacing < workLeftMs / 2) continue;
+      if (spacing === 0 || left * spacing < workLeftMs / 2) continue;
       this.critical.set(h, { spacing, needs: Math.ceil(requestMs / spacing) });
     }
   }

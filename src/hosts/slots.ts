@@ -68,6 +68,14 @@ export class HostSlots {
     return l ? l.activeCount + l.pendingCount : 0;
   }
 
+  /** Hosts with tasks holding or waiting for a slot, and how many. */
+  *withWork(): IterableIterator<[string, number]> {
+    for (const [host, l] of this.limits) {
+      const n = l.activeCount + l.pendingCount;
+      if (n > 0) yield [host, n];
+    }
+  }
+
   /** Drops the tasks waiting for a slot of `host`. */
   clear(host: string): void {
     this.limits.get(host)?.clearQueue();
