@@ -7,30 +7,30 @@ export interface Waiter {
 }
 
 interface Entry {
-  w: Waiter;
-  /** the home host's items left when this entry was made */
+  host: string;
+  /** the host's items left when this entry was keyed */
   key: number;
   seq: number;
 }
 
 /**
- * Waiting tasks ordered by how much their host has left (most first), then by when they asked.
- * A binary heap whose keys are refreshed lazily: a host's count only drops while its tasks wait
- * (finished items), so an entry found at the top with a stale, higher key is pushed back with
- * its current one, and a pick costs O(log n) rather than a scan of every waiting task.
+ * Waiting tasks: first in, first out within a host, and hosts ordered by how much they have left
+ * (most first), then by when they began waiting. A binary heap of hosts whose keys are refreshed
+ * lazily, when a host reaches the top: a pick costs O(log hosts) rather than a scan of every
+ * waiting task.
  */
 export class WaitLine {
   private heap: Entry[] = [];
+  private readonly queues = new Map<string, Waiter[]>();
   private seq = 0;
 
   constructor(private readonly left: (host: string) => number) {}
 
-  get size(): number {
-    return this.heap.length;
-  }
-
   push(w: Waiter): void {
-    this.insert({ w, key: this.left(w.home), seq: this.seq++ });
+    const q = this.queues.get(w.home);
+    if (q) return void q.push(w);
+    this.queues.set(w.home, [w]);
+    this.insert({ host: w.home, key: this.left(w.home), seq: this.seq++ });
   }
 
   /** The best live waiter and its host's count, left in line; null when none waits. */
@@ -38,12 +38,15 @@ export class WaitLine {
     for (;;) {
       const top = this.heap[0];
       if (!top) return null;
-      if (top.w.cancelled) {
+      const q = this.queues.get(top.host)!;
+      while (q.length > 0 && q[0]!.cancelled) q.shift();
+      if (q.length === 0) {
+        this.queues.delete(top.host);
         this.removeTop();
         continue;
       }
-      const now = this.left(top.w.home);
-      if (now >= top.key) return { w: top.w, left: now };
+      const now = this.left(top.host);
+      if (now === top.key) return { w: q[0]!, left: now };
       this.removeTop();
       this.insert({ ...top, key: now });
     }
@@ -53,13 +56,14 @@ export class WaitLine {
   take(): Waiter | null {
     const top = this.peek();
     if (!top) return null;
-    this.removeTop();
+    this.queues.get(top.w.home)!.shift();
     return top.w;
   }
 
   /** Every waiter, for cancelling them all. */
   drain(): Waiter[] {
-    const all = this.heap.map((e) => e.w);
+    const all = [...this.queues.values()].flat();
+    this.queues.clear();
     this.heap = [];
     return all;
   }

@@ -70,7 +70,10 @@ describe('telemetry: JSON events, metrics file, run history, per-download metric
     const events = eventsOf(again.stderr);
     expect(events.filter((e) => e.event === 'job_reused').length).toBe(8);
     const dead = await startOrigin({ '/x.pdf': { body: Buffer.alloc(0), failFirst: { times: 1e9, status: 502 } } }, '127.0.0.3');
-    const m = await ws.file('dead.jsonl', jsonl([{ id: 'x', url: dead.url('/x.pdf') }]));
+    // A slow item elsewhere keeps the run busy past the reset timeout, so the dead host is probed
+    // (with no other work left its item would end breaker_open at once).
+    origin.set('/long.pdf', { body: samplePdf('tel long', 4000), trickle: { chunk: 400, ms: 100 } });
+    const m = await ws.file('dead.jsonl', jsonl([{ id: 'x', url: dead.url('/x.pdf') }, { id: 'long', url: origin.url('/long.pdf') }]));
     const br = await ws.file('br.yaml', 'defaults: {fail_max: 1, reset_timeout_s: 0.2}\n');
     const res = await runCli(['download', m, '-o', out, '--log-format', 'json', '--breakers', br, '--retries', '2', '--retry-delay', '300']);
     const states = eventsOf(res.stderr).filter((e) => e.event === 'breaker').map((e) => e.state);
