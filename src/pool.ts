@@ -46,8 +46,8 @@ const CRITICAL_EVERY_MS = 100;
  * network slots (`--concurrency`). A task first takes its host's slot, then waits at the host's
  * gate (rate token, breaker, cool-down) holding nothing else, and only then asks for a network
  * slot: inside it, the token is taken or the slot given back, never slept on. Each free network
- * slot goes to the waiting task whose host has the most left to do (see `best`). `add` waits
- * while the window of queued tasks is full, which keeps memory flat.
+ * slot goes to the waiting task whose host has the most left to do (see WaitLine). `add` waits
+ * while the window of queued and started tasks is full, which keeps memory flat.
  */
 export class Pool {
   private readonly network: LimitFunction;
@@ -85,7 +85,9 @@ export class Pool {
   }
 
   async add(task: Task): Promise<void> {
-    while (this.queued >= this.window && !this.stopped) await this.change();
+    // Queued and started tasks both count: a task of a host not yet asked starts at once, and
+    // would otherwise let the manifest be read without bound into tasks waiting for a network slot.
+    while (this.queued + this.started >= this.window && !this.stopped) await this.change();
     this.enqueue(task);
   }
 
@@ -322,7 +324,8 @@ export class Pool {
     this.critical.clear();
     const requestMs = this.gate.requestMs;
     const workLeftMs = ((this.queued + this.started) * requestMs) / this.concurrency;
-    for (const [h, left] of this.hosts.withWork()) {
+    // A host with one item left gains nothing from a slot held for it.
+    for (const [h, left] of this.hosts.withWork(2)) {
       const spacing = this.gate.spacingMs(h);
       if (spacing === 0 || left * spacing < workLeftMs / 2) continue;
       this.critical.set(h, { spacing, needs: Math.ceil(requestMs / spacing) });

@@ -68,11 +68,11 @@ export class HostSlots {
     return l ? l.activeCount + l.pendingCount : 0;
   }
 
-  /** Hosts with tasks holding or waiting for a slot, and how many. */
-  *withWork(): IterableIterator<[string, number]> {
+  /** Hosts with at least `min` tasks holding or waiting for a slot, and how many. */
+  *withWork(min: number): IterableIterator<[string, number]> {
     for (const [host, l] of this.limits) {
       const n = l.activeCount + l.pendingCount;
-      if (n > 0) yield [host, n];
+      if (n >= min) yield [host, n];
     }
   }
 

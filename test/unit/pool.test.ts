@@ -176,4 +176,26 @@ describe('Pool (p-limit adapter)', () => {
     expect(peak).toBe(1);
     expect(deferred.every((h) => h === 'a' || h === 'b')).toBe(true);
   });
+
+  it('bounds the tasks queued and started together, whatever the number of hosts', async () => {
+    // One network slot held by a task that waits; every other task is on a host of its own, so
+    // each could start at once: the window still holds them back.
+    const pool = new Pool(1, 4, await gateWith(''), 8);
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    await pool.add({ host: 'h0', abandon: () => {}, run: async (lane) => { (await lane.enter('h0', signal)).settle('success', null, null); await held; } });
+    let added = 1;
+    const adding = (async () => {
+      for (let i = 1; i < 50; i += 1) {
+        await pool.add(task(`h${i}`, 1));
+        added += 1;
+      }
+    })();
+    await sleep(50);
+    expect(added).toBe(8);
+    release();
+    await adding;
+    await pool.drain();
+    expect(added).toBe(50);
+  });
 });
