@@ -71,6 +71,8 @@ export class RatePolicies {
     let p = this.cache.get(key);
     if (!p) {
       p = (lookup(this.hosts, host.toLowerCase()) ?? this.defaults)[role];
+      // Bounded: a manifest of 100,000 hosts must not keep an entry for each.
+      if (this.cache.size >= 16_384) this.cache.clear();
       this.cache.set(key, p);
     }
     return p;

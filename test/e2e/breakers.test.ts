@@ -36,7 +36,11 @@ describe('a dead host among live ones', () => {
     expect(res.code).toBe(1);
     const by = (p: string) => res.records.filter((r) => String(r.id).startsWith(p));
     expect(by('l').map((r) => r.status)).toEqual(Array(30).fill('downloaded'));
-    expect(by('d').map((r) => r.reason)).toEqual(Array(20).fill('breaker_open'));
+    // An item may spend its 3 attempts on the host before its breaker opens (fail_max 3 counts
+    // every item's failures); every other one ends blocked, not after attempts of its own.
+    const reasons = by('d').map((r) => r.reason);
+    expect(reasons.filter((r) => r === 'http_503').length).toBeLessThanOrEqual(1);
+    expect(reasons.filter((r) => r === 'breaker_open').length).toBeGreaterThanOrEqual(19);
 
     // By the origins' own clocks: the live host's work spanned this long...
     const liveAt = live.requests.map((r) => r.at);
@@ -50,8 +54,9 @@ describe('a dead host among live ones', () => {
     // Nothing more was sent to the dead host once the live host's work was done.
     expect(Math.max(...dead.requests.map((r) => r.at))).toBeLessThanOrEqual(Math.max(...liveAt) + 100);
     // Its items stay to do for the next run, and its cool-down is stored.
-    const states = queryLedger<{ state: string }>(out, "SELECT state FROM jobs WHERE item_id LIKE 'd%'");
-    expect(states.map((s) => s.state)).toEqual(Array(20).fill('pending'));
+    const blocked = new Set(by('d').filter((r) => r.reason === 'breaker_open').map((r) => String(r.id)));
+    const states = queryLedger<{ item_id: string; state: string }>(out, "SELECT item_id, state FROM jobs WHERE item_id LIKE 'd%'");
+    expect(states.filter((s) => blocked.has(s.item_id)).map((s) => s.state)).toEqual(Array(blocked.size).fill('pending'));
     expect(queryLedger<{ breaker_state: string }>(out, "SELECT breaker_state FROM hosts WHERE host = '127.0.0.5'")[0]?.breaker_state).toMatch(/open/);
   });
 });
