@@ -26,6 +26,8 @@ export function cachedLookup(blocked: BlockList | null = null): (hostname: strin
     if (hit && Date.now() - hit.at < TTL_MS) return answer(hit.all);
     lookup(hostname, { ...options, all: true }, (err, all) => {
       if (err) return callback(err, []);
+      // Bounded over a manifest of 100,000 hosts: a full cache starts again (a lookup costs little).
+      if (cache.size >= 16_384) cache.clear();
       cache.set(key, { at: Date.now(), all });
       answer(all);
     });
