@@ -55,6 +55,8 @@ export class Pool {
   /** tasks waiting for a network slot */
   private readonly line: WaitLine;
   private readonly gateWaits = new Set<GateWait>();
+  /** hosts given up for the run, and why: their queued tasks end with that reason */
+  private readonly abandoned = new Map<string, string>();
   /** hosts a free slot is being held for (see dueIn) */
   private readonly holding = new Set<string>();
   /** the gate waits of each host */
@@ -141,8 +143,6 @@ export class Pool {
       },
     );
   }
-
-  private readonly abandoned = new Map<string, string>();
 
   private async start(task: Task, freeHost: Free): Promise<void> {
     this.started += 1;
