@@ -71,6 +71,10 @@ async function finalizeOnce(ctx: ItemContext, job: JobRow, part: string, sha256:
     done = op.result as Finalized;
     ctx.events.emit('op', { kind: 'finalize', action: 'replayed', id: job.item_id, op: key });
   } else {
+    // The op (and the part's stream op) are committed before the part moves: once the part is
+    // gone, the started op is what lets `reconcile` give the object to its job. Without it a kill
+    // after the rename leaves an object no job knows, and the body is fetched again in full.
+    await ctx.ledger.committed();
     done = await finalizePart(ctx.opts.out, part, sha256, ctx.opts.fsync);
     ctx.ledger.finishOp(key, done, ctx.now());
     ctx.events.emit('op', { kind: 'finalize', action: 'executed', id: job.item_id, op: key, deduped: done.deduped });
@@ -276,11 +280,8 @@ async function attemptOnce(ctx: ItemContext, job: JobRow, candidate: Candidate, 
       await discardPart(ctx, job);
       return { candidate, facts, error: new ItemError('checksum_mismatch', `expected sha256 ${job.expected_sha256}, got ${result.sha256}`, { httpStatus: facts.httpStatus }) };
     }
-    // What is left (the commit below, finalize, link) is local: another transfer may start.
+    // What is left (finalize, link) is local: another transfer may start.
     ctx.release();
-    // Committed before the part moves: a complete, fsync'd large part is then never fetched
-    // again after a crash.
-    if (streamKey && !result.notModified && result.size >= DURABLE_PART_BYTES) await ctx.ledger.committed();
     return { ...result, recordAttempt: (extra) => record(null, extra) };
   } catch (err) {
     const error = err instanceof ItemError ? err : (() => { throw err; })();

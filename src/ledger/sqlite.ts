@@ -154,9 +154,19 @@ export class SqliteLedger implements Ledger {
     for (const w of waiting) w.resolve();
   }
 
+  /**
+   * Resolves once every write made so far is committed. A waiter brings the group's commit forward
+   * to the end of this turn of the event loop: the writes of that turn still share one commit.
+   */
   committed(): Promise<void> {
     if (this.pending === 0) return Promise.resolve();
+    if (this.waiting.length === 0) setImmediate(() => this.flushFor(this.waiting));
     return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
+  }
+
+  /** The commit a waiter asked for, unless the group was committed meanwhile (by size or timer). */
+  private flushFor(waiting: readonly unknown[]): void {
+    if (this.waiting === waiting) this.flush();
   }
 
   beginRun(argv: readonly string[], now: number): void {

@@ -216,8 +216,9 @@ export interface Ledger {
   /** commit what is pending now (a durability point), instead of at the end of the group */
   flush(): void;
   /**
-   * Resolves once every write made so far is committed: with the group's own commit, not a commit
-   * of its own (a durability point that costs nothing more). Rejects if that commit fails.
+   * Resolves once every write made so far is committed: by the group's commit, brought forward to
+   * the end of the current turn when someone waits (writes of that turn share it). Rejects if that
+   * commit fails.
    */
   committed(): Promise<void>;
   close(): void;

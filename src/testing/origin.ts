@@ -42,6 +42,8 @@ export interface RequestLog {
   at: number;
   /** status sent, once the response has ended or the connection closed */
   status?: number;
+  /** when the last byte of the response was handed to the operating system */
+  finishedAt?: number;
 }
 
 export interface Origin {
@@ -156,6 +158,7 @@ export async function startOrigin(routes: Record<string, RouteSpec> = {}, bind =
     const entry: RequestLog = { method: req.method ?? 'GET', path, headers: req.headers, at: Date.now() };
     requests.push(entry);
     res.on('close', () => (entry.status = res.statusCode));
+    res.on('finish', () => (entry.finishedAt = Date.now()));
     const spec = table.get(path);
     if (!spec) {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
