@@ -87,7 +87,7 @@ const program = new Command('docstokg')
   .description('Download the PDFs listed in manifests into a verified, content-addressed store')
   .version(version(), '--version')
   .exitOverride()
-  .showHelpAfterError()
+  .showHelpAfterError('(docstokg <command> --help lists its options)')
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
 addOptions(program.command('download').argument('<manifest...>', 'JSONL/OpenAlex/URL-list files, gzip or not; - for stdin'), [...SHARED_OPTIONS, ...DOWNLOAD_OPTIONS])
@@ -132,7 +132,8 @@ try {
   await program.parseAsync(process.argv);
 } catch (err) {
   if (err instanceof CommanderError) {
-    const ok = err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help';
+    // --help and --version succeed; help shown because no command was given is a usage error.
+    const ok = err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || (err.code === 'commander.help' && err.exitCode === 0);
     await finish(ok ? EXIT.ok : EXIT.usage);
   }
   await fail(err);

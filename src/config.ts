@@ -22,12 +22,14 @@ export const SHARED_OPTIONS: readonly OptionSpec[] = [
   { flag: 'out', short: 'o', kind: 'string', arg: 'dir', default: './pdfs', help: 'content-addressed store' },
   { flag: 'db', kind: 'string', arg: 'path', help: 'ledger file (default: <out>/docstokg.sqlite)' },
   { flag: 'json', kind: 'bool', default: false, help: 'machine-readable output on stdout' },
-  { flag: 'quiet', short: 'q', kind: 'bool', default: false, help: 'no progress or summary on stderr' },
-  { flag: 'verbose', short: 'v', kind: 'bool', default: false, help: 'one line per finished item on stderr' },
   { flag: 'lock-timeout', kind: 'seconds', arg: 's', default: 15, min: 0, help: 'how long to wait for a ledger locked by another process' },
 ];
 
+const QUIET: OptionSpec = { flag: 'quiet', short: 'q', kind: 'bool', default: false, help: 'no progress or summary on stderr' };
+
 export const DOWNLOAD_OPTIONS: readonly OptionSpec[] = [
+  QUIET,
+  { flag: 'verbose', short: 'v', kind: 'bool', default: false, help: 'one line per finished item on stderr (above the progress bar)' },
   { flag: 'concurrency', short: 'c', kind: 'int', arg: 'n', default: 16, min: 1, help: 'total in-flight items' },
   { flag: 'per-host', kind: 'int', arg: 'n', default: 4, min: 1, help: 'in-flight items per host' },
   { flag: 'ratelimits', kind: 'string', arg: 'file', help: 'per-host rate and concurrency policy (ratelimits.yaml format; default: config/ratelimits.default.yaml)' },
@@ -41,6 +43,7 @@ export const DOWNLOAD_OPTIONS: readonly OptionSpec[] = [
   { flag: 'max-bytes', kind: 'size', arg: 'size', default: '512MiB', min: 1, help: 'largest file accepted' },
   { flag: 'min-free', kind: 'size', arg: 'size', default: '1GiB', min: 0, help: 'free disk space to keep (quota guard)' },
   { flag: 'revalidate', kind: 'bool', default: false, help: 'ask again for items already done, with their validators (304 = unchanged)' },
+  { flag: 'retry-failed', kind: 'bool', default: false, help: 'ask again for items that failed in earlier runs, permanent failures and those not yet due included' },
   { flag: 'link-dir', kind: 'string', arg: 'dir', help: 'also expose each item as <dir>/<safe id>.pdf' },
   { flag: 'dry-run', kind: 'bool', default: false, help: 'plan and report without network or writes' },
   { flag: 'progress', kind: 'negbool', default: true, help: 'no progress bar or periodic lines' },
@@ -48,7 +51,7 @@ export const DOWNLOAD_OPTIONS: readonly OptionSpec[] = [
   { flag: 'lease-ttl', kind: 'seconds', arg: 's', default: 60, min: 1, help: 'lease length; renewed every quarter of it while an item runs' },
   { flag: 'log-format', kind: 'enum', arg: 'fmt', default: 'text', choices: ['text', 'json'], help: 'events on stderr: human text, or one JSON object per line' },
   { flag: 'metrics-file', kind: 'string', arg: 'path', help: 'Prometheus text file, rewritten atomically every 15 s and at the end' },
-  { flag: 'deny-private', kind: 'bool', default: false, help: 'refuse loopback, private, link-local and unique-local addresses (after DNS, at every redirect hop)' },
+  { flag: 'deny-private', kind: 'bool', default: false, help: 'refuse loopback, private, link-local, unique-local, CGNAT, multicast and reserved addresses (after DNS, at every redirect hop)' },
   { flag: 'allow-host', kind: 'list', arg: 'host', default: '', help: 'fetch only from these hosts (repeatable; *.example.org for subdomains)' },
   { flag: 'deny-host', kind: 'list', arg: 'host', default: '', help: 'never fetch from these hosts (repeatable; *.example.org for subdomains)' },
   { flag: 'host-headers', kind: 'string', arg: 'file', help: 'per-host request headers such as API keys (YAML; ${VAR} reads the environment)' },
@@ -57,6 +60,7 @@ export const DOWNLOAD_OPTIONS: readonly OptionSpec[] = [
 ];
 
 export const RECONCILE_OPTIONS: readonly OptionSpec[] = [
+  { ...QUIET, help: 'print nothing on stdout (the exit code tells)' },
   { flag: 'dry-run', kind: 'bool', default: false, help: 'report what would be repaired, change nothing' },
   { flag: 'verify', kind: 'bool', default: false, help: 're-hash every stored object; quarantine and re-queue corrupt ones' },
   { flag: 'log-format', kind: 'enum', arg: 'fmt', default: 'text', choices: ['text', 'json'], help: 'events on stderr: human text, or one JSON object per line' },
@@ -67,7 +71,7 @@ export const STATUS_OPTIONS: readonly OptionSpec[] = [
 ];
 
 export const EXPORT_OPTIONS: readonly OptionSpec[] = [
-  { flag: 'format', kind: 'enum', arg: 'fmt', default: 'jsonl', choices: ['jsonl', 'csv'], help: 'output format' },
+  { flag: 'format', kind: 'enum', arg: 'fmt', default: 'jsonl', choices: ['jsonl', 'csv'], help: 'output format: jsonl or csv' },
   { flag: 'attempts', kind: 'bool', default: false, help: 'one row per HTTP attempt instead of one per item' },
 ];
 
@@ -103,7 +107,7 @@ function coerce(spec: OptionSpec, raw: unknown, origin: string): unknown {
     const s = String(raw).trim().toLowerCase();
     if (TRUE.has(s)) return spec.kind === 'bool';
     if (FALSE.has(s)) return spec.kind !== 'bool';
-    return bad('expected true or false');
+    return bad('expected true or false (1/0, yes/no, on/off also work)');
   }
   if (spec.kind === 'string') return String(raw);
   if (spec.kind === 'list') {
@@ -150,12 +154,12 @@ export interface SharedOptions {
   out: string;
   db: string | undefined;
   json: boolean;
-  quiet: boolean;
-  verbose: boolean;
   lockTimeout: number;
 }
 
 export interface DownloadOptions extends SharedOptions {
+  quiet: boolean;
+  verbose: boolean;
   concurrency: number;
   perHost: number;
   ratelimits: string | undefined;
@@ -170,6 +174,7 @@ export interface DownloadOptions extends SharedOptions {
   minFree: number;
   linkDir: string | undefined;
   revalidate: boolean;
+  retryFailed: boolean;
   dryRun: boolean;
   progress: boolean;
   fsync: boolean;
@@ -185,6 +190,7 @@ export interface DownloadOptions extends SharedOptions {
 }
 
 export interface ReconcileOptions extends SharedOptions {
+  quiet: boolean;
   dryRun: boolean;
   verify: boolean;
   logFormat: 'text' | 'json';
@@ -200,6 +206,12 @@ export interface ExportOptions extends SharedOptions {
 }
 
 export const MAX_REDIRECTS = 10;
+/**
+ * A transiently failed item is asked again by a later run no sooner than this after its failure,
+ * doubling with each run in a row that fails it, up to RETRY_LATER_MAX_MS (SPEC §8).
+ */
+export const RETRY_LATER_BASE_MS = 10 * 60 * 1000;
+export const RETRY_LATER_MAX_MS = 24 * 60 * 60 * 1000;
 /** Planned items held in memory ahead of the workers; bounds memory on huge manifests. */
 export const PLAN_WINDOW = 2048;
 /** Ledger writes grouped per transaction (see DESIGN: one commit per item blocks the loop). */

@@ -19,6 +19,33 @@ export type Reason =
   | 'invalid_line'
   | 'interrupted';
 
+const DESCRIPTIONS: Record<Exclude<Reason, `http_${number}`>, string> = {
+  not_pdf: 'the answer is not a PDF',
+  too_large: 'the file is larger than --max-bytes',
+  size_mismatch: 'the body ended before its Content-Length',
+  checksum_mismatch: 'the SHA-256 differs from the manifest',
+  timeout: 'the server did not answer in time',
+  stalled: 'the body stopped arriving',
+  connect_error: 'the connection failed',
+  dns_error: 'the host name did not resolve',
+  tls_error: 'the TLS handshake failed',
+  too_many_redirects: 'more than 10 redirects',
+  breaker_open: "the host's circuit breaker is open; the item stays pending for the next run",
+  retry_after_too_long: 'the server asked to wait longer than --retry-after-cap; the item stays pending',
+  quota: 'not enough free disk space (--min-free)',
+  blocked: 'the URL is not allowed (scheme, --deny-host, --allow-host or --deny-private)',
+  no_url: 'the line names no URL to fetch',
+  invalid_line: 'the manifest line is not valid',
+  interrupted: 'the run stopped before the item finished; the next run continues it',
+};
+
+/** A sentence for people about a reason code, for records that carry no more specific message. */
+export function describeReason(reason: string): string {
+  const http = /^http_(\d{3})$/.exec(reason);
+  if (http) return `the server answered HTTP ${http[1]}`;
+  return DESCRIPTIONS[reason as keyof typeof DESCRIPTIONS] ?? reason;
+}
+
 /** Base error: every error the tool raises on purpose carries a stable code. */
 export class DocstokgError extends Error {
   readonly code: string;

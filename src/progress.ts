@@ -22,11 +22,14 @@ export function formatBytes(n: number): string {
 /** Human progress on stderr: a bar on a TTY, a plain line every few seconds otherwise. */
 export interface Progress {
   update(state: ProgressState, now: number): void;
+  /** a line of text (a -v record) shown above the bar, or written as it is without one */
+  log(line: string): void;
+  /** the last frame is cleared: the summary that follows is the run's final word */
   stop(): void;
 }
 
 export function createProgress(stream: NodeJS.WriteStream, enabled: boolean): Progress {
-  if (!enabled) return { update() {}, stop() {} };
+  if (!enabled) return { update() {}, log: (line) => void stream.write(line), stop() {} };
   if (stream.isTTY) return barProgress(stream);
   return lineProgress(stream);
 }
@@ -35,34 +38,48 @@ function rate(state: ProgressState, now: number): number {
   return state.bytes / Math.max(0.001, (now - state.startedAt) / 1000);
 }
 
+/** Time left at the average pace so far; unknown ('--') until an item has finished. */
+export function formatEta(state: ProgressState, now: number): string {
+  const left = state.planned - state.finished;
+  if (left <= 0) return '0s';
+  const elapsed = (now - state.startedAt) / 1000;
+  if (state.finished === 0 || elapsed <= 0) return '--';
+  const secs = Math.ceil((left * elapsed) / state.finished);
+  if (secs < 60) return `${secs}s`;
+  if (secs < 3600) return `${Math.floor(secs / 60)}m${String(secs % 60).padStart(2, '0')}s`;
+  return `${Math.floor(secs / 3600)}h${String(Math.floor(secs / 60) % 60).padStart(2, '0')}m`;
+}
+
 function barProgress(stream: NodeJS.WriteStream): Progress {
-  const bar = new cliProgress.SingleBar(
+  const bars = new cliProgress.MultiBar(
     {
       stream,
-      format: '{bar} {value}/{total} items | {size} | {speed}/s | ETA {eta_formatted} | failed {failed}',
+      format: '{bar} {value}/{total} items | {size} | {speed}/s | ETA {left} | failed {failed}',
       hideCursor: true,
-      etaBuffer: 200,
+      clearOnComplete: true,
+      gracefulExit: false,
       fps: 5,
     },
     cliProgress.Presets.shades_classic,
   );
-  let started = false;
-  let lastFinished = 0;
+  let bar: cliProgress.SingleBar | null = null;
   return {
     update(s, now) {
-      lastFinished = s.finished;
-      const payload = { size: formatBytes(s.bytes), speed: formatBytes(rate(s, now)), failed: s.failed };
-      if (!started) {
-        bar.start(s.planned, s.finished, payload);
-        started = true;
-      }
+      const payload = { size: formatBytes(s.bytes), speed: formatBytes(rate(s, now)), failed: s.failed, left: formatEta(s, now) };
+      bar ??= bars.create(Math.max(s.planned, 1), s.finished, payload);
       bar.setTotal(Math.max(s.planned, 1));
       bar.update(s.finished, payload);
     },
+    log(line) {
+      if (bar) bars.log(line);
+      else stream.write(line);
+    },
     stop() {
-      if (!started) return;
-      bar.update(lastFinished);
-      bar.stop();
+      if (!bar) return;
+      // One last render writes out the lines logged since the previous frame.
+      bars.update();
+      bars.stop();
+      bar = null;
     },
   };
 }
@@ -75,8 +92,9 @@ function lineProgress(stream: NodeJS.WriteStream): Progress {
     update(s, now) {
       if (now - last < LINE_EVERY_MS) return;
       last = now;
-      stream.write(`docstokg: ${s.finished}/${s.planned} items, ${s.failed} failed, ${formatBytes(s.bytes)}, ${formatBytes(rate(s, now))}/s\n`);
+      stream.write(`docstokg: ${s.finished}/${s.planned} items, ${s.failed} failed, ${formatBytes(s.bytes)}, ${formatBytes(rate(s, now))}/s, ETA ${formatEta(s, now)}\n`);
     },
+    log: (line) => void stream.write(line),
     stop() {},
   };
 }

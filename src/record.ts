@@ -1,3 +1,4 @@
+import { describeReason } from './errors.js';
 import type { JobRow, RecordStatus } from './ledger/types.js';
 
 /** One NDJSON line per manifest item; field order is part of the contract (SPEC §5). */
@@ -19,6 +20,10 @@ export interface DownloadRecord {
   attempts: number;
   elapsed_ms: number;
   source: string | null;
+  /** failed and invalid records: why, in words */
+  message?: string;
+  /** failed records: whether this run asked the network for it (false: a known failure, SPEC §8) */
+  attempted?: boolean;
 }
 
 export const RECORD_FIELDS: readonly (keyof DownloadRecord)[] = [
@@ -26,10 +31,13 @@ export const RECORD_FIELDS: readonly (keyof DownloadRecord)[] = [
   'content_type', 'etag', 'last_modified', 'resumed_from', 'attempts', 'elapsed_ms', 'source',
 ];
 
-/** A record from a job row, optionally overlaid with a fresh outcome (or a status such as skipped). */
-export function recordFromRow(row: JobRow, override: Partial<JobRow> = {}): DownloadRecord {
+/**
+ * A record from a job row, optionally overlaid with a fresh outcome (or a status such as skipped).
+ * A failed one carries its message and `attempted` (whether this run went to the network for it).
+ */
+export function recordFromRow(row: JobRow, override: Partial<JobRow> = {}, attempted = true): DownloadRecord {
   const o = { ...row, ...override };
-  return {
+  const r: DownloadRecord = {
     id: o.item_id,
     url: o.url ?? o.canonical_url,
     canonical_url: o.canonical_url,
@@ -48,6 +56,18 @@ export function recordFromRow(row: JobRow, override: Partial<JobRow> = {}): Down
     elapsed_ms: o.elapsed_ms ?? 0,
     source: o.source,
   };
+  if (r.status === 'failed') {
+    r.message = o.message ?? describeReason(o.reason ?? 'failed');
+    r.attempted = attempted;
+  }
+  return r;
+}
+
+/** A job that failed in an earlier run and is not asked again in this one (SPEC §8). */
+export function knownFailure(row: JobRow, source: string | null): DownloadRecord {
+  const next = row.next_attempt_at === null ? 'not asked again without --retry-failed' : `next attempt after ${new Date(row.next_attempt_at).toISOString()}`;
+  const message = `${row.message ?? describeReason(row.reason ?? 'failed')} (failed in an earlier run; ${next})`;
+  return recordFromRow(row, { status: 'failed', message, attempts: 0, elapsed_ms: 0, resumed_from: 0, source: source ?? row.source }, false);
 }
 
 export function invalidRecord(source: string, reason: 'invalid_line', message: string): DownloadRecord & { message: string } {

@@ -1,6 +1,5 @@
 import { access, mkdir } from 'node:fs/promises';
 import { constants } from 'node:fs';
-import { join } from 'node:path';
 import type { DownloadOptions } from '../config.js';
 import { linkDone } from '../download/item.js';
 import { heartbeat, itemTask, stopLeases, type Run } from '../download/worker.js';
@@ -10,6 +9,7 @@ import { HostHeaders, loadHostHeaders } from '../hosts/headers.js';
 import { UrlPolicy } from '../http/url-policy.js';
 import { builtinConfig, loadBreakers, loadRatelimits, type BreakerPolicies, type RatePolicies } from '../hosts/policy.js';
 import { HttpClient } from '../http/client.js';
+import { dbPath } from '../ledger/locate.js';
 import { SqliteLedger } from '../ledger/sqlite.js';
 import type { PlanResult } from '../ledger/types.js';
 import type { Item } from '../manifest/parse.js';
@@ -17,16 +17,12 @@ import { newOwnerId } from '../ledger/owner.js';
 import { eachItem, type Visited } from '../manifest/items.js';
 import { Pool } from '../pool.js';
 import { startTelemetry } from '../telemetry.js';
-import { recordFromRow } from '../record.js';
+import { knownFailure, recordFromRow, type DownloadRecord } from '../record.js';
+import { EXIT_PIPE, onStdoutClosed } from '../stdout.js';
 import { Reporter } from '../report.js';
 import { closeDirHandles } from '../store/fsync.js';
-import { DEFAULT_DB_NAME } from '../store/paths.js';
 import { prepareStaging } from '../store/staging.js';
 import { planDryRun } from './dry-run.js';
-
-export function dbPath(opts: { out: string; db: string | undefined }): string {
-  return opts.db ?? join(opts.out, DEFAULT_DB_NAME);
-}
 
 async function checkManifests(files: readonly string[]): Promise<void> {
   if (files.length === 0) throw new UsageError('download: at least one manifest (or - for stdin) is required');
@@ -71,6 +67,9 @@ function loadPolicies(opts: DownloadOptions): Policies {
   };
 }
 
+/** Exit codes after a signal: 128 + its number, as shells report a process it ended. */
+const SIGNAL_EXIT: Readonly<Record<string, number>> = { SIGINT: 130, SIGTERM: 143, SIGPIPE: EXIT_PIPE };
+
 export async function runDownload(manifests: readonly string[], opts: DownloadOptions, argv: readonly string[]): Promise<number> {
   await checkManifests(manifests);
   const now = (): number => Date.now();
@@ -101,15 +100,24 @@ export async function runDownload(manifests: readonly string[], opts: DownloadOp
   // A fatal error in one item ends the run: the others stop now, keeping their parts.
   pool.onFailure = () => controller.abort();
   let signalled: NodeJS.Signals | null = null;
+  /** the manifests are being read; `unread`: a signal stopped the reading before their end */
+  let reading = true;
+  let unread = false;
   const onSignal = (sig: NodeJS.Signals): void => {
     // A second signal exits at once: the ledger is WAL and parts are kept, so this is still safe.
-    if (signalled) process.exit(sig === 'SIGINT' ? 130 : 143);
+    if (signalled) process.exit(SIGNAL_EXIT[sig] ?? 143);
     signalled = sig;
+    unread = reading;
     pool.stop();
     controller.abort();
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // The reader of --json records went away (`| head`): wind down as after SIGTERM, quietly.
+  const offStdout = onStdoutClosed(() => {
+    reporter.closed = true;
+    if (!signalled) onSignal('SIGPIPE');
+  });
   const run: Run = { ctx, ledger, reporter, hosts, pool, leases: new Map() };
   controller.signal.addEventListener('abort', () => stopLeases(run), { once: true });
   const beat = setInterval(() => heartbeat(run), Math.max(250, opts.leaseTtl / 4));
@@ -133,7 +141,9 @@ export async function runDownload(manifests: readonly string[], opts: DownloadOp
       if (events.active) {
         events.emit(plan.row.created_at === at ? 'job_created' : 'job_reused', { id: item.id, job: item.key, state: plan.row.state, source: item.source });
       }
-      if (plan.kind === 'done' && opts.revalidate) {
+      if (plan.kind === 'failed') {
+        reporter.record(knownFailure(plan.row, item.source));
+      } else if (plan.kind === 'done' && opts.revalidate) {
         const row = plan.row;
         await pool.add(itemTask(run, item, row, row));
       } else if (plan.kind === 'done') {
@@ -151,7 +161,7 @@ export async function runDownload(manifests: readonly string[], opts: DownloadOp
     const visit = (item: Item): Visited => {
       if (signalled) return false;
       const at = now();
-      const plan = ledger.plan(item, at, { skippedRecord });
+      const plan = ledger.plan(item, at, { skippedRecord, retryFailed: opts.retryFailed });
       return plan.kind === 'skipped' || plan.kind === 'duplicate' ? answer(plan) : planItem(item, plan, at);
     };
     // A line whose key the ledger answers (done, or repeated) needs no parsing on this thread.
@@ -160,7 +170,13 @@ export async function runDownload(manifests: readonly string[], opts: DownloadOp
       const plan = ledger.planByKey(key, source);
       return plan && answer(plan);
     };
-    await eachItem(manifests, reporter, visit, skippedRecord ? byKey : undefined);
+    // Invalid lines are kept in the ledger; one an earlier run reported already does not make the exit code 1.
+    const lines = {
+      planned: () => reporter.planned(),
+      record: (r: DownloadRecord) => reporter.record(r, r.status === 'invalid' && !ledger.invalidLine(r.source ?? '', r.message ?? '', now())),
+    };
+    await eachItem(manifests, lines, visit, skippedRecord ? byKey : undefined);
+    reading = false;
     await pool.drain();
   } finally {
     // Records of the items finished so far go out even when the run ends on a fatal error.
@@ -168,12 +184,13 @@ export async function runDownload(manifests: readonly string[], opts: DownloadOp
     clearInterval(beat);
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    offStdout();
     await http.close().catch(() => undefined);
   }
-  await reporter.finish();
+  await reporter.finish(signalled && signalled !== 'SIGPIPE' ? { signal: signalled, unread } : null);
   // Every item has settled (the pool drained): no fsync can still be using a kept directory.
   await closeDirHandles();
-  const code = signalled ? (signalled === 'SIGINT' ? 130 : 143) : reporter.exitCode();
+  const code = signalled ? (SIGNAL_EXIT[signalled] ?? 143) : reporter.exitCode();
   ledger.endRun(reporter.summaryCounts(), code, now());
   ledger.close();
   events.emit('run_end', { exit_code: code, duration_ms: now() - startedAt, counts: reporter.summaryCounts(), signal: signalled });

@@ -1,7 +1,7 @@
 import type { ReconcileOptions } from '../config.js';
 import { reconcile } from '../reconcile.js';
 import { startTelemetry } from '../telemetry.js';
-import { openExisting } from './status.js';
+import { openExisting } from '../ledger/locate.js';
 
 /**
  * Runs the repair steps, then checks again without changing anything: exit 0 when ledger and

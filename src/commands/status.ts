@@ -1,15 +1,8 @@
-import { existsSync } from 'node:fs';
-import type { SharedOptions, StatusOptions } from '../config.js';
-import { FatalError } from '../errors.js';
-import { SqliteLedger } from '../ledger/sqlite.js';
+import type { StatusOptions } from '../config.js';
+import { openExisting } from '../ledger/locate.js';
+import type { SqliteLedger } from '../ledger/sqlite.js';
 import { formatBytes } from '../progress.js';
-import { dbPath } from './download.js';
-
-export function openExisting(opts: SharedOptions): SqliteLedger {
-  const path = dbPath(opts);
-  if (!existsSync(path)) throw new FatalError(`no ledger at ${path} (run a download first, or pass --db)`);
-  return new SqliteLedger(path, { lockTimeoutMs: opts.lockTimeout });
-}
+import { EXIT_PIPE, writeOut } from '../stdout.js';
 
 const DAY_MS = 86_400_000;
 
@@ -44,7 +37,8 @@ function hostViews(ledger: SqliteLedger, now: number): HostView[] {
   }).filter((h) => h.breaker !== 'closed' || h.cooldown_until !== null || h.recent_failures > 0);
 }
 
-function printRuns(ledger: SqliteLedger, json: boolean): void {
+function runsText(ledger: SqliteLedger, json: boolean): string {
+  let text = '';
   for (const r of ledger.runs()) {
     const view = {
       id: r.id,
@@ -55,40 +49,46 @@ function printRuns(ledger: SqliteLedger, json: boolean): void {
       counts: r.counts ? (JSON.parse(r.counts) as Record<string, number>) : null,
       argv: JSON.parse(r.argv) as string[],
     };
-    if (json) process.stdout.write(`${JSON.stringify(view)}\n`);
+    if (json) text += `${JSON.stringify(view)}\n`;
     else {
-      const counts = view.counts ? Object.entries(view.counts).filter(([, v]) => v).map(([k, v]) => `${k} ${v}`).join(', ') : 'did not finish';
-      process.stdout.write(`${view.started_at}  ${view.duration_s === null ? '-' : `${view.duration_s.toFixed(1)} s`}  exit ${view.exit_code ?? '-'}  ${counts}  docstokg ${view.argv.join(' ')}\n`);
+      const counts = view.counts ? Object.entries(view.counts).filter(([, v]) => v).map(([k, v]) => (k === 'bytes' ? formatBytes(v) : `${k} ${v}`)).join(', ') : 'did not finish';
+      text += `${view.started_at}  ${view.duration_s === null ? '-' : `${view.duration_s.toFixed(1)} s`}  exit ${view.exit_code ?? '-'}  ${counts}  docstokg ${view.argv.join(' ')}\n`;
     }
   }
+  return text;
 }
 
-export async function runStatus(opts: StatusOptions): Promise<number> {
-  const ledger = openExisting(opts);
-  if (opts.runs) {
-    printRuns(ledger, opts.json);
-    ledger.close();
-    return 0;
-  }
+function statusText(ledger: SqliteLedger, json: boolean): string {
   const c = ledger.counts();
   const hosts = hostViews(ledger, Date.now());
-  ledger.close();
-  if (opts.json) {
-    process.stdout.write(`${JSON.stringify({ states: c.byState, statuses: c.byStatus, reasons: c.byReason, objects: c.objects, bytes_stored: c.bytesStored, hosts })}\n`);
-    return 0;
+  if (json) {
+    const view = { states: c.byState, statuses: c.byStatus, reasons: c.byReason, failed_permanently: c.failedPermanently, invalid_lines: c.invalidLines, objects: c.objects, bytes_stored: c.bytesStored, hosts };
+    return `${JSON.stringify(view)}\n`;
   }
   const line = (o: Record<string, number>): string => Object.entries(o).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
-  process.stdout.write(
+  let text =
     `jobs by state:   ${line(c.byState)}\n` +
-      `last status:     ${line(c.byStatus)}\n` +
-      `failure reasons: ${line(c.byReason)}\n` +
-      `objects stored:  ${c.objects} (${formatBytes(c.bytesStored)})\n`,
-  );
+    `last status:     ${line(c.byStatus)}\n` +
+    `failure reasons: ${line(c.byReason)}\n`;
+  if (c.failedPermanently > 0) text += `not asked again: ${c.failedPermanently} failed permanently (download --retry-failed asks again)\n`;
+  if (c.invalidLines > 0) text += `invalid lines:   ${c.invalidLines} (docstokg export | jq 'select(.status == "invalid")')\n`;
+  text += `objects stored:  ${c.objects} (${formatBytes(c.bytesStored)})\n`;
   for (const h of hosts) {
     const parts = [`breaker ${h.breaker}${h.open_until ? ` until ${h.open_until}` : ''}`];
     if (h.cooldown_until) parts.push(`cool-down until ${h.cooldown_until}`);
     parts.push(`${h.recent_failures} failures in 24 h${h.last_error ? ` (last: ${h.last_error})` : ''}`);
-    process.stdout.write(`host ${h.host}: ${parts.join(', ')}\n`);
+    text += `host ${h.host}: ${parts.join(', ')}\n`;
   }
-  return 0;
+  return text;
+}
+
+export async function runStatus(opts: StatusOptions): Promise<number> {
+  const ledger = openExisting(opts);
+  let text: string;
+  try {
+    text = opts.runs ? runsText(ledger, opts.json) : statusText(ledger, opts.json);
+  } finally {
+    ledger.close();
+  }
+  return (await writeOut(text)) ? 0 : EXIT_PIPE;
 }

@@ -7,12 +7,13 @@ import pRetry from 'p-retry';
 import { DURABLE_PART_BYTES, type DownloadOptions } from '../config.js';
 import { ItemError, type Reason } from '../errors.js';
 import type { HttpClient } from '../http/client.js';
-import { actionFor, keepsPart } from '../http/classify.js';
+import { actionFor, keepsPart, laterFor, type Later } from '../http/classify.js';
 import { backoffDelay } from '../http/retry-after.js';
 import type { Events } from '../events.js';
 import type { HostHeaders } from '../hosts/headers.js';
 import type { UrlPolicy } from '../http/url-policy.js';
 import type { AttemptRow, JobRow, Ledger, Outcome, PartRow } from '../ledger/types.js';
+import { redactCredentials } from '../manifest/canonical-url.js';
 import type { Candidate, Item } from '../manifest/parse.js';
 import { finalizePart, objectExists, type Finalized } from '../store/finalize.js';
 import { linkItem } from '../store/link.js';
@@ -41,8 +42,10 @@ export interface ItemContext {
 export interface ItemResult {
   outcome: Outcome;
   canonicalUrl: string | null;
-  /** why a failed item failed, in words (the record's optional `message`) */
+  /** why a failed item failed, in words (the record's `message`) */
   message?: string;
+  /** a failed item: when a later run should ask again (any candidate that failed transiently decides) */
+  later?: Later;
 }
 
 function opKey(kind: string, jobKey: string, detail: string): string {
@@ -336,14 +339,18 @@ export async function downloadItem(ctx: ItemContext, item: Item, job: JobRow, pr
   const started = ctx.now();
   const attempts = { n: 0 };
   if (item.candidates.length === 0) {
-    const reason = item.blocked.length > 0 ? 'blocked' : 'no_url';
-    return { outcome: { ...failure(reason, 0, 0), url: item.blocked[0] ?? null }, canonicalUrl: item.blocked[0] ?? null };
+    const blocked = item.blocked[0];
+    const message = blocked ? `${redactCredentials(blocked)} is not an http(s) URL docstokg may fetch` : 'the line names no URL to fetch';
+    return { outcome: { ...failure(blocked ? 'blocked' : 'no_url', 0, 0), url: blocked ?? null }, canonicalUrl: blocked ?? null, message, later: 'never' };
   }
   let last: Tried | undefined;
+  let later: Later = 'never';
   for (const candidate of item.candidates) {
     const tried = await tryCandidate(ctx, job, candidate, attempts, previous);
     if ('error' in tried) {
       last = tried;
+      const l = laterFor(tried.error.code);
+      if (l === 'backoff' || later !== 'backoff') later = l;
       if (actionFor(tried.error.code) === 'stop') break;
       continue;
     }
@@ -374,5 +381,5 @@ export async function downloadItem(ctx: ItemContext, item: Item, job: JobRow, pr
       outcome: { ...base, status: fin.deduped ? 'deduped' : 'downloaded', sha256: tried.sha256, bytes: tried.size, path: fin.path, content_type: tried.contentType, resumed_from: tried.resumeFrom },
     };
   }
-  return { outcome: failure(last!.error.code, attempts.n, ctx.now() - started, last), canonicalUrl: last!.candidate.canonical, message: last!.error.message };
+  return { outcome: failure(last!.error.code, attempts.n, ctx.now() - started, last), canonicalUrl: last!.candidate.canonical, message: last!.error.message, later };
 }

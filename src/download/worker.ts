@@ -1,5 +1,6 @@
 import { unlink } from 'node:fs/promises';
-import { breakerOutcome, staysPending } from '../http/classify.js';
+import { describeReason } from '../errors.js';
+import { breakerOutcome, nextAttemptAt, staysPending } from '../http/classify.js';
 import { Deferred, type HostGate } from '../hosts/gate.js';
 import { isDeadLocalOwner } from '../ledger/owner.js';
 import type { JobRow, Ledger, Outcome } from '../ledger/types.js';
@@ -52,7 +53,7 @@ export function itemTask(run: Run, item: Item, row: JobRow, previous: JobRow | n
     run: (lane) => work(run, item, row, previous, lane),
     abandon: (reason) => {
       // Never claimed in this run: the job keeps its state and the next run takes it up.
-      const record = recordFromRow(row, { state: 'failed', status: 'failed', reason, attempts: 0, elapsed_ms: 0, resumed_from: 0, source: item.source });
+      const record = recordFromRow(row, { state: 'failed', status: 'failed', reason, message: describeReason(reason), attempts: 0, elapsed_ms: 0, resumed_from: 0, source: item.source }, false);
       run.reporter.record(record);
     },
   };
@@ -118,8 +119,13 @@ async function work(run: Run, item: Item, row: JobRow, previous: JobRow | null, 
       run.leases.delete(item.key);
     }
     if (lease.signal.aborted && !ctx.signal.aborted) return leaseLost();
-    const { outcome, canonicalUrl, message } = result;
-    const record = { ...recordFromRow(row, { ...outcome, canonical_url: canonicalUrl, source: item.source }), ...(message ? { message } : {}) };
+    const { canonicalUrl, later } = result;
+    let { outcome } = result;
+    if (outcome.state === 'failed') {
+      const message = result.message ?? describeReason(outcome.reason ?? 'failed');
+      outcome = { ...outcome, message, next_attempt_at: nextAttemptAt(later ?? 'at-once', row.failed_runs + 1, ctx.now()) };
+    }
+    const record = recordFromRow(row, { ...outcome, canonical_url: canonicalUrl, source: item.source }, true);
     let to: string = outcome.state;
     if (previous) {
       to = 'done';

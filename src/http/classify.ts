@@ -1,3 +1,4 @@
+import { RETRY_LATER_BASE_MS, RETRY_LATER_MAX_MS } from '../config.js';
 import { ItemError, type Reason } from '../errors.js';
 import { BLOCKED_ADDRESS } from './url-policy.js';
 
@@ -37,6 +38,37 @@ export function staysPending(reason: Reason | string | null): boolean {
 /** Whether a failed attempt's part is worth keeping for the next attempt or run. */
 export function keepsPart(reason: Reason): boolean {
   return actionFor(reason) === 'retry' || PENDING.has(reason);
+}
+
+/**
+ * Failures across runs (SPEC §8): when a later run asks again for an item that failed with this
+ * reason. `backoff`: transient, after a next-attempt time that grows run after run; `at-once`: the
+ * next run (quota, interrupted and the like); `never`: permanent, only with --retry-failed.
+ */
+export type Later = 'backoff' | 'at-once' | 'never';
+
+const LATER_BY_REASON: Partial<Record<Reason, Later>> = {
+  tls_error: 'backoff',
+  too_many_redirects: 'backoff',
+  not_pdf: 'never',
+  too_large: 'never',
+  checksum_mismatch: 'never',
+  blocked: 'never',
+  no_url: 'never',
+};
+
+export function laterFor(reason: Reason): Later {
+  const known = LATER_BY_REASON[reason];
+  if (known) return known;
+  if (actionFor(reason) === 'retry') return 'backoff';
+  return /^http_4\d\d$/.test(reason) ? 'never' : 'at-once';
+}
+
+/** When a later run may ask again for an item failed for the `failedRuns`-th run in a row; null: never. */
+export function nextAttemptAt(later: Later, failedRuns: number, now: number): number | null {
+  if (later === 'never') return null;
+  if (later === 'at-once') return now;
+  return now + Math.min(RETRY_LATER_MAX_MS, RETRY_LATER_BASE_MS * 2 ** Math.max(0, failedRuns - 1));
 }
 
 export function actionFor(reason: Reason): Action {

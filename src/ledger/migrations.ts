@@ -102,4 +102,18 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE attempts ADD COLUMN dedup TEXT;
   ALTER TABLE attempts ADD COLUMN throughput_bps INTEGER;
   `,
+  /* 6: failures across runs: the failure's message, when a later run may ask again (NULL: only
+     with --retry-failed), how many runs in a row failed it; invalid manifest lines */ `
+  ALTER TABLE jobs ADD COLUMN message TEXT;
+  ALTER TABLE jobs ADD COLUMN next_attempt_at INTEGER;
+  ALTER TABLE jobs ADD COLUMN failed_runs INTEGER NOT NULL DEFAULT 0;
+  UPDATE jobs SET next_attempt_at = 0 WHERE state = 'failed';
+  CREATE TABLE invalid_lines (
+    source TEXT NOT NULL,
+    message TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    seen_at INTEGER NOT NULL,
+    PRIMARY KEY (source, message)
+  );
+  `,
 ];

@@ -5,7 +5,7 @@ import type { Item } from '../manifest/parse.js';
 import { openDatabase } from './open.js';
 import { isDeadLocalOwner } from './owner.js';
 import { SeenKeys } from './seen.js';
-import { REPAIRS, sourcesOf, type AttemptRow, type JobState, type OpRow, type JobRow, type Ledger, type ClaimOptions, type HostRow, type RunRow, type OpResult, type Outcome, type PartRow, type RepairPatch, type PlanResult, type StatusCounts } from './types.js';
+import { REPAIRS, sourcesOf, type AttemptRow, type JobState, type OpRow, type JobRow, type Ledger, type ClaimOptions, type HostRow, type RunRow, type OpResult, type Outcome, type PartRow, type RepairPatch, type PlanResult, type StatusCounts, type PlanOptions, type InvalidLineRow } from './types.js';
 
 const COMMIT_AFTER_MS = 25;
 /** The `skipped` record of a done job without its source (added per line), in RECORD_FIELDS order. */
@@ -88,9 +88,14 @@ export class SqliteLedger implements Ledger {
       // Positional: binding 18 named parameters looks each one up on the object by name.
       finish: db.prepare(`
         UPDATE jobs SET state = ?, status = ?, reason = ?, http_status = ?, url = ?, final_url = ?, sha256 = ?, bytes = ?, path = ?,
-          content_type = ?, etag = ?, last_modified = ?, resumed_from = ?, attempts = ?, elapsed_ms = ?,
+          content_type = ?, etag = ?, last_modified = ?, resumed_from = ?, attempts = ?, elapsed_ms = ?, message = ?, next_attempt_at = ?,
+          failed_runs = CASE WHEN ? = 'failed' THEN failed_runs + 1 ELSE 0 END,
           lease_owner = NULL, lease_expires_at = NULL, updated_at = ?
         WHERE key = ? AND state = 'active' AND lease_owner = ?`),
+      invalidSave: db.prepare(`INSERT INTO invalid_lines (source, message, run_id, seen_at) VALUES (?, ?, ?, ?)
+        ON CONFLICT (source, message) DO UPDATE SET seen_at = excluded.seen_at`),
+      invalidKnown: db.prepare('SELECT 1 FROM invalid_lines WHERE source = ? AND message = ?'),
+      invalidAll: db.prepare('SELECT source, message, run_id, seen_at FROM invalid_lines ORDER BY seen_at, source'),
       release: db.prepare(`
         UPDATE jobs SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = @now
         WHERE key = @key AND state = 'active' AND lease_owner = @owner`),
@@ -190,7 +195,7 @@ export class SqliteLedger implements Ledger {
     return null;
   }
 
-  plan(item: Item, now: number, opts: { skippedRecord?: boolean } = {}): PlanResult {
+  plan(item: Item, now: number, opts: PlanOptions = {}): PlanResult {
     const checked = this.checked?.key === item.key ? this.checked : null;
     this.checked = null;
     let absent = checked?.absent ?? false;
@@ -209,6 +214,7 @@ export class SqliteLedger implements Ledger {
       // another process planned it between the look-up and the insert
       (this.stmt.peek.get(item.key) as JobRow);
     if (row.state === 'done') return { kind: 'done', row };
+    if (row.state === 'failed' && !opts.retryFailed && (row.next_attempt_at === null || row.next_attempt_at > now)) return { kind: 'failed', row };
     if (row.state === 'active' && (row.lease_expires_at ?? 0) >= now && !isDeadLocalOwner(row.lease_owner)) return { kind: 'held', row };
     return { kind: 'work', row };
   }
@@ -223,7 +229,7 @@ export class SqliteLedger implements Ledger {
       key: item.key, item_id: item.id, doi: item.doi, canonical_url: canonical, urls, expected_sha256: item.expectedSha256, source: item.source,
       state: 'pending', status: null, reason: null, http_status: null, url: null, final_url: null, sha256: null, bytes: null, path: null,
       content_type: null, etag: null, last_modified: null, resumed_from: null, attempts: 0, elapsed_ms: null, lease_owner: null,
-      lease_expires_at: null, seen_run: this.runId, created_at: now, updated_at: now,
+      lease_expires_at: null, message: null, next_attempt_at: null, failed_runs: 0, seen_run: this.runId, created_at: now, updated_at: now,
     } as JobRow;
   }
 
@@ -261,6 +267,18 @@ export class SqliteLedger implements Ledger {
     return row;
   }
 
+  /** Stores an invalid manifest line; true when this line (source and message) was not known before. */
+  invalidLine(source: string, message: string, now: number): boolean {
+    const known = this.stmt.invalidKnown.get(source, message) !== undefined;
+    this.write(() => this.stmt.invalidSave.run(source, message, this.runId, now));
+    return !known;
+  }
+
+  invalidLines(): InvalidLineRow[] {
+    this.flush();
+    return this.stmt.invalidAll.all() as InvalidLineRow[];
+  }
+
   claim(key: string, owner: string, now: number, ttlMs: number, opts: ClaimOptions = {}): boolean {
     const params = { key, owner, now, expires: now + ttlMs, reopen: opts.reopen ? 1 : 0, steal: opts.steal ?? null };
     return this.write(() => this.stmt.claim.run(params).changes === 1);
@@ -286,7 +304,7 @@ export class SqliteLedger implements Ledger {
     const o = outcome;
     return this.write(
       () =>
-        this.stmt.finish.run(o.state, o.status, o.reason, o.http_status, o.url, o.final_url, o.sha256, o.bytes, o.path, o.content_type, o.etag, o.last_modified, o.resumed_from, o.attempts, o.elapsed_ms, now, key, owner)
+        this.stmt.finish.run(o.state, o.status, o.reason, o.http_status, o.url, o.final_url, o.sha256, o.bytes, o.path, o.content_type, o.etag, o.last_modified, o.resumed_from, o.attempts, o.elapsed_ms, o.message ?? null, o.next_attempt_at ?? null, o.state, now, key, owner)
           .changes === 1,
     );
   }
@@ -417,12 +435,16 @@ export class SqliteLedger implements Ledger {
     const store = this.db
       .prepare(`SELECT COUNT(*) AS objects, COALESCE(SUM(bytes), 0) AS bytes FROM (SELECT sha256, MAX(bytes) AS bytes FROM jobs WHERE state = 'done' AND sha256 IS NOT NULL GROUP BY sha256)`)
       .get() as { objects: number; bytes: number };
+    const scalar = (sql: string): number => (this.db.prepare(sql).pluck().get() as number | undefined) ?? 0;
     return {
       byState: group('state'),
-      byStatus: group('status'),
+      // A job never finished has no status yet: its state says where it is.
+      byStatus: group('COALESCE(status, state)'),
       byReason: group('reason', 'WHERE reason IS NOT NULL'),
       objects: store.objects,
       bytesStored: store.bytes,
+      failedPermanently: scalar("SELECT COUNT(*) FROM jobs WHERE state = 'failed' AND next_attempt_at IS NULL"),
+      invalidLines: scalar('SELECT COUNT(*) FROM invalid_lines'),
     };
   }
 

@@ -57,6 +57,12 @@ export interface JobRow {
   elapsed_ms: number | null;
   lease_owner: string | null;
   lease_expires_at: number | null;
+  /** why the job failed, in words */
+  message: string | null;
+  /** a failed job: when a later run may ask again; null = only with --retry-failed (§8) */
+  next_attempt_at: number | null;
+  /** runs in a row that ended the job failed */
+  failed_runs: number;
   created_at: number;
   updated_at: number;
 }
@@ -78,6 +84,9 @@ export interface Outcome {
   resumed_from: number;
   attempts: number;
   elapsed_ms: number;
+  /** a failed job's message, and when a later run may ask again (null: never on its own) */
+  message?: string | null;
+  next_attempt_at?: number | null;
 }
 
 export type RepairPatch = Partial<{ [K in keyof Outcome]: Outcome[K] | null }>;
@@ -118,7 +127,24 @@ export type PlanResult =
   /** leased by a live holder (another process): that holder reports it */
   | { kind: 'held'; row: JobRow }
   /** same job already seen earlier in this run */
-  | { kind: 'duplicate' };
+  | { kind: 'duplicate' }
+  /** failed in an earlier run, not to be asked again yet (or, permanent, without --retry-failed) */
+  | { kind: 'failed'; row: JobRow };
+
+export interface PlanOptions {
+  /** a done job is answered with its `skipped` record's JSON (no row) */
+  skippedRecord?: boolean;
+  /** --retry-failed: failed jobs are worked again whatever their next attempt time */
+  retryFailed?: boolean;
+}
+
+/** An invalid manifest line, kept so that `status` and `export` show it after the run. */
+export interface InvalidLineRow {
+  source: string;
+  message: string;
+  run_id: string;
+  seen_at: number;
+}
 
 /** Validators a part was started with (RFC 7232); a resume must match them. */
 export interface PartRow {
@@ -166,6 +192,9 @@ export interface StatusCounts {
   byReason: Record<string, number>;
   objects: number;
   bytesStored: number;
+  /** failed jobs no later run asks again without --retry-failed */
+  failedPermanently: number;
+  invalidLines: number;
 }
 
 /**
@@ -177,7 +206,10 @@ export interface Ledger {
   readonly runId: string;
   beginRun(argv: readonly string[], now: number): void;
   endRun(counts: Record<string, number>, exitCode: number, now: number): void;
-  plan(item: Item, now: number, opts?: { skippedRecord?: boolean }): PlanResult;
+  plan(item: Item, now: number, opts?: PlanOptions): PlanResult;
+  /** stores an invalid manifest line; true when it was not known before */
+  invalidLine(source: string, message: string, now: number): boolean;
+  invalidLines(): InvalidLineRow[];
   claim(key: string, owner: string, now: number, ttlMs: number, opts?: ClaimOptions): boolean;
   renew(owner: string, now: number, ttlMs: number): number;
   finish(key: string, owner: string, outcome: Outcome, now: number): boolean;
