@@ -102,7 +102,7 @@ describe('failures across runs', () => {
     const first = await runCli(human);
     expect(first.stderr).toContain('docstokg: failed:');
     for (const id of ['gone', 'login', 'busy', 'W900', 'ftp']) expect(first.stderr).toMatch(new RegExp(`^  ${id}  `, 'm'));
-    expect(first.stderr).toMatch(/  gone  http_404  http:\/\/127\.0\.0\.1:\d+\/human\/missing\.pdf/);
+    expect(first.stderr).toMatch(/ {2}gone {2}http_404 {2}http:\/\/127\.0\.0\.1:\d+\/human\/missing\.pdf/);
     const second = await runCli(human);
     expect(second.code, second.stderr).toBe(0);
     expect(second.stderr).not.toContain('docstokg: failed:');
