@@ -73,10 +73,13 @@ export class Reporter {
         path: r.path, attempts: r.attempts, elapsed_ms: r.elapsed_ms, source: r.source,
       });
     }
-    this.counts[r.status] = (this.counts[r.status] ?? 0) + 1;
-    if (r.reason) this.reasons[r.reason] = (this.reasons[r.reason] ?? 0) + 1;
+    // An item cut short by the end of the run is not a failure: the next run continues it.
+    const stopped = r.reason === 'interrupted';
+    const key = stopped ? 'interrupted' : r.status;
+    this.counts[key] = (this.counts[key] ?? 0) + 1;
+    if (r.reason && !stopped) this.reasons[r.reason] = (this.reasons[r.reason] ?? 0) + 1;
     this.state.finished += 1;
-    if (r.status === 'failed' || r.status === 'invalid') this.failed(r, known || r.attempted === false);
+    if ((r.status === 'failed' || r.status === 'invalid') && !stopped) this.failed(r, known || r.attempted === false);
     if (r.status === 'downloaded' || r.status === 'deduped') this.state.bytes += r.bytes ?? 0;
     if (this.opts.json) this.line(JSON.stringify(r));
     if (this.opts.verbose && !this.opts.quiet) {
@@ -176,7 +179,7 @@ export class Reporter {
     );
     if (this.known > 0) lines.push(`docstokg: ${this.known} failed in an earlier run and ${this.known === 1 ? 'was' : 'were'} not asked again (--retry-failed asks again)`);
     if (interrupted) {
-      const left = this.state.planned - this.state.finished;
+      const left = this.state.planned - this.state.finished + (this.counts.interrupted ?? 0);
       const rest = interrupted.unread ? ' and the rest of the manifest' : '';
       lines.push(`docstokg: interrupted by ${interrupted.signal}: ${left} item${left === 1 ? '' : 's'}${rest} not finished (parts are kept); run the same command again to continue`);
     }

@@ -113,7 +113,8 @@ describe('telemetry: JSON events, metrics file, run history, per-download metric
     const runs = res.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(runs.length).toBeGreaterThanOrEqual(3);
     expect(runs[0]).toMatchObject({ exit_code: 1, counts: expect.objectContaining({ downloaded: 7, failed: 1 }), argv: expect.arrayContaining(['download']) });
-    expect(runs[1]).toMatchObject({ exit_code: 1, counts: expect.objectContaining({ skipped: 7 }) });
+    // The second run's only failure is the first run's, not asked again: exit 0 (SPEC §8).
+    expect(runs[1]).toMatchObject({ exit_code: 0, counts: expect.objectContaining({ skipped: 7 }) });
     const human = await runCli(['status', '-o', out, '--runs']);
     expect(human.stdout).toMatch(/exit 1 .*downloaded 7/);
   });

@@ -1,5 +1,6 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
+import { formatEta } from '../../src/progress.js';
 import { Reporter } from '../../src/report.js';
 
 const realWrite = process.stdout.write;
@@ -46,5 +47,22 @@ describe('Reporter', () => {
     process.stdout.write = realWrite;
     expect(writes).toEqual(['{"id":"only"}\n']);
     await r.finish();
+  });
+});
+
+describe('formatEta', () => {
+  const at = (planned: number, finished: number, elapsedMs: number) => formatEta({ planned, finished, failed: 0, bytes: 0, startedAt: 0 }, elapsedMs);
+
+  it('is unknown until an item finished, then the average pace so far', () => {
+    expect(at(300, 0, 5000)).toBe('--');
+    expect(at(300, 100, 10_000)).toBe('20s');
+    expect(at(300, 10, 10_000)).toBe('4m50s');
+    expect(at(100_000, 10, 10_000)).toBe('27h46m');
+  });
+
+  it('is 0s once every planned item finished, never Infinity or NaN', () => {
+    expect(at(300, 300, 1000)).toBe('0s');
+    expect(at(0, 0, 0)).toBe('0s');
+    expect(at(5, 1, 0)).toBe('--');
   });
 });
