@@ -25,6 +25,15 @@ function writePdf(path, size) {
   closeSync(fd);
 }
 
+/** One file of a set (the scale measures resume /large/0.pdf even when the large set is not run). */
+export function makeFile(dataDir, name, index) {
+  const s = sets[name];
+  const dir = join(dataDir, name);
+  mkdirSync(dir, { recursive: true });
+  const p = join(dir, s.files[index]);
+  if (!existsSync(p) || statSync(p).size !== s.size) writePdf(p, s.size);
+}
+
 export function makeSets(dataDir, names) {
   for (const name of names) {
     const s = sets[name];

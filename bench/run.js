@@ -8,7 +8,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
-import { sets, makeSets } from './datasets.js';
+import { sets, makeFile, makeSets } from './datasets.js';
 import { startServer } from './server.js';
 import { scaleBenchmarks } from './scale.js';
 import { manyHostsBenchmark } from './many-hosts.js';
@@ -122,6 +122,7 @@ function report(title, set, results) {
 mkdirSync(OUT, { recursive: true });
 console.log(`docstokg benchmark: ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}; ${new Date().toISOString()}`);
 makeSets(DATA, SETS);
+if (SCALE) makeFile(DATA, 'large', 0);
 const server = await startServer(DATA, OUT);
 console.log(`origin: ${server.kind} on ${server.base}`);
 const out = [];
