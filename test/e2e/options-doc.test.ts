@@ -12,7 +12,7 @@ describe('options: one table, its docs and --help agree', () => {
     expect(onDisk).toBe(renderOptionsDoc());
   });
 
-  it.each(COMMANDS as [string, readonly OptionSpec[]][])('%s --help lists every option of the table with its default and variable', async (name: string, specs: readonly OptionSpec[]) => {
+  it.each(COMMANDS.map(([name, specs]) => [name, specs]))('%s --help lists every option of the table with its default and variable', async (name: string, specs: readonly OptionSpec[]) => {
     const help = (await runCli([name, '--help'])).stdout.replace(/\s+/g, ' ');
     for (const spec of [...SHARED_OPTIONS, ...specs]) {
       expect(help, spec.flag).toContain(flagOf(spec));
