@@ -39,7 +39,7 @@ await writeFile(manifest, `${lines.join('\n')}\n`);
 console.log(`demo: origin on ${origin.url('/')}, manifest ${manifest}\n`);
 console.log('demo: first run (one HTML page posing as a PDF is refused; the same bytes under two ids are stored once)');
 await run(['download', manifest, '-o', out, '--link-dir', join(out, 'by-id'), '--verbose']);
-console.log('\ndemo: second run: every item already done is skipped without a request; the failed one is tried again');
+console.log('\ndemo: second run: every item already done is skipped without a request; the failed one (not a PDF: a permanent failure) is not asked again without --retry-failed');
 const before = origin.requests.length;
 await run(['download', manifest, '-o', out]);
 console.log(`demo: requests sent by the second run: ${origin.requests.length - before}\n`);

@@ -244,7 +244,7 @@ export const QUOTA_RECHECK_BYTES = 16 * 1024 * 1024;
 export const KEY_THREAD_MIN_BYTES = envBytes('DOCSTOKG_KEY_THREAD_MIN_BYTES', 4 * 1024 * 1024);
 /**
  * The key thread's young generation (V8's default is 16 MB a semi-space): its garbage is short
- * lived, and a second heap that size put the peak RSS of a 1M-line re-run near 200 MB.
+ * lived, and a second heap that size raised the peak RSS of a 1M-line re-run (docs/decisions.md).
  */
 export const KEY_THREAD_YOUNG_MB = 2;
 

@@ -76,7 +76,7 @@ function statusText(ledger: SqliteLedger, json: boolean): string {
   for (const h of hosts) {
     const parts = [`breaker ${h.breaker}${h.open_until ? ` until ${h.open_until}` : ''}`];
     if (h.cooldown_until) parts.push(`cool-down until ${h.cooldown_until}`);
-    parts.push(`${h.recent_failures} failures in 24 h${h.last_error ? ` (last: ${h.last_error})` : ''}`);
+    parts.push(`${h.recent_failures} failure${h.recent_failures === 1 ? '' : 's'} in 24 h${h.last_error ? ` (last: ${h.last_error})` : ''}`);
     text += `host ${h.host}: ${parts.join(', ')}\n`;
   }
   return text;

@@ -16,15 +16,14 @@ let agentClass: Promise<typeof Agent> | null = null;
 
 /**
  * Of undici only the Agent is loaded, on first use: its index also loads fetch, WebSocket, caches
- * and mocks (~100 ms of every run's start), and even the Agent with llhttp's WebAssembly costs
- * ~40 ms and ~20 MB of memory that a run with nothing to fetch, such as a cron re-run of a
- * finished manifest, never needs.
+ * and mocks, and even the Agent with llhttp's WebAssembly costs start-up time and memory that a
+ * run with nothing to fetch, such as a cron re-run of a finished manifest, never needs (figures in
+ * docs/decisions.md).
  */
 export function loadAgent(): Promise<typeof Agent> {
   // llhttp is WebAssembly. V8 first compiles it with its baseline compiler, then recompiles the hot
-  // parser with its optimizing one on a helper thread: ~0.2 s of CPU and ~35 MB for one huge state
-  // machine, and a process that has finished waits for that compile before it can exit (0.2 s of a
-  // one-file run). HTTP parsing is a small share of a transfer, so the baseline code is kept. V8
+  // parser with its optimizing one on a helper thread, costly for one huge state machine, and a
+  // process that has finished waits for that compile before it can exit. HTTP parsing is a small share of a transfer, so the baseline code is kept. V8
   // reads this flag when it compiles a module, so it holds for llhttp if set before undici loads.
   if (agentClass) return agentClass;
   setFlagsFromString('--liftoff-only');

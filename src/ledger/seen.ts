@@ -14,7 +14,7 @@ const WORDS = 3;
 /**
  * The table is 16 segments (by the key's first hex digit), each doubling on its own: a doubling
  * holds the old and the new copy of one segment until the next full GC, not of the whole table
- * (37 MB at a million keys, which set the peak RSS of a re-run).
+ * (whose size at a million keys set the peak RSS of a re-run).
  */
 const SEGMENTS = 16;
 

@@ -58,9 +58,8 @@ export class SqliteLedger implements Ledger {
   constructor(path: string, opts: { lockTimeoutMs?: number } = {}) {
     this.db = openDatabase(path, opts);
     const db = this.db;
-    // 4 MB holds the interior pages of every index of a ledger of millions of jobs. Peak RSS of a
-    // 1M-line re-run at 16, 8 and 4 MB: 187-205, 177-192 and 177-183 MB, at one speed (within the
-    // noise).
+    // 4 MB holds the interior pages of every index of a ledger of millions of jobs; a larger cache
+    // only raised the peak RSS of a re-run (docs/decisions.md).
     db.pragma('cache_size = -4096');
     this.stmt = {
       // No RETURNING: the new row is built in JavaScript (see insertJob), which costs a fraction of

@@ -14,7 +14,7 @@ export const LineKind = { Empty: '0', Invalid: '1', Item: '2' } as const;
 
 /**
  * The consecutive lines of one chunk of one manifest, judged and keyed. Only strings: typed arrays
- * passed per batch pile up as external memory until a full GC, which raised peak RSS by ~14 MB.
+ * passed per batch pile up as external memory until a full GC (docs/decisions.md has the figure).
  */
 export interface KeyedBatch {
   file: string;
