@@ -32,12 +32,15 @@ function storedOutcome(row: JobRow): Outcome {
 }
 
 /** The lane's permits, reported to the run's events and judged by the classification table. */
-function itemGate(run: Run, lane: Lane): RequestGate {
+function itemGate(run: Run, lane: Lane, onSent: () => void): RequestGate {
   return {
     enter: async (host, signal) => {
       const permit = await lane.enter(host, signal);
       return {
-        sent: () => permit.sent(),
+        sent: () => {
+          onSent();
+          permit.sent();
+        },
         settle: (reason, retryAfterMs, status) => {
           run.ctx.events.emit('request', { host, status, error: reason && !reason.startsWith('http_') ? reason : null });
           return permit.settle(breakerOutcome(reason), reason, retryAfterMs);
@@ -47,13 +50,15 @@ function itemGate(run: Run, lane: Lane): RequestGate {
   };
 }
 
-export function itemTask(run: Run, item: Item, row: JobRow, previous: JobRow | null): Task {
+/** `tried`: an earlier turn of this item sent a request in this run before it was deferred. */
+export function itemTask(run: Run, item: Item, row: JobRow, previous: JobRow | null, tried = false): Task {
   const task: Task = {
     host: item.candidates[0]?.host ?? '',
-    run: (lane) => work(run, item, row, previous, lane),
+    run: (lane) => work(run, item, row, previous, lane, tried),
     abandon: (reason) => {
-      // Never claimed in this run: the job keeps its state and the next run takes it up.
-      const record = recordFromRow(row, { state: 'failed', status: 'failed', reason, message: describeReason(reason), attempts: 0, elapsed_ms: 0, resumed_from: 0, source: item.source }, false);
+      // Not claimed again in this run: the job keeps its state and the next run takes it up. It
+      // counts as this run's failure (exit 1) only if this run sent a request for it.
+      const record = recordFromRow(row, { state: 'failed', status: 'failed', reason, message: describeReason(reason), attempts: 0, elapsed_ms: 0, resumed_from: 0, source: item.source }, tried);
       run.reporter.record(record);
     },
   };
@@ -65,7 +70,8 @@ export function itemTask(run: Run, item: Item, row: JobRow, previous: JobRow | n
  * nothing more; an item whose host says "not now" goes back to the pool; a done job being
  * revalidated stays done with its stored object whatever the revalidation met.
  */
-async function work(run: Run, item: Item, row: JobRow, previous: JobRow | null, lane: Lane): Promise<void> {
+async function work(run: Run, item: Item, row: JobRow, previous: JobRow | null, lane: Lane, tried: boolean): Promise<void> {
+  let sent = tried;
   const { ctx, ledger, reporter } = run;
   /** Another holder has the job: this one stops, records nothing and counts it as held elsewhere. */
   const leaseLost = (): void => {
@@ -95,7 +101,7 @@ async function work(run: Run, item: Item, row: JobRow, previous: JobRow | null, 
     run.leases.set(item.key, lease);
     let result;
     try {
-      result = await downloadItem({ ...ctx, signal: lease.signal, gate: itemGate(run, lane), release: () => lane.release(), pause: () => lane.pause() }, item, row, previous);
+      result = await downloadItem({ ...ctx, signal: lease.signal, gate: itemGate(run, lane, () => (sent = true)), release: () => lane.release(), pause: () => lane.pause() }, item, row, previous);
     } catch (err) {
       // Taken over between two heartbeats, and found by finalize's own check instead.
       if (err instanceof LeaseLost) return leaseLost();
@@ -113,7 +119,7 @@ async function work(run: Run, item: Item, row: JobRow, previous: JobRow | null, 
       else ledger.release(item.key, ctx.owner, ctx.now());
       ctx.events.emit('deferred', { id: item.id, host: err.host, why: err.why, wait_ms: err.waitMs });
       ctx.events.emit('transition', { id: item.id, job: item.key, from: 'active', to: previous ? 'done' : 'pending' });
-      run.pool.requeue(itemTask(run, item, { ...row, state: previous ? 'done' : 'pending', lease_owner: null }, previous));
+      run.pool.requeue(itemTask(run, item, { ...row, state: previous ? 'done' : 'pending', lease_owner: null }, previous, sent));
       return;
     } finally {
       run.leases.delete(item.key);

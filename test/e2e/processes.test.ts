@@ -45,7 +45,8 @@ describe('several processes, signals and leases', () => {
     const res = await running;
     expect(res.code).toBe(143);
     expect(res.records[0]).toMatchObject({ status: 'failed', reason: 'interrupted' });
-    expect(res.stderr).toMatch(/docstokg: .*1 failed/);
+    expect(res.stderr).toMatch(/docstokg: .*1 interrupted/);
+    expect(res.stderr).toMatch(/interrupted by SIGTERM: 1 item not finished/);
     expect(queryLedger<{ state: string; lease_owner: string | null }>(out, 'SELECT state, lease_owner FROM jobs')).toEqual([{ state: 'pending', lease_owner: null }]);
 
     let pid2 = 0;

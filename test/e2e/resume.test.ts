@@ -29,7 +29,9 @@ describe('resume (RFC 7233) and revalidation (RFC 7232)', () => {
   async function run(path: string, ...flags: string[]) {
     const id = `item-${path}`;
     const manifest = await env.ws.file(`m${(seq += 1)}.jsonl`, jsonl([{ id, url: env.origin.url(path) }]));
-    const res = await runCli(['download', manifest, '-o', env.ws.out, '--json', '--no-progress', '--retry-delay', '1', ...flags]);
+    // --retry-failed: a test's later run takes up the part its first, failed run left, at once
+    // (without it a transient failure waits for its next-attempt time, SPEC §8).
+    const res = await runCli(['download', manifest, '-o', env.ws.out, '--json', '--no-progress', '--retry-delay', '1', '--retry-failed', ...flags]);
     const key = jobKey(id, [env.origin.url(path)]);
     const attempts = queryLedger<Attempt>(env.ws.out, 'SELECT * FROM attempts WHERE job_key = ? ORDER BY id', key);
     return { res, rec: res.records[0]!, attempts, key, requests: env.origin.requests.filter((r) => r.path === path) };

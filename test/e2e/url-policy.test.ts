@@ -35,8 +35,11 @@ describe('URL policy: --deny-private, --allow-host, --deny-host', () => {
     expect(res.records[0]).toMatchObject({ status: 'failed', reason: 'blocked' });
     expect(res.records[0]!.message).toMatch(/localhost resolves only to non-public addresses/);
     expect(origin.requests.length).toBe(before);
-    // Without the flag the same URL works: the refusal came from the policy.
-    expect((await run([{ id: 'name', url: origin.url('/ok.pdf', 'localhost') }])).records[0]).toMatchObject({ status: 'downloaded' });
+    // Without the flag the same URL works: the refusal came from the policy. `blocked` is a
+    // permanent failure (SPEC §8): a later run with other flags asks again with --retry-failed.
+    const known = (await run([{ id: 'name', url: origin.url('/ok.pdf', 'localhost') }])).records[0];
+    expect(known).toMatchObject({ status: 'failed', reason: 'blocked', attempted: false });
+    expect((await run([{ id: 'name', url: origin.url('/ok.pdf', 'localhost') }], '--retry-failed')).records[0]).toMatchObject({ status: 'downloaded' });
   });
 
   it('--deny-host and --allow-host apply to the first URL and to every redirect hop', async () => {
@@ -51,7 +54,7 @@ describe('URL policy: --deny-private, --allow-host, --deny-host', () => {
       expect(notAllowed.records[0]).toMatchObject({ status: 'failed', reason: 'blocked' });
       expect(notAllowed.records[0]!.message).toMatch(/not in --allow-host/);
       expect(other.requests).toHaveLength(0);
-      const allowed = await run([{ id: 'a', url: origin.url('/away') }], '--allow-host', '127.0.0.1', '--allow-host', '127.0.0.2');
+      const allowed = await run([{ id: 'a', url: origin.url('/away') }], '--allow-host', '127.0.0.1', '--allow-host', '127.0.0.2', '--retry-failed');
       expect(allowed.records[0]).toMatchObject({ status: 'downloaded' });
       // From the environment, comma-separated, as cron jobs set it.
       const fromEnv = await runCli(['download', await env.ws.file('e.jsonl', jsonl([{ id: 'e', url: origin.url('/away') }])), '-o', env.ws.out, '--json', '--retries', '0'], { env: { DOCSTOKG_DENY_HOST: 'example.org, 127.0.0.2' } });

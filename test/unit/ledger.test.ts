@@ -57,22 +57,25 @@ describe('SqliteLedger', () => {
     a.close();
   });
 
-  it('committed() waits for the group\'s own commit instead of committing', async () => {
+  it('committed() brings the group\'s commit forward to the end of the turn, shared by that turn\'s writes', async () => {
     const a = new SqliteLedger(path);
     const item = mk('https://a.org/barrier.pdf');
+    const later = mk('https://a.org/barrier-2.pdf');
     a.plan(item, 1);
+    a.plan(later, 1);
     await a.committed();
     a.savePart(item.key, { url: 'https://a.org/barrier.pdf', etag: '"v1"', last_modified: null, total: 1 << 20 }, 2);
     const other = new Database(path, { readonly: true });
-    const visible = (): boolean => other.prepare('SELECT 1 FROM parts WHERE job_key = ?').get(item.key) !== undefined;
+    const visible = (key: string): boolean => other.prepare('SELECT 1 FROM parts WHERE job_key = ?').get(key) !== undefined;
     let resolved = false;
     const barrier = a.committed().then(() => (resolved = true));
-    // Asking is not committing: another connection still sees nothing, and the barrier waits.
-    expect(visible()).toBe(false);
-    await new Promise((r) => setImmediate(r));
+    // Asking is not committing at once: a write later in the same turn joins the same commit.
+    expect(visible(item.key)).toBe(false);
+    a.savePart(later.key, { url: 'https://a.org/barrier-2.pdf', etag: '"v2"', last_modified: null, total: 1 << 20 }, 2);
     expect(resolved).toBe(false);
     await barrier;
-    expect(visible()).toBe(true);
+    expect(visible(item.key)).toBe(true);
+    expect(visible(later.key)).toBe(true);
     // Nothing pending: resolves at once.
     await a.committed();
     other.close();
