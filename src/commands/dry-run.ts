@@ -8,6 +8,7 @@ import { eachItem, type Visited } from '../manifest/items.js';
 import type { Item } from '../manifest/parse.js';
 import { knownFailure, recordFromRow } from '../record.js';
 import { Reporter } from '../report.js';
+import { EXIT_PIPE, onStdoutClosed } from '../stdout.js';
 
 /**
  * --dry-run: the same planning as a real run, reported as records, with no network and no write to
@@ -20,7 +21,10 @@ export async function planDryRun(manifests: readonly string[], opts: DownloadOpt
   const peek = ledger?.prepare('SELECT * FROM jobs WHERE key = ?');
   const seen = new SeenKeys();
   const reporter = new Reporter({ ...opts, progress: false }, Date.now);
+  // A reader that went away (`| head`) ends the planning: nothing else is for anyone.
+  const offStdout = onStdoutClosed(() => (reporter.closed = true));
   const visit = (item: Item): Visited => {
+    if (reporter.closed) return false;
     if (!seen.add(item.key)) {
       reporter.duplicates += 1;
       return;
@@ -51,9 +55,11 @@ export async function planDryRun(manifests: readonly string[], opts: DownloadOpt
     await eachItem(manifests, reporter, visit);
   } finally {
     reporter.flush();
+    offStdout();
   }
   seen.close();
   ledger?.close();
+  if (reporter.closed) return EXIT_PIPE;
   await reporter.finish();
   return reporter.exitCode();
 }

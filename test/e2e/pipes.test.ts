@@ -45,7 +45,7 @@ describe('pipelines that stop reading, and usage errors', () => {
     expect(rest.records).toHaveLength(400);
   });
 
-  it('export | head -2 and status | head -1 end quietly', async () => {
+  it('export | head and download --dry-run | head end quietly', async () => {
     const out = join(env.ws.dir, 'pipe');
     const exp = await readThenClose(['export', '-o', out], 300);
     expect(exp.code).toBe(141);
@@ -53,6 +53,11 @@ describe('pipelines that stop reading, and usage errors', () => {
     const att = await readThenClose(['export', '-o', out, '--attempts', '--format', 'csv'], 100);
     expect(att.code).toBe(141);
     expect(att.stderr).toBe('');
+    // --dry-run of a long manifest stops planning as soon as its reader is gone.
+    const big = await env.ws.file('big.txt', Array.from({ length: 200_000 }, (_, i) => `http://127.0.0.1:9/x${i}`).join('\n'));
+    const dry = await readThenClose(['download', big, '-o', join(env.ws.dir, 'dry'), '--dry-run', '--json'], 200);
+    expect(dry.code).toBe(141);
+    expect(dry.stderr).toBe('');
   });
 
   it('export --attempts: the same fields in the same order in JSONL and CSV, times in ISO 8601', async () => {
