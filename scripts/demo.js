@@ -4,8 +4,8 @@
 import { spawn } from 'node:child_process';
 import { rm, writeFile, mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { startOrigin } from '../dist/testing/origin.js';
-import { samplePdf } from '../dist/testing/pdf.js';
+import { startOrigin } from '../dist/fixtures/origin.js';
+import { samplePdf } from '../dist/fixtures/pdf.js';
 
 const root = resolve(import.meta.dirname, '..');
 const out = join(root, 'demo-out');

@@ -252,5 +252,5 @@ function envBytes(name: string, fallback: number): number {
   const v = process.env[name];
   return v !== undefined && /^\d+$/.test(v) ? Number(v) : fallback;
 }
-/** Slots of the heap ballast a run that downloads keeps (8 bytes each: 8 MiB); see http/heap-ballast.ts. */
+/** Slots of the heap ballast a run that downloads keeps (8 bytes each: 8 MiB); see runtime-tuning.ts. */
 export const HEAP_BALLAST_SLOTS = 1024 * 1024;

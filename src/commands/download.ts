@@ -20,6 +20,7 @@ import { startTelemetry } from '../telemetry.js';
 import { knownFailure, recordFromRow, type DownloadRecord } from '../record.js';
 import { EXIT_PIPE, onStdoutClosed } from '../stdout.js';
 import { Reporter } from '../report.js';
+import { tuneForTransfers } from '../runtime-tuning.js';
 import { closeDirHandles } from '../store/fsync.js';
 import { prepareStaging } from '../store/staging.js';
 import { planDryRun } from './dry-run.js';
@@ -82,7 +83,8 @@ export async function runDownload(manifests: readonly string[], opts: DownloadOp
   // With JSON events the stderr stream is for machines: the summary travels in run_end.
   const reporter = new Reporter(opts.logFormat === 'json' ? { ...opts, quiet: true } : opts, now, events);
   const controller = new AbortController();
-  const http = new HttpClient({ connectTimeout: opts.connectTimeout, stallTimeout: opts.stallTimeout, concurrency: opts.concurrency, blocked: policies.urls.ranges });
+  // Tuned only once something is fetched: a re-run with nothing to fetch stays as small as it can.
+  const http = new HttpClient({ connectTimeout: opts.connectTimeout, stallTimeout: opts.stallTimeout, concurrency: opts.concurrency, blocked: policies.urls.ranges, beforeFirstUse: tuneForTransfers });
   const ctx = {
     opts,
     ledger,

@@ -17,7 +17,7 @@ import { redactCredentials } from '../manifest/canonical-url.js';
 import type { Candidate, Item } from '../manifest/parse.js';
 import { finalizePart, objectExists, type Finalized } from '../store/finalize.js';
 import { linkItem } from '../store/link.js';
-import { objectPath, partPath } from '../store/paths.js';
+import { objectPath, objectRelPath, partPath } from '../store/paths.js';
 import { readHeld } from './part-writer.js';
 import { emptyFacts, transfer, type AttemptFacts, type RequestGate, type TransferResult } from './transfer.js';
 
@@ -61,7 +61,9 @@ export class LeaseLost extends Error {
 
 /**
  * Finalize and link are ops with deterministic keys: one already done is replayed from its stored
- * result (its object is still there), so a repeated run never moves or links twice.
+ * result (its object is still there), so a repeated run never moves or links twice. One begun by
+ * an earlier holder whose object exists completed its move (the digest names the bytes): it is
+ * finished without moving anything, as `reconcile` would.
  */
 async function finalizeOnce(ctx: ItemContext, job: JobRow, part: string, sha256: string): Promise<Finalized> {
   // A holder that lost its lease must leave no trace: the new holder owns the part now.
@@ -69,15 +71,19 @@ async function finalizeOnce(ctx: ItemContext, job: JobRow, part: string, sha256:
   const key = opKey('finalize', job.key, sha256);
   const op = ctx.ledger.beginOp(key, job.key, 'finalize', ctx.owner, ctx.now(), sha256);
   let done: Finalized;
-  if (op.state === 'done' && objectExists(ctx.opts.out, sha256)) {
+  if (op.state !== 'new' && objectExists(ctx.opts.out, sha256)) {
     await unlink(part).catch(() => undefined);
-    done = op.result as Finalized;
-    ctx.events.emit('op', { kind: 'finalize', action: 'replayed', id: job.item_id, op: key });
+    done = op.state === 'done' ? (op.result as Finalized) : { path: objectRelPath(sha256), deduped: false };
+    if (op.state === 'started') ctx.ledger.finishOp(key, done, ctx.now());
+    ctx.events.emit('op', { kind: 'finalize', action: op.state === 'done' ? 'replayed' : 'finished', id: job.item_id, op: key });
   } else {
     // The op (and the part's stream op) are committed before the part moves: once the part is
     // gone, the started op is what lets `reconcile` give the object to its job. Without it a kill
     // after the rename leaves an object no job knows, and the body is fetched again in full.
     await ctx.ledger.committed();
+    // Checked again after the wait, right before the move: a holder stopped past its lease
+    // meanwhile must not move the part its successor is writing.
+    if (!ctx.ledger.holds(job.key, ctx.owner, ctx.now())) throw new LeaseLost();
     done = await finalizePart(ctx.opts.out, part, sha256, ctx.opts.fsync);
     ctx.ledger.finishOp(key, done, ctx.now());
     ctx.events.emit('op', { kind: 'finalize', action: 'executed', id: job.item_id, op: key, deduped: done.deduped });

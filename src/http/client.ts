@@ -1,8 +1,6 @@
 import type { BlockList } from 'node:net';
-import { setFlagsFromString } from 'node:v8';
 import type { Agent, Dispatcher } from 'undici';
 import { cachedLookup } from './dns-cache.js';
-import { holdHeapBallast } from './heap-ballast.js';
 
 export interface ClientOptions {
   connectTimeout: number;
@@ -10,25 +8,19 @@ export interface ClientOptions {
   concurrency: number;
   /** --deny-private: addresses a connection may not use */
   blocked: BlockList | null;
+  /** called once, before undici loads: the run's process-wide tuning (see runtime-tuning.ts) */
+  beforeFirstUse?: () => void;
 }
 
 let agentClass: Promise<typeof Agent> | null = null;
 
 /**
- * Of undici only the Agent is loaded, on first use: its index also loads fetch, WebSocket, caches
- * and mocks, and even the Agent with llhttp's WebAssembly costs start-up time and memory that a
- * run with nothing to fetch, such as a cron re-run of a finished manifest, never needs (figures in
- * docs/decisions.md).
+ * undici is loaded on first use, through its public entry point: a run with nothing to fetch,
+ * such as a cron re-run of a finished manifest, never pays for it.
  */
 export function loadAgent(): Promise<typeof Agent> {
-  // llhttp is WebAssembly. V8 first compiles it with its baseline compiler, then recompiles the hot
-  // parser with its optimizing one on a helper thread, costly for one huge state machine, and a
-  // process that has finished waits for that compile before it can exit. HTTP parsing is a small share of a transfer, so the baseline code is kept. V8
-  // reads this flag when it compiles a module, so it holds for llhttp if set before undici loads.
-  if (agentClass) return agentClass;
-  setFlagsFromString('--liftoff-only');
-  // A CommonJS module: its exports object is the namespace's default.
-  return (agentClass = import('undici/lib/dispatcher/agent.js').then((m: { default: typeof Agent }) => m.default));
+  // undici is CommonJS: bundled, its exports are the namespace's default.
+  return (agentClass ??= import('undici').then((m: typeof import('undici') & { default?: typeof import('undici') }) => m.default?.Agent ?? m.Agent));
 }
 
 /**
@@ -37,8 +29,8 @@ export function loadAgent(): Promise<typeof Agent> {
  * implement the stall timeout (no byte for that long). Retries are ours alone (no interceptor).
  */
 export async function createAgent(opts: ClientOptions): Promise<Agent> {
+  opts.beforeFirstUse?.();
   const UndiciAgent = await loadAgent();
-  holdHeapBallast();
   return new UndiciAgent({
     connections: Math.max(4, opts.concurrency),
     keepAliveTimeout: 10_000,

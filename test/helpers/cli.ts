@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
-import { startOrigin, type Origin } from '../../src/testing/origin.js';
+import { startOrigin, type Origin } from '../fixtures/origin.js';
 
 export const BIN = resolve(import.meta.dirname, '../../bin/docstokg.js');
 
@@ -21,12 +21,14 @@ export interface RunOptions {
   /** called once the process is running, e.g. to send it a signal */
   onSpawn?: (pid: number) => void;
   onStdout?: (chunk: string) => void;
+  /** another binary than the repository's (an unpacked package) */
+  bin?: string;
 }
 
 /** Runs the real, built binary (the README's `npm install` builds it). */
 export function runCli(args: string[], opts: RunOptions = {}): Promise<CliResult> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
+    const child = spawn(process.execPath, [opts.bin ?? BIN, ...args], {
       env: { ...process.env, ...opts.env },
       stdio: ['pipe', 'pipe', 'pipe'],
     });

@@ -1,2 +1,2 @@
-export { startOrigin, type Origin, type Route, type RequestLog } from '../../src/testing/origin.js';
-export { samplePdf, sha256Hex } from '../../src/testing/pdf.js';
+export { startOrigin, type Origin, type Route, type RequestLog } from '../fixtures/origin.js';
+export { samplePdf, sha256Hex } from '../fixtures/pdf.js';
