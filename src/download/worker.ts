@@ -9,7 +9,8 @@ import type { Lane, Pool, Task } from '../pool.js';
 import { recordFromRow } from '../record.js';
 import type { Reporter } from '../report.js';
 import { partPath } from '../store/paths.js';
-import { downloadItem, LeaseLost, type ItemContext } from './item.js';
+import { downloadItem, type ItemContext } from './item.js';
+import { LeaseLost } from './ops.js';
 import type { RequestGate } from './transfer.js';
 
 export interface Run {

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { readFile, stat, writeFile, mkdir, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { streamOpKey } from '../../src/download/item.js';
+import { streamOpKey } from '../../src/download/ops.js';
 import { jobKey } from '../../src/manifest/parse.js';
 import { BIN, jsonl, originAndWorkspace, runCli } from '../helpers/cli.js';
 import { queryLedger, writeLedger } from '../helpers/ledger.js';
