@@ -4,7 +4,13 @@ import { Metrics } from './metrics.js';
 export const METRICS_EVERY_MS = 15_000;
 
 /** Wires the sinks a command asked for to one event stream; `close` writes the last of them. */
-export function startTelemetry(opts: { logFormat: 'text' | 'json'; metricsFile?: string | undefined }, runId: string): { events: Events; close: () => Promise<void> } {
+/** A run's event stream and the sinks listening to it. */
+export interface Telemetry {
+  events: Events;
+  close: () => Promise<void>;
+}
+
+export function startTelemetry(opts: { logFormat: 'text' | 'json'; metricsFile?: string | undefined }, runId: string): Telemetry {
   const events = new Events();
   const log = opts.logFormat === 'json' ? jsonLog(runId) : null;
   if (log) events.on(log.sink);

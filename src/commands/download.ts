@@ -16,10 +16,10 @@ import type { Item } from '../manifest/parse.js';
 import { newOwnerId } from '../ledger/owner.js';
 import { eachItem, type Visited } from '../manifest/items.js';
 import { Pool } from '../pool.js';
-import { startTelemetry } from '../telemetry.js';
+import { startTelemetry, type Telemetry } from '../telemetry.js';
 import { knownFailure, recordFromRow, type DownloadRecord } from '../record.js';
 import { EXIT_PIPE, onStdoutClosed } from '../stdout.js';
-import { Reporter } from '../report.js';
+import { Reporter, type Interruption } from '../report.js';
 import { tuneForTransfers } from '../runtime-tuning.js';
 import { closeDirHandles } from '../store/fsync.js';
 import { prepareStaging } from '../store/staging.js';
@@ -71,18 +71,57 @@ function loadPolicies(opts: DownloadOptions): Policies {
 /** Exit codes after a signal: 128 + its number, as shells report a process it ended. */
 const SIGNAL_EXIT: Readonly<Record<string, number>> = { SIGINT: 130, SIGTERM: 143, SIGPIPE: EXIT_PIPE };
 
-export async function runDownload(manifests: readonly string[], opts: DownloadOptions, argv: readonly string[]): Promise<number> {
-  await checkManifests(manifests);
+/**
+ * How a run is asked to stop: SIGINT, SIGTERM, or stdout's reader going away (`| head`, handled
+ * as SIGTERM, quietly). The first stops claiming and aborts what is in flight; a second signal
+ * exits at once (the ledger is WAL and parts are kept, so that is still safe).
+ */
+class Stopper {
+  signal: NodeJS.Signals | null = null;
+  /** the manifests are being read; `unread`: a stop came before their end */
+  reading = true;
+  unread = false;
+  private readonly onSignal = (sig: NodeJS.Signals): void => {
+    if (this.signal) process.exit(SIGNAL_EXIT[sig] ?? 143);
+    this.signal = sig;
+    this.unread = this.reading;
+    this.stop();
+  };
+  private readonly offStdout: () => void;
+
+  constructor(private readonly stop: () => void, reporter: Reporter) {
+    process.on('SIGINT', this.onSignal);
+    process.on('SIGTERM', this.onSignal);
+    this.offStdout = onStdoutClosed(() => {
+      reporter.closed = true;
+      if (!this.signal) this.onSignal('SIGPIPE');
+    });
+  }
+
+  /** What the summary says about the stop; null for none, or a quiet one. */
+  interruption(): Interruption | null {
+    return this.signal && this.signal !== 'SIGPIPE' ? { signal: this.signal, unread: this.unread } : null;
+  }
+
+  exitCode(reporter: Reporter): number {
+    return this.signal ? (SIGNAL_EXIT[this.signal] ?? 143) : reporter.exitCode();
+  }
+
+  remove(): void {
+    process.off('SIGINT', this.onSignal);
+    process.off('SIGTERM', this.onSignal);
+    this.offStdout();
+  }
+}
+
+/** The pieces of one run, wired together: ledger, telemetry, reporter, HTTP client, hosts, pool. */
+function assembleRun(opts: DownloadOptions, policies: Policies, controller: AbortController): Run & { http: HttpClient; telemetry: Telemetry } {
   const now = (): number => Date.now();
-  const policies = loadPolicies(opts);
-  if (opts.dryRun) return planDryRun(manifests, opts, dbPath(opts), policies.urls);
-  await prepareOut(opts);
   const ledger = new SqliteLedger(dbPath(opts), { lockTimeoutMs: opts.lockTimeout });
   const telemetry = startTelemetry(opts, ledger.runId);
   const events = telemetry.events;
   // With JSON events the stderr stream is for machines: the summary travels in run_end.
   const reporter = new Reporter(opts.logFormat === 'json' ? { ...opts, quiet: true } : opts, now, events);
-  const controller = new AbortController();
   // Tuned only once something is fetched: a re-run with nothing to fetch stays as small as it can.
   const http = new HttpClient({ connectTimeout: opts.connectTimeout, stallTimeout: opts.stallTimeout, concurrency: opts.concurrency, blocked: policies.urls.ranges, beforeFirstUse: tuneForTransfers });
   const ctx = {
@@ -101,101 +140,106 @@ export async function runDownload(manifests: readonly string[], opts: DownloadOp
   const pool = new Pool(opts.concurrency, opts.perHost, hosts);
   // A fatal error in one item ends the run: the others stop now, keeping their parts.
   pool.onFailure = () => controller.abort();
-  let signalled: NodeJS.Signals | null = null;
-  /** the manifests are being read; `unread`: a signal stopped the reading before their end */
-  let reading = true;
-  let unread = false;
-  const onSignal = (sig: NodeJS.Signals): void => {
-    // A second signal exits at once: the ledger is WAL and parts are kept, so this is still safe.
-    if (signalled) process.exit(SIGNAL_EXIT[sig] ?? 143);
-    signalled = sig;
-    unread = reading;
+  return { ctx, ledger, reporter, hosts, pool, leases: new Map(), http, telemetry };
+}
+
+/**
+ * Reads the manifests and plans every item: a done job's record, a repeated line, a known failure
+ * and an invalid line are answered at once; the rest go to the pool. Only what has to wait
+ * returns a promise: a skipped line costs no trip through the event loop.
+ */
+async function planAll(run: Run, manifests: readonly string[], stopper: Stopper): Promise<void> {
+  const { ctx, ledger, reporter, pool } = run;
+  const { opts, events, now } = ctx;
+  // Done items whose record is all that is wanted are answered by the ledger in one look-up.
+  const skippedRecord = !opts.revalidate && !opts.linkDir && !events.active && !opts.verbose;
+  /** A plan that needs nothing but a line of output: a done job's record, or a repeated line. */
+  const answer = (plan: Extract<PlanResult, { kind: 'skipped' | 'duplicate' }>): Visited => {
+    if (plan.kind === 'skipped') reporter.skipped(plan.json);
+    else {
+      reporter.planned(-1);
+      reporter.duplicates += 1;
+    }
+    return reporter.writable();
+  };
+  const visit = (item: Item): Visited => {
+    if (stopper.signal) return false;
+    const at = now();
+    const plan = ledger.plan(item, at, { skippedRecord, retryFailed: opts.retryFailed });
+    return plan.kind === 'skipped' || plan.kind === 'duplicate' ? answer(plan) : planItem(run, item, plan, at);
+  };
+  // A line whose key the ledger answers (done, or repeated) needs no parsing on this thread.
+  const byKey = (key: string, source: string): Visited | null => {
+    if (stopper.signal) return false;
+    const plan = ledger.planByKey(key, source);
+    return plan && answer(plan);
+  };
+  // Invalid lines are kept in the ledger; one an earlier run reported already does not make the exit code 1.
+  const lines = {
+    planned: () => reporter.planned(),
+    record: (r: DownloadRecord) => reporter.record(r, r.status === 'invalid' && !ledger.invalidLine(r.source ?? '', r.message ?? '', now())),
+  };
+  await eachItem(manifests, lines, visit, skippedRecord ? byKey : undefined);
+  stopper.reading = false;
+  await pool.drain();
+}
+
+/** One planned item that needs more than a line of output. */
+async function planItem(run: Run, item: Item, plan: Exclude<PlanResult, { kind: 'skipped' | 'duplicate' }>, at: number): Promise<void> {
+  const { ctx, reporter, pool } = run;
+  if (ctx.events.active) {
+    ctx.events.emit(plan.row.created_at === at ? 'job_created' : 'job_reused', { id: item.id, job: item.key, state: plan.row.state, source: item.source });
+  }
+  if (plan.kind === 'failed') {
+    reporter.record(knownFailure(plan.row, item.source));
+  } else if (plan.kind === 'done' && ctx.opts.revalidate) {
+    await pool.add(itemTask(run, item, plan.row, plan.row));
+  } else if (plan.kind === 'done') {
+    await linkDone(ctx, plan.row);
+    reporter.record(recordFromRow(plan.row, { status: 'skipped', attempts: 0, elapsed_ms: 0, resumed_from: 0, source: item.source }));
+  } else if (plan.kind === 'held') {
+    reporter.planned(-1);
+    reporter.heldElsewhere += 1;
+  } else {
+    await pool.add(itemTask(run, item, plan.row, null));
+  }
+  await reporter.writable();
+}
+
+export async function runDownload(manifests: readonly string[], opts: DownloadOptions, argv: readonly string[]): Promise<number> {
+  await checkManifests(manifests);
+  const policies = loadPolicies(opts);
+  if (opts.dryRun) return planDryRun(manifests, opts, dbPath(opts), policies.urls);
+  await prepareOut(opts);
+  const controller = new AbortController();
+  const run = assembleRun(opts, policies, controller);
+  const { ledger, reporter, pool, http, telemetry } = run;
+  const { events, now } = run.ctx;
+  const stopper = new Stopper(() => {
     pool.stop();
     controller.abort();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  // The reader of --json records went away (`| head`): wind down as after SIGTERM, quietly.
-  const offStdout = onStdoutClosed(() => {
-    reporter.closed = true;
-    if (!signalled) onSignal('SIGPIPE');
-  });
-  const run: Run = { ctx, ledger, reporter, hosts, pool, leases: new Map() };
+  }, reporter);
   controller.signal.addEventListener('abort', () => stopLeases(run), { once: true });
   const beat = setInterval(() => heartbeat(run), Math.max(250, opts.leaseTtl / 4));
   const startedAt = now();
   ledger.beginRun(argv, startedAt);
   events.emit('run_start', { argv, manifests, out: opts.out, db: dbPath(opts), pid: process.pid });
-  // Done items whose record is all that is wanted are answered by the ledger in one look-up.
-  const skippedRecord = !opts.revalidate && !opts.linkDir && !events.active && !opts.verbose;
   try {
-    // Only what has to wait returns a promise: a skipped line costs no trip through the event loop.
-    /** A plan that needs nothing but a line of output: a done job's record, or a repeated line. */
-    const answer = (plan: Extract<PlanResult, { kind: 'skipped' | 'duplicate' }>): Visited => {
-      if (plan.kind === 'skipped') reporter.skipped(plan.json);
-      else {
-        reporter.planned(-1);
-        reporter.duplicates += 1;
-      }
-      return reporter.writable();
-    };
-    const planItem = async (item: Item, plan: Exclude<PlanResult, { kind: 'skipped' | 'duplicate' }>, at: number): Promise<void> => {
-      if (events.active) {
-        events.emit(plan.row.created_at === at ? 'job_created' : 'job_reused', { id: item.id, job: item.key, state: plan.row.state, source: item.source });
-      }
-      if (plan.kind === 'failed') {
-        reporter.record(knownFailure(plan.row, item.source));
-      } else if (plan.kind === 'done' && opts.revalidate) {
-        const row = plan.row;
-        await pool.add(itemTask(run, item, row, row));
-      } else if (plan.kind === 'done') {
-        await linkDone(ctx, plan.row);
-        reporter.record(recordFromRow(plan.row, { status: 'skipped', attempts: 0, elapsed_ms: 0, resumed_from: 0, source: item.source }));
-      } else if (plan.kind === 'held') {
-        reporter.planned(-1);
-        reporter.heldElsewhere += 1;
-      } else {
-        const row = plan.row;
-        await pool.add(itemTask(run, item, row, null));
-      }
-      await reporter.writable();
-    };
-    const visit = (item: Item): Visited => {
-      if (signalled) return false;
-      const at = now();
-      const plan = ledger.plan(item, at, { skippedRecord, retryFailed: opts.retryFailed });
-      return plan.kind === 'skipped' || plan.kind === 'duplicate' ? answer(plan) : planItem(item, plan, at);
-    };
-    // A line whose key the ledger answers (done, or repeated) needs no parsing on this thread.
-    const byKey = (key: string, source: string): Visited | null => {
-      if (signalled) return false;
-      const plan = ledger.planByKey(key, source);
-      return plan && answer(plan);
-    };
-    // Invalid lines are kept in the ledger; one an earlier run reported already does not make the exit code 1.
-    const lines = {
-      planned: () => reporter.planned(),
-      record: (r: DownloadRecord) => reporter.record(r, r.status === 'invalid' && !ledger.invalidLine(r.source ?? '', r.message ?? '', now())),
-    };
-    await eachItem(manifests, lines, visit, skippedRecord ? byKey : undefined);
-    reading = false;
-    await pool.drain();
+    await planAll(run, manifests, stopper);
   } finally {
     // Records of the items finished so far go out even when the run ends on a fatal error.
     reporter.flush();
     clearInterval(beat);
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    offStdout();
+    stopper.remove();
     await http.close().catch(() => undefined);
   }
-  await reporter.finish(signalled && signalled !== 'SIGPIPE' ? { signal: signalled, unread } : null);
+  await reporter.finish(stopper.interruption());
   // Every item has settled (the pool drained): no fsync can still be using a kept directory.
   await closeDirHandles();
-  const code = signalled ? (SIGNAL_EXIT[signalled] ?? 143) : reporter.exitCode();
+  const code = stopper.exitCode(reporter);
   ledger.endRun(reporter.summaryCounts(), code, now());
   ledger.close();
-  events.emit('run_end', { exit_code: code, duration_ms: now() - startedAt, counts: reporter.summaryCounts(), signal: signalled });
+  events.emit('run_end', { exit_code: code, duration_ms: now() - startedAt, counts: reporter.summaryCounts(), signal: stopper.signal });
   await telemetry.close();
   return code;
 }

@@ -207,6 +207,11 @@ export interface Ledger {
   beginRun(argv: readonly string[], now: number): void;
   endRun(counts: Record<string, number>, exitCode: number, now: number): void;
   plan(item: Item, now: number, opts?: PlanOptions): PlanResult;
+  /**
+   * The plan of an item known only by its job key, when that is all it takes (a repeated key, or
+   * a done job's `skipped` record); null: the line must be parsed and planned.
+   */
+  planByKey(key: string, source: string): Extract<PlanResult, { kind: 'duplicate' | 'skipped' }> | null;
   /** stores an invalid manifest line; true when it was not known before */
   invalidLine(source: string, message: string, now: number): boolean;
   invalidLines(): InvalidLineRow[];
