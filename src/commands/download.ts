@@ -2,7 +2,7 @@ import { access, mkdir } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import type { DownloadOptions } from '../config.js';
 import { linkDone } from '../download/ops.js';
-import { heartbeat, itemTask, stopLeases, type Run } from '../download/worker.js';
+import { heartbeat, itemTask, stopLeases, type Run } from '../download/item-task.js';
 import { FatalError, UsageError } from '../errors.js';
 import { HostGate } from '../hosts/gate.js';
 import { HostHeaders, loadHostHeaders } from '../hosts/headers.js';
