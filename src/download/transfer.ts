@@ -210,101 +210,119 @@ function nextHop(from: string, location: string, status: number): string {
   return next.href;
 }
 
-async function exchange(
-  input: TransferInput & { onSent: () => void },
-  target: URL,
-  headers: Record<string, string>,
-  plan: ResumePlan,
-  conditional: boolean,
-  facts: AttemptFacts,
-  seed: HeldState | null,
-): Promise<Answer> {
-  let answer: Answer | null = null;
-  let writer: PartWriter | null = null;
+/** What one exchange has seen so far: its answer, and the writer of a body being kept. */
+interface Turn {
+  answer: Answer | null;
+  writer: PartWriter | null;
+}
+
+type ExchangeInput = TransferInput & { onSent: () => void };
+
+/** One request and its response: the answer, with the body (if kept) written to the part. */
+async function exchange(input: ExchangeInput, target: URL, headers: Record<string, string>, plan: ResumePlan, conditional: boolean, facts: AttemptFacts, seed: HeldState | null): Promise<Answer> {
+  const turn: Turn = { answer: null, writer: null };
   try {
-    await fetchInto(input.dispatcher, target, headers, input.signal, (statusCode, h, fail): BodySink => {
-      const rh = h as Headers;
-      facts.httpStatus = statusCode;
-      const location = header(rh, 'location');
-      if (statusCode >= 300 && statusCode < 400 && statusCode !== 304 && location) {
-        answer = { kind: 'redirect', location, status: statusCode };
-        return new Discard();
-      }
-      if (conditional && statusCode === 304) {
-        answer = { kind: 'not-modified', headers: rh };
-        return new Discard();
-      }
-      if (conditional && statusCode === 412) {
-        answer = { kind: 'precondition-failed' };
-        return new Discard();
-      }
-      const verdict = judgeResponse(plan, statusCode, header(rh, 'content-range'), input.partRow);
-      if (verdict === 'refetch') {
-        answer = { kind: 'refetch' };
-        return new Discard();
-      }
-      if (verdict === 'error') {
-        answer = { kind: 'error', status: statusCode, headers: rh };
-        return new Discard(64 * 1024);
-      }
-      const decoder = decoderFor(header(rh, 'content-encoding'));
-      if (decoder === 'unsupported') throw new ItemError('not_pdf', `unsupported Content-Encoding ${JSON.stringify(header(rh, 'content-encoding'))}`, { httpStatus: statusCode });
-      if (decoder && verdict !== 'restart') {
-        // A range of an encoded body cannot be appended to decoded bytes: ask for all of it.
-        decoder.destroy();
-        answer = { kind: 'refetch' };
-        return new Discard();
-      }
-      facts.contentType = header(rh, 'content-type');
-      facts.etag = header(rh, 'etag');
-      facts.lastModified = header(rh, 'last-modified');
-      const length = header(rh, 'content-length');
-      // Content-Length counts encoded bytes; undici itself holds the body to it.
-      const declared = length !== null && /^\d+$/.test(length) && !decoder ? Number(length) : null;
-      const used: ResumePlan = verdict === 'restart' ? { kind: 'fresh', why: plan.kind === 'fresh' ? plan.why : 'no-part' } : plan;
-      let writesAfter: Promise<void> | null = null;
-      if (verdict === 'restart') {
-        // An encoded body's part keeps no validators: it is never continued with a range.
-        const strong = !decoder && isStrongEtag(facts.etag);
-        writesAfter = input.onFreshPart({ url: input.url, etag: strong ? facts.etag : null, last_modified: decoder ? null : facts.lastModified, total: declared });
-        // Observed here too: a writer refused below (too large, no space) never waits on it.
-        writesAfter?.catch(() => undefined);
-      }
-      writer = new PartWriter({
-        path: input.part,
-        mode: verdict === 'restart' ? 'fresh' : verdict === 'append' ? 'append' : 'complete',
-        held: used.kind === 'fresh' ? 0 : used.held,
-        overlap: verdict === 'append' && plan.kind === 'overlap' ? plan.held - rangeFrom(plan) : 0,
-        declared,
-        httpStatus: statusCode,
-        maxBytes: input.maxBytes,
-        minFree: input.minFree,
-        out: input.out,
-        fsync: input.fsync,
-        minSpeed: input.minSpeed,
-        writesAfter,
-      }, verdict === 'restart' ? null : seed);
-      answer = { kind: 'body', writer, plan: used };
-      return decoder ? new DecodingSink(decoder, writer, fail) : writer;
-    }, input.onSent);
+    await fetchInto(input.dispatcher, target, headers, input.signal, (statusCode, h, fail) => respond(turn, input, { plan, conditional, facts, seed }, statusCode, h as Headers, fail), input.onSent);
   } catch (err) {
-    const w = writer as PartWriter | null;
-    if (w) {
-      // The next attempt reads the part's size: it must be final (every accepted byte written).
-      await w.release();
-      facts.bytes += w.received;
-    }
-    if (err instanceof OverlapMismatch) return { kind: 'overlap-mismatch' };
-    const got = answer as Answer | null;
-    if (err instanceof DiscardOverflow && got?.kind === 'error') return got;
-    const e = toItemError(err);
-    if (e.code === 'connect_error' && w && !w.complete) {
-      // The connection ended inside the body: the part keeps what arrived, for a resume.
-      throw new ItemError('size_mismatch', `connection closed after ${w.received} body bytes`, { httpStatus: facts.httpStatus, cause: err });
-    }
-    throw e;
+    return failedExchange(turn, err, facts);
   }
-  const w = writer as PartWriter | null;
-  if (w) facts.bytes += w.received;
-  return answer!;
+  if (turn.writer) facts.bytes += turn.writer.received;
+  return turn.answer!;
+}
+
+/** The exchange failed: a mismatched overlap or an error body is an answer; anything else is thrown. */
+async function failedExchange(turn: Turn, err: unknown, facts: AttemptFacts): Promise<Answer> {
+  const w = turn.writer;
+  if (w) {
+    // The next attempt reads the part's size: it must be final (every accepted byte written).
+    await w.release();
+    facts.bytes += w.received;
+  }
+  if (err instanceof OverlapMismatch) return { kind: 'overlap-mismatch' };
+  if (err instanceof DiscardOverflow && turn.answer?.kind === 'error') return turn.answer;
+  const e = toItemError(err);
+  if (e.code === 'connect_error' && w && !w.complete) {
+    // The connection ended inside the body: the part keeps what arrived, for a resume.
+    throw new ItemError('size_mismatch', `connection closed after ${w.received} body bytes`, { httpStatus: facts.httpStatus, cause: err });
+  }
+  throw e;
+}
+
+interface Asked {
+  plan: ResumePlan;
+  conditional: boolean;
+  facts: AttemptFacts;
+  seed: HeldState | null;
+}
+
+/**
+ * Judges a response from its status and headers: a redirect, a 304 or 412 to a conditional
+ * request, a range answer that cannot be trusted, or an error is answered with its body
+ * discarded; a body to keep goes to a PartWriter (through a decoder if it is encoded).
+ */
+function respond(turn: Turn, input: TransferInput, asked: Asked, statusCode: number, rh: Headers, fail: (err: Error) => void): BodySink {
+  const { plan, conditional, facts } = asked;
+  facts.httpStatus = statusCode;
+  const verdict = judgeResponse(plan, statusCode, header(rh, 'content-range'), input.partRow);
+  const early = earlyAnswer(statusCode, rh, header(rh, 'location'), conditional, verdict);
+  if (early) {
+    turn.answer = early;
+    return new Discard(early.kind === 'error' ? 64 * 1024 : undefined);
+  }
+  const decoder = decoderFor(header(rh, 'content-encoding'));
+  if (decoder === 'unsupported') throw new ItemError('not_pdf', `unsupported Content-Encoding ${JSON.stringify(header(rh, 'content-encoding'))}`, { httpStatus: statusCode });
+  if (decoder && verdict !== 'restart') {
+    // A range of an encoded body cannot be appended to decoded bytes: ask for all of it.
+    decoder.destroy();
+    turn.answer = { kind: 'refetch' };
+    return new Discard();
+  }
+  const writer = bodyWriter(input, asked, statusCode, rh, verdict as 'append' | 'restart' | 'complete', decoder !== null);
+  turn.writer = writer;
+  turn.answer = { kind: 'body', writer, plan: verdict === 'restart' ? { kind: 'fresh', why: plan.kind === 'fresh' ? plan.why : 'no-part' } : plan };
+  return decoder ? new DecodingSink(decoder, writer, fail) : writer;
+}
+
+/** Every answer whose body is not kept, or null for a body to write. */
+function earlyAnswer(statusCode: number, rh: Headers, location: string | null, conditional: boolean, verdict: ReturnType<typeof judgeResponse>): Answer | null {
+  if (statusCode >= 300 && statusCode < 400 && statusCode !== 304 && location) return { kind: 'redirect', location, status: statusCode };
+  if (conditional && statusCode === 304) return { kind: 'not-modified', headers: rh };
+  if (conditional && statusCode === 412) return { kind: 'precondition-failed' };
+  if (verdict === 'refetch') return { kind: 'refetch' };
+  if (verdict === 'error') return { kind: 'error', status: statusCode, headers: rh };
+  return null;
+}
+
+/** The writer of a kept body: fresh (its validators stored first), appended, or only checked. */
+function bodyWriter(input: TransferInput, asked: Asked, statusCode: number, rh: Headers, verdict: 'append' | 'restart' | 'complete', encoded: boolean): PartWriter {
+  const { plan, facts, seed } = asked;
+  facts.contentType = header(rh, 'content-type');
+  facts.etag = header(rh, 'etag');
+  facts.lastModified = header(rh, 'last-modified');
+  const length = header(rh, 'content-length');
+  // Content-Length counts encoded bytes; undici itself holds the body to it.
+  const declared = length !== null && /^\d+$/.test(length) && !encoded ? Number(length) : null;
+  let writesAfter: Promise<void> | null = null;
+  if (verdict === 'restart') {
+    // An encoded body's part keeps no validators: it is never continued with a range.
+    const strong = !encoded && isStrongEtag(facts.etag);
+    writesAfter = input.onFreshPart({ url: input.url, etag: strong ? facts.etag : null, last_modified: encoded ? null : facts.lastModified, total: declared });
+    // Observed here too: a writer refused below (too large, no space) never waits on it.
+    writesAfter?.catch(() => undefined);
+  }
+  const held = verdict === 'restart' || plan.kind === 'fresh' ? 0 : plan.held;
+  return new PartWriter({
+    path: input.part,
+    mode: verdict === 'restart' ? 'fresh' : verdict === 'append' ? 'append' : 'complete',
+    held,
+    overlap: verdict === 'append' && plan.kind === 'overlap' ? plan.held - rangeFrom(plan) : 0,
+    declared,
+    httpStatus: statusCode,
+    maxBytes: input.maxBytes,
+    minFree: input.minFree,
+    out: input.out,
+    fsync: input.fsync,
+    minSpeed: input.minSpeed,
+    writesAfter,
+  }, verdict === 'restart' ? null : seed);
 }
