@@ -132,26 +132,8 @@ export async function transfer(input: TransferInput, facts: AttemptFacts): Promi
     facts.decision = prefix + (conditional ? 'revalidate' : decisionName(plan));
     facts.finalUrl = url;
     const target = new URL(url);
-    input.policy.check(target);
-    const host = target.hostname;
-    const permit = await input.gate.enter(host, input.signal);
     const headers = { ...input.headers, ...hopHeaders(input, target, afterHttps), ...resumeHeaders(plan), ...conditionalHeaders(conditional) };
-    facts.httpStatus = null;
-    let answer: Answer;
-    try {
-      answer = await exchange({ ...input, onSent: () => permit.sent() }, target, headers, plan, conditional !== undefined, facts, seed);
-    } catch (err) {
-      permit.settle(err instanceof ItemError ? err.code : 'connect_error', null, facts.httpStatus);
-      throw err;
-    }
-    if (answer.kind === 'error') {
-      const retryAfterMs = parseRetryAfter(answer.headers['retry-after'], Date.now());
-      if (!permit.settle(`http_${answer.status}`, retryAfterMs, answer.status)) {
-        throw new ItemError('retry_after_too_long', `Retry-After of ${retryAfterMs} ms is above the cap`, { httpStatus: answer.status, retryAfterMs });
-      }
-      throw new ItemError(`http_${answer.status}`, `HTTP ${answer.status}`, { httpStatus: answer.status, retryAfterMs });
-    }
-    permit.settle(null, null, facts.httpStatus);
+    const answer = await gatedExchange(input, target, headers, plan, conditional !== undefined, facts, seed);
     switch (answer.kind) {
       case 'redirect': {
         hop += 1;
@@ -184,6 +166,32 @@ export async function transfer(input: TransferInput, facts: AttemptFacts): Promi
       }
     }
   }
+}
+
+/**
+ * One request through its host's gate: checked against the URL policy, let through by the gate,
+ * and reported back to it (an HTTP error becomes the item's error, with its Retry-After).
+ */
+async function gatedExchange(input: TransferInput, target: URL, headers: Record<string, string>, plan: ResumePlan, conditional: boolean, facts: AttemptFacts, seed: HeldState | null): Promise<Exclude<Answer, { kind: 'error' }>> {
+  input.policy.check(target);
+  const permit = await input.gate.enter(target.hostname, input.signal);
+  facts.httpStatus = null;
+  let answer: Answer;
+  try {
+    answer = await exchange({ ...input, onSent: () => permit.sent() }, target, headers, plan, conditional, facts, seed);
+  } catch (err) {
+    permit.settle(err instanceof ItemError ? err.code : 'connect_error', null, facts.httpStatus);
+    throw err;
+  }
+  if (answer.kind === 'error') {
+    const retryAfterMs = parseRetryAfter(answer.headers['retry-after'], Date.now());
+    if (!permit.settle(`http_${answer.status}`, retryAfterMs, answer.status)) {
+      throw new ItemError('retry_after_too_long', `Retry-After of ${retryAfterMs} ms is above the cap`, { httpStatus: answer.status, retryAfterMs });
+    }
+    throw new ItemError(`http_${answer.status}`, `HTTP ${answer.status}`, { httpStatus: answer.status, retryAfterMs });
+  }
+  permit.settle(null, null, facts.httpStatus);
+  return answer;
 }
 
 /** The secrets a hop may carry: its own host's headers, and URL credentials on their own origin only. */

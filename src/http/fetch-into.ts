@@ -29,71 +29,90 @@ export type OpenSink = (status: number, headers: IncomingHttpHeaders, fail: (err
 export function fetchInto(dispatcher: Dispatcher, target: URL, headers: Record<string, string>, signal: AbortSignal, open: OpenSink, onSent?: () => void): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal.aborted) return reject(signal.reason as Error);
-    let controller: Dispatcher.DispatchController | null = null;
-    let sink: BodySink | null = null;
-    /** set once the outcome is decided: later calls from undici or the sink change nothing */
-    let failure: Error | null = null;
-    let done = false;
-    const settle = (): void => {
-      done = true;
-      signal.removeEventListener('abort', onAbort);
-    };
-    const fail = (err: Error): void => {
-      if (done) return;
-      settle();
-      failure = err;
-      // Before the request has a connection there is no controller yet: onRequestStart aborts it.
-      if (controller && !controller.aborted) controller.abort(err);
-      const s = sink;
-      sink = null;
-      if (s) void s.abort(err).then(() => reject(err));
-      else reject(err);
-    };
-    const onAbort = (): void => fail(signal.reason as Error);
-    const resume = (): void => {
-      if (!done) controller?.resume();
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-    const handler: Dispatcher.DispatchHandler = {
-      // undici calls this as it writes the request to a connected socket: the moment it leaves.
-      onRequestStart(c) {
-        controller = c;
-        if (failure) c.abort(failure);
-        else onSent?.();
-      },
-      onResponseStart(_c, status, responseHeaders) {
-        // 1xx answers are informational: the real one follows.
-        if (done || status < 200) return;
-        try {
-          sink = open(status, responseHeaders, fail);
-        } catch (err) {
-          fail(err as Error);
-        }
-      },
-      onResponseData(c, chunk) {
-        if (sink === null) return;
-        try {
-          if (!sink.accept(chunk, resume)) c.pause();
-        } catch (err) {
-          fail(err as Error);
-        }
-      },
-      onResponseEnd() {
-        if (done) return;
-        settle();
-        const s = sink;
-        sink = null;
-        if (s) s.end().then(resolve, reject);
-        else resolve();
-      },
-      onResponseError(_c, err) {
-        fail(err);
-      },
-    };
+    const handler = new SinkHandler(signal, open, onSent, resolve, reject);
     try {
       dispatcher.dispatch({ origin: target.origin, path: target.pathname + target.search, method: 'GET', headers }, handler);
     } catch (err) {
-      fail(err as Error);
+      handler.fail(err as Error);
     }
   });
+}
+
+/** The dispatch handler of one request: undici's callbacks, forwarded to the response's sink. */
+class SinkHandler implements Dispatcher.DispatchHandler {
+  private controller: Dispatcher.DispatchController | null = null;
+  private sink: BodySink | null = null;
+  /** set once the outcome is decided: later calls from undici or the sink change nothing */
+  private failure: Error | null = null;
+  private done = false;
+  private readonly onAbort = (): void => this.fail(this.signal.reason as Error);
+  private readonly resume = (): void => {
+    if (!this.done) this.controller?.resume();
+  };
+
+  constructor(
+    private readonly signal: AbortSignal,
+    private readonly open: OpenSink,
+    private readonly onSent: (() => void) | undefined,
+    private readonly resolve: () => void,
+    private readonly reject: (err: Error) => void,
+  ) {
+    signal.addEventListener('abort', this.onAbort, { once: true });
+  }
+
+  readonly fail = (err: Error): void => {
+    if (this.done) return;
+    this.settle();
+    this.failure = err;
+    // Before the request has a connection there is no controller yet: onRequestStart aborts it.
+    if (this.controller && !this.controller.aborted) this.controller.abort(err);
+    const s = this.sink;
+    this.sink = null;
+    if (s) void s.abort(err).then(() => this.reject(err));
+    else this.reject(err);
+  };
+
+  private settle(): void {
+    this.done = true;
+    this.signal.removeEventListener('abort', this.onAbort);
+  }
+
+  // undici calls this as it writes the request to a connected socket: the moment it leaves.
+  onRequestStart(c: Dispatcher.DispatchController): void {
+    this.controller = c;
+    if (this.failure) c.abort(this.failure);
+    else this.onSent?.();
+  }
+
+  onResponseStart(_c: Dispatcher.DispatchController, status: number, responseHeaders: IncomingHttpHeaders): void {
+    // 1xx answers are informational: the real one follows.
+    if (this.done || status < 200) return;
+    try {
+      this.sink = this.open(status, responseHeaders, this.fail);
+    } catch (err) {
+      this.fail(err as Error);
+    }
+  }
+
+  onResponseData(c: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.sink === null) return;
+    try {
+      if (!this.sink.accept(chunk, this.resume)) c.pause();
+    } catch (err) {
+      this.fail(err as Error);
+    }
+  }
+
+  onResponseEnd(): void {
+    if (this.done) return;
+    this.settle();
+    const s = this.sink;
+    this.sink = null;
+    if (s) s.end().then(this.resolve, this.reject);
+    else this.resolve();
+  }
+
+  onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+    this.fail(err);
+  }
 }
