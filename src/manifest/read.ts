@@ -42,53 +42,29 @@ const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
  * streams. Each line is checked to be UTF-8 (replacement characters would silently change URLs).
  */
 async function* splitLines(input: Readable, file: string, count: { lines: number }, sliced: boolean): AsyncGenerator<Iterable<ManifestLine>> {
-  let pending: Buffer[] = [];
-  let pendingBytes = 0;
+  const splitter = new LineSplitter(file, count, sliced);
+  for await (const chunk of input) yield splitter.linesOf(chunk as Buffer);
+  const last = splitter.end();
+  if (last) yield [last];
+}
+
+class LineSplitter {
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
   /** bytes of the current line dropped because it is over the limit */
-  let dropped = 0;
-  let n = 0;
-  const reset = (): void => {
-    pending = [];
-    pendingBytes = 0;
-    dropped = 0;
-  };
-  const tooLong = (bytes: number): ManifestLine => ({ file, line: n, text: '', problem: `line is longer than the ${MAX_LINE_BYTES}-byte limit (${bytes} bytes); skipped` });
-  const judge = (bytes: Buffer): ManifestLine => {
-    let b = bytes;
-    if (n === 1 && b.subarray(0, 3).equals(BOM)) b = b.subarray(3);
-    if (b.length > 0 && b[b.length - 1] === 0x0d) b = b.subarray(0, b.length - 1);
-    if (!isUtf8(b)) return { file, line: n, text: '', problem: 'line is not valid UTF-8' };
-    if (b.includes(0)) return { file, line: n, text: '', problem: 'line contains a NUL byte (binary data?)' };
-    return { file, line: n, text: b.toString('utf8') };
-  };
-  /** the line that ends with `piece` */
-  const finish = (piece: Buffer): ManifestLine => {
-    n += 1;
-    count.lines = n;
-    const total = dropped + pendingBytes + piece.length;
-    const line = dropped > 0 || total > MAX_LINE_BYTES ? tooLong(total) : judge(pendingBytes === 0 ? piece : Buffer.concat([...pending, piece]));
-    reset();
-    return line;
-  };
-  const hold = (piece: Buffer): void => {
-    if (dropped > 0 || pendingBytes + piece.length > MAX_LINE_BYTES) {
-      dropped += pendingBytes + piece.length;
-      pending = [];
-      pendingBytes = 0;
-    } else {
-      // A copy: the stream may reuse its chunk's memory.
-      pending.push(Buffer.from(piece));
-      pendingBytes += piece.length;
-    }
-  };
-  // The lines of a chunk are made one at a time as they are used, never all at once.
-  function* linesOf(buf: Buffer): Generator<ManifestLine> {
+  private dropped = 0;
+  private n = 0;
+
+  constructor(private readonly file: string, private readonly count: { lines: number }, private readonly sliced: boolean) {}
+
+  /** The lines of a chunk, made one at a time as they are used, never all at once. */
+  *linesOf(buf: Buffer): Generator<ManifestLine> {
     let start = 0;
-    if (sliced) {
+    if (this.sliced) {
       const first = buf.indexOf(NEWLINE);
       // The end of a line begun in an earlier chunk.
-      if (first !== -1 && (pendingBytes > 0 || dropped > 0)) {
-        yield finish(buf.subarray(0, first));
+      if (first !== -1 && (this.pendingBytes > 0 || this.dropped > 0)) {
+        yield this.finish(buf.subarray(0, first));
         start = first + 1;
       }
       const last = buf.lastIndexOf(NEWLINE);
@@ -97,32 +73,73 @@ async function* splitLines(input: Readable, file: string, count: { lines: number
       // one is not, each line is judged alone below.
       const whole = last > start && last - start <= MAX_LINE_BYTES ? buf.subarray(start, last) : null;
       if (whole && isUtf8(whole) && !whole.includes(0)) {
-        yield* decodedLines(whole.toString('utf8'));
+        yield* this.decodedLines(whole.toString('utf8'));
         start = last + 1;
       }
     }
     for (let nl = buf.indexOf(NEWLINE, start); nl !== -1; nl = buf.indexOf(NEWLINE, start)) {
-      yield finish(buf.subarray(start, nl));
+      yield this.finish(buf.subarray(start, nl));
       start = nl + 1;
     }
-    if (start < buf.length) hold(buf.subarray(start));
+    if (start < buf.length) this.hold(buf.subarray(start));
   }
+
+  /** The last line, when the input did not end with a newline. */
+  end(): ManifestLine | null {
+    return this.pendingBytes > 0 || this.dropped > 0 ? this.finish(Buffer.alloc(0)) : null;
+  }
+
   /** Lines of a text already known to be valid: the lines `judge` would make, as slices of it. */
-  function* decodedLines(text: string): Generator<ManifestLine> {
+  private *decodedLines(text: string): Generator<ManifestLine> {
     for (let from = 0; ; ) {
       const end = text.indexOf('\n', from);
       let line = end === -1 ? text.slice(from) : text.slice(from, end);
-      n += 1;
-      count.lines = n;
-      if (n === 1 && line.charCodeAt(0) === 0xfeff) line = line.slice(1);
+      this.n += 1;
+      this.count.lines = this.n;
+      if (this.n === 1 && line.charCodeAt(0) === 0xfeff) line = line.slice(1);
       if (line.charCodeAt(line.length - 1) === 0x0d) line = line.slice(0, -1);
-      yield { file, line: n, text: line };
+      yield { file: this.file, line: this.n, text: line };
       if (end === -1) return;
       from = end + 1;
     }
   }
-  for await (const chunk of input) yield linesOf(chunk as Buffer);
-  if (pendingBytes > 0 || dropped > 0) yield [finish(Buffer.alloc(0))];
+
+  /** The line that ends with `piece`. */
+  private finish(piece: Buffer): ManifestLine {
+    this.n += 1;
+    this.count.lines = this.n;
+    const total = this.dropped + this.pendingBytes + piece.length;
+    const line = this.dropped > 0 || total > MAX_LINE_BYTES ? this.tooLong(total) : this.judge(this.pendingBytes === 0 ? piece : Buffer.concat([...this.pending, piece]));
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.dropped = 0;
+    return line;
+  }
+
+  private hold(piece: Buffer): void {
+    if (this.dropped > 0 || this.pendingBytes + piece.length > MAX_LINE_BYTES) {
+      this.dropped += this.pendingBytes + piece.length;
+      this.pending = [];
+      this.pendingBytes = 0;
+    } else {
+      // A copy: the stream may reuse its chunk's memory.
+      this.pending.push(Buffer.from(piece));
+      this.pendingBytes += piece.length;
+    }
+  }
+
+  private tooLong(bytes: number): ManifestLine {
+    return { file: this.file, line: this.n, text: '', problem: `line is longer than the ${MAX_LINE_BYTES}-byte limit (${bytes} bytes); skipped` };
+  }
+
+  private judge(bytes: Buffer): ManifestLine {
+    let b = bytes;
+    if (this.n === 1 && b.subarray(0, 3).equals(BOM)) b = b.subarray(3);
+    if (b.length > 0 && b[b.length - 1] === 0x0d) b = b.subarray(0, b.length - 1);
+    if (!isUtf8(b)) return { file: this.file, line: this.n, text: '', problem: 'line is not valid UTF-8' };
+    if (b.includes(0)) return { file: this.file, line: this.n, text: '', problem: 'line contains a NUL byte (binary data?)' };
+    return { file: this.file, line: this.n, text: b.toString('utf8') };
+  }
 }
 
 /**
