@@ -21,7 +21,7 @@ export interface Lane {
   /** Gives the network slot back while the task waits (a backoff); the next `enter` takes one again. */
   pause(): void;
   /** Nothing more of this task goes to the network: its slots may start another task. */
-  release(): void;
+  offNetwork(): void;
 }
 
 /** A started task waiting at its host's gate before its first request. */
@@ -379,7 +379,7 @@ class TaskLane implements Lane {
   private permit: Permit | null = null;
   private network: Free | null = null;
   private hop: { host: string; free: Free } | null = null;
-  private released = false;
+  private offNet = false;
 
   constructor(
     private readonly pool: Pool,
@@ -453,9 +453,9 @@ class TaskLane implements Lane {
     this.network = null;
   }
 
-  release(): void {
-    if (this.released) return;
-    this.released = true;
+  offNetwork(): void {
+    if (this.offNet) return;
+    this.offNet = true;
     this.pool.enterFinishing();
     this.freeSlots();
   }
@@ -471,7 +471,7 @@ class TaskLane implements Lane {
   }
 
   end(): void {
-    if (this.released) this.pool.leaveFinishing();
+    if (this.offNet) this.pool.leaveFinishing();
     else this.freeSlots();
   }
 }

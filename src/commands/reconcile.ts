@@ -1,5 +1,5 @@
 import type { ReconcileOptions } from '../config.js';
-import { reconcile } from '../reconcile.js';
+import { reconcile } from '../store/reconcile-steps.js';
 import { startTelemetry } from '../telemetry.js';
 import { openExisting } from '../ledger/locate.js';
 

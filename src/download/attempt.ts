@@ -41,7 +41,7 @@ export async function attemptOnce(ctx: ItemContext, job: JobRow, candidate: Cand
       facts.decision = 'replay:stream';
       facts.resumeFrom = found.held;
       ctx.events.emit('op', { kind: 'stream', action: 'replayed', id: job.item_id });
-      ctx.release();
+      ctx.offNetwork();
       return { ...facts, ...found.replayed, fsyncMs: null, notModified: false, recordAttempt: (extra) => record(null, extra) };
     }
     const op = (stream = new StreamOp(ctx, job, found.partRow));
@@ -54,7 +54,7 @@ export async function attemptOnce(ctx: ItemContext, job: JobRow, candidate: Cand
       return { candidate, facts, error: new ItemError('checksum_mismatch', `expected sha256 ${job.expected_sha256}, got ${result.sha256}`, { httpStatus: facts.httpStatus }) };
     }
     // What is left (finalize, link) is local: another transfer may start.
-    ctx.release();
+    ctx.offNetwork();
     return { ...result, recordAttempt: (extra) => record(null, extra) };
   } catch (err) {
     if (!(err instanceof ItemError)) throw err;

@@ -14,7 +14,7 @@ import { LeaseLost } from './ops.js';
 import type { RequestGate } from './transfer.js';
 
 export interface Run {
-  ctx: Omit<ItemContext, 'gate' | 'release' | 'pause'>;
+  ctx: Omit<ItemContext, 'gate' | 'offNetwork' | 'pause'>;
   ledger: Ledger;
   reporter: Reporter;
   hosts: HostGate;
@@ -82,7 +82,7 @@ async function work(run: Run, item: Item, row: JobRow, previous: JobRow | null, 
     if (ran === 'lease-lost') return leaseLost(run, item);
     if (ran !== 'deferred') settle(run, item, row, previous, ran);
   } finally {
-    lane.release();
+    lane.offNetwork();
   }
 }
 
@@ -121,7 +121,7 @@ async function runClaimed(run: Run, item: Item, row: JobRow, previous: JobRow | 
   run.leases.set(item.key, lease);
   try {
     const gate = itemGate(run, lane, () => (sent = true));
-    const result = await downloadItem({ ...ctx, signal: lease.signal, gate, release: () => lane.release(), pause: () => lane.pause() }, item, row, previous);
+    const result = await downloadItem({ ...ctx, signal: lease.signal, gate, offNetwork: () => lane.offNetwork(), pause: () => lane.pause() }, item, row, previous);
     return lease.signal.aborted && !ctx.signal.aborted ? 'lease-lost' : result;
   } catch (err) {
     // Taken over between two heartbeats, and found by finalize's own check instead.

@@ -28,7 +28,7 @@ export interface ItemContext {
   gate: RequestGate;
   events: Events;
   /** nothing more of this item goes to the network: its pool slot may start another transfer */
-  release: () => void;
+  offNetwork: () => void;
   /** the item waits (a backoff): its network slot goes back until its next request */
   pause: () => void;
 }

@@ -72,7 +72,7 @@ export interface PartWriterOptions {
  * OrderedFile that writes it on the thread pool: opening, writing and closing the part never block
  * the event loop that parses the other transfers. A chunk once accepted is always written, even when
  * the connection fails right after (the part then holds every byte received, for a resume), and the
- * writer is released only when the part is closed: nothing can write to it after the attempt that
+ * writer is done only when the part is closed: nothing can write to it after the attempt that
  * owned it has ended. Held bytes are read exactly once, to seed the hash.
  */
 export class PartWriter implements BodySink {
@@ -91,7 +91,7 @@ export class PartWriter implements BodySink {
   /** the free-space check of a body of unknown length, while it runs */
   private quotaCheck: Promise<void> | null = null;
   private failure: Error | null = null;
-  private released: Promise<void> | null = null;
+  private closed: Promise<void> | null = null;
   private windowStart = performance.now();
   private windowBytes = 0;
 
@@ -161,18 +161,18 @@ export class PartWriter implements BodySink {
       if (this.file) this.fsyncMs = await flushed(this.file, this.o.fsync);
       this.complete = true;
     } finally {
-      await this.release();
+      await this.close();
     }
   }
 
   abort(): Promise<void> {
-    return this.release();
+    return this.close();
   }
 
   /** Closes the part once every accepted chunk is written; the same promise for every caller. */
-  release(): Promise<void> {
+  close(): Promise<void> {
     const file = this.file;
-    return (this.released ??= file ? new Promise((resolve) => file.close(resolve)) : Promise.resolve());
+    return (this.closed ??= file ? new Promise((resolve) => file.close(resolve)) : Promise.resolve());
   }
 
   private checkSpeed(bytes: number): void {

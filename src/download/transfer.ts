@@ -243,7 +243,7 @@ async function failedExchange(turn: Turn, err: unknown, facts: AttemptFacts): Pr
   const w = turn.writer;
   if (w) {
     // The next attempt reads the part's size: it must be final (every accepted byte written).
-    await w.release();
+    await w.close();
     facts.bytes += w.received;
   }
   if (err instanceof OverlapMismatch) return { kind: 'overlap-mismatch' };

@@ -115,8 +115,8 @@ describe('Pool (p-limit adapter)', () => {
         transferring -= 1;
         finishing += 1;
         peakFinishing = Math.max(peakFinishing, finishing);
-        lane.release();
-        lane.release();
+        lane.offNetwork();
+        lane.offNetwork();
         await sleep(40);
         finishing -= 1;
       },

@@ -2,12 +2,12 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Events } from './events.js';
-import { isDeadLocalOwner } from './ledger/owner.js';
-import type { JobRow, JobState, Ledger, OpRow } from './ledger/types.js';
-import { linkItem } from './store/link.js';
-import { objectPath, objectRelPath, partPath } from './store/paths.js';
-import { moveLegacyParts, stagedFiles } from './store/staging.js';
+import type { Events } from '../events.js';
+import { isDeadLocalOwner } from '../ledger/owner.js';
+import type { JobRow, JobState, Ledger, OpRow } from '../ledger/types.js';
+import { linkItem } from './link.js';
+import { objectPath, objectRelPath, partPath } from './paths.js';
+import { moveLegacyParts, stagedFiles } from './staging.js';
 
 /**
  * `reconcile`: ordered repair steps, each returning what it found and did. With `apply` false
