@@ -1,0 +1,83 @@
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { SqliteLedger } from '../../src/ledger/sqlite.js';
+import { parseLine, type Item } from '../../src/manifest/parse.js';
+import { Metrics } from '../../src/metrics.js';
+import { objectPath, partPath } from '../../src/store/paths.js';
+import { reconcile } from '../../src/store/reconcile-steps.js';
+import { samplePdf } from '../helpers/origin.js';
+
+const mk = (url: string, id: string): Item => {
+  const p = parseLine({ file: 'm', line: 1, text: JSON.stringify({ url, id }) });
+  if (p.kind !== 'item') throw new Error('not an item');
+  return p.item;
+};
+
+describe('reconcile steps on a real ledger and store', () => {
+  let out: string;
+  beforeEach(async () => {
+    out = await mkdtemp(join(tmpdir(), 'docstokg-reconcile-'));
+  });
+  afterEach(() => rm(out, { recursive: true, force: true }));
+
+  it('expires a dead lease, gives a moved object to its job, deletes orphan parts, and then agrees', async () => {
+    const ledger = new SqliteLedger(join(out, 'docstokg.sqlite'));
+    const moved = mk('https://a.org/moved.pdf', 'moved');
+    const pending = mk('https://a.org/pending.pdf', 'pending');
+    ledger.plan(moved, 1);
+    ledger.plan(pending, 1);
+    // A holder that died after moving the part into the store, before it recorded the job done.
+    ledger.claim(moved.key, 'pid:999999999:dead', 1, 10);
+    const body = samplePdf('moved', 5000);
+    const sha = createHash('sha256').update(body).digest('hex');
+    ledger.beginOp('op1', moved.key, 'finalize', 'pid:999999999:dead', 2, sha);
+    await mkdir(dirname(objectPath(out, sha)), { recursive: true });
+    await writeFile(objectPath(out, sha), body);
+    // A part of a job still to do is kept; one no job knows is an orphan.
+    await mkdir(dirname(partPath(out, pending.key)), { recursive: true });
+    await writeFile(partPath(out, pending.key), body.subarray(0, 100));
+    await mkdir(dirname(partPath(out, 'f'.repeat(64))), { recursive: true });
+    await writeFile(partPath(out, 'f'.repeat(64)), 'orphan');
+    ledger.flush();
+
+    const dry = await reconcile({ ledger, out, apply: false, verify: false, now: 1000 });
+    expect(dry.repaired).toBeGreaterThan(0);
+    expect(ledger.job(moved.key)!.state).toBe('active');
+
+    const done = await reconcile({ ledger, out, apply: true, verify: true, now: 1000 });
+    const step = (name: string) => done.steps.find((s) => s.step === name)!;
+    expect(step('expire-leases')).toMatchObject({ expired: 1 });
+    expect(step('finish-abandoned-ops')).toMatchObject({ finished: 1 });
+    expect(step('adopt-objects')).toMatchObject({ adopted: 1 });
+    expect(step('sweep-parts')).toMatchObject({ kept: 1, deleted: 1 });
+    expect(ledger.job(moved.key)).toMatchObject({ state: 'done', sha256: sha, bytes: body.length });
+    expect(ledger.job(pending.key)!.state).toBe('pending');
+
+    const again = await reconcile({ ledger, out, apply: false, verify: false, now: 2000 });
+    expect(again.repaired).toBe(0);
+    ledger.close();
+    expect((await readdir(dirname(partPath(out, pending.key)))).length).toBeGreaterThan(0);
+  });
+});
+
+describe('Metrics', () => {
+  it('counts the event stream into Prometheus text', () => {
+    const m = new Metrics('run');
+    m.sink('item_done', { status: 'downloaded', reason: null, bytes: 100 }, 0);
+    m.sink('item_failed', { status: 'failed', reason: 'http_404' }, 0);
+    m.sink('request', { host: 'a.org', status: 200 }, 0);
+    m.sink('request', { host: 'a.org', status: null }, 0);
+    m.sink('rate_limit_wait', { wait_ms: 1500 }, 0);
+    const text = m.render(Date.now());
+    expect(text).toContain('docstokg_items_total{status="downloaded",reason=""} 1');
+    expect(text).toContain('docstokg_items_total{status="failed",reason="http_404"} 1');
+    expect(text).toContain('docstokg_bytes_total 100');
+    expect(text).toContain('docstokg_requests_total{host="a.org",class="2xx"} 1');
+    expect(text).toContain('docstokg_requests_total{host="a.org",class="error"} 1');
+    expect(text).toContain('docstokg_rate_limit_wait_seconds_total 1.500');
+    expect(text).toMatch(/# TYPE docstokg_retries_total counter\ndocstokg_retries_total 0/);
+  });
+});
