@@ -51,7 +51,7 @@ describe('PartWriter', () => {
     expect((await readFile(opts.path)).equals(body)).toBe(true);
 
     const other = Buffer.from(body);
-    other[119_500] ^= 0xff;
+    other[119_500] = other[119_500]! ^ 0xff;
     await writeFile(opts.path, body.subarray(0, 120_000));
     const bad = new PartWriter({ ...opts, mode: 'append', held: 120_000, overlap: 1000 }, await readHeld(opts.path, 120_000, 1000));
     expect(() => bad.accept(other.subarray(119_000, 121_000), () => undefined)).toThrow(OverlapMismatch);
