@@ -3,6 +3,7 @@ import type { DownloadOptions } from '../config.js';
 import type { UrlPolicy } from '../http/url-policy.js';
 import { openDatabase } from '../ledger/open.js';
 import { SeenKeys } from '../ledger/seen.js';
+import { LedgerQueries } from '../ledger/sqlite/queries.js';
 import type { JobRow } from '../ledger/types.js';
 import { eachItem, type Visited } from '../manifest/items.js';
 import type { Item } from '../manifest/parse.js';
@@ -18,7 +19,7 @@ import { EXIT_PIPE, onStdoutClosed } from '../stdout.js';
  */
 export async function planDryRun(manifests: readonly string[], opts: DownloadOptions, db: string, policy: UrlPolicy): Promise<number> {
   const ledger = existsSync(db) ? openDatabase(db, { readonly: true, lockTimeoutMs: opts.lockTimeout }) : null;
-  const peek = ledger?.prepare('SELECT * FROM jobs WHERE key = ?');
+  const queries = ledger ? new LedgerQueries(ledger) : null;
   const seen = new SeenKeys();
   const reporter = new Reporter({ ...opts, progress: false }, Date.now);
   // A reader that went away (`| head`) ends the planning: nothing else is for anyone.
@@ -29,7 +30,7 @@ export async function planDryRun(manifests: readonly string[], opts: DownloadOpt
       reporter.duplicates += 1;
       return;
     }
-    const row = peek?.get(item.key) as JobRow | undefined;
+    const row = queries?.job(item.key);
     const base: JobRow = row ?? {
       key: item.key, item_id: item.id, doi: item.doi, canonical_url: item.candidates[0]?.canonical ?? item.blocked[0] ?? null,
       urls: '[]', expected_sha256: item.expectedSha256, source: item.source, state: 'pending', status: null, reason: null,

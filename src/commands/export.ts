@@ -21,18 +21,18 @@ export const ATTEMPT_FIELDS = [
 
 /** Every job's latest result (jobs never finished show status `pending`), then the invalid lines. */
 function* itemRows(ledger: SqliteLedger): Generator<Record<string, unknown>> {
-  for (const row of ledger.jobs()) {
+  for (const row of ledger.queries.jobs()) {
     const rec: Record<string, unknown> = { ...recordFromRow(row, { status: row.status ?? (row.state as 'failed') }), state: row.state, message: null };
     if (row.state === 'failed') rec.message = row.message;
     yield rec;
   }
-  for (const line of ledger.invalidLines()) {
+  for (const line of ledger.queries.invalidLines()) {
     yield { ...invalidRecord(line.source, 'invalid_line', line.message), state: 'invalid' };
   }
 }
 
 function* attemptRows(ledger: SqliteLedger): Generator<Record<string, unknown>> {
-  for (const a of ledger.attempts()) yield { ...a, started_at: new Date(a.started_at as number).toISOString() };
+  for (const a of ledger.queries.attempts()) yield { ...a, started_at: new Date(a.started_at as number).toISOString() };
 }
 
 export async function runExport(opts: ExportOptions): Promise<number> {

@@ -18,8 +18,8 @@ interface HostView {
 
 /** Hosts worth a look: an open breaker, a cool-down still running, or failures in the last day. */
 function hostViews(ledger: SqliteLedger, now: number): HostView[] {
-  const recent = ledger.recentFailures(now - DAY_MS);
-  const rows = ledger.hosts();
+  const recent = ledger.queries.recentFailures(now - DAY_MS);
+  const rows = ledger.queries.hosts();
   const names = new Set([...rows.keys(), ...recent.keys()]);
   const iso = (t: number | undefined): string | null => (t && t > now ? new Date(t).toISOString() : null);
   return [...names].sort().map((host) => {
@@ -39,7 +39,7 @@ function hostViews(ledger: SqliteLedger, now: number): HostView[] {
 
 function runsText(ledger: SqliteLedger, json: boolean): string {
   let text = '';
-  for (const r of ledger.runs()) {
+  for (const r of ledger.queries.runs()) {
     const view = {
       id: r.id,
       started_at: new Date(r.started_at).toISOString(),
@@ -59,7 +59,7 @@ function runsText(ledger: SqliteLedger, json: boolean): string {
 }
 
 function statusText(ledger: SqliteLedger, json: boolean): string {
-  const c = ledger.counts();
+  const c = ledger.queries.counts();
   const hosts = hostViews(ledger, Date.now());
   if (json) {
     const view = { states: c.byState, statuses: c.byStatus, reasons: c.byReason, failed_permanently: c.failedPermanently, invalid_lines: c.invalidLines, objects: c.objects, bytes_stored: c.bytesStored, hosts };

@@ -67,6 +67,12 @@ export interface JobRow {
   updated_at: number;
 }
 
+/** The columns of a job's result, written by finish and by reconcile's repairs: the one list of them. */
+export const OUTCOME_FIELDS = [
+  'status', 'reason', 'http_status', 'url', 'final_url', 'sha256', 'bytes', 'path', 'content_type', 'etag', 'last_modified',
+  'resumed_from', 'attempts', 'elapsed_ms',
+] as const satisfies readonly (keyof Outcome)[];
+
 /** What a finished job stores: the record's fields minus those the plan already holds. */
 export interface Outcome {
   state: 'done' | 'failed';
@@ -198,7 +204,8 @@ export interface StatusCounts {
 }
 
 /**
- * The narrow interface the pipeline talks to. Every write after a claim names the lease owner and
+ * The narrow interface the pipeline and `reconcile` talk to (reads for reports are in the
+ * backend's read-only queries: sqlite/queries.ts). Every write after a claim names the lease owner and
  * is refused (returns false) when the lease is no longer held, so a server-backed ledger only has
  * to implement these calls.
  */
@@ -214,7 +221,6 @@ export interface Ledger {
   planByKey(key: string, source: string): Extract<PlanResult, { kind: 'duplicate' | 'skipped' }> | null;
   /** stores an invalid manifest line; true when it was not known before */
   invalidLine(source: string, message: string, now: number): boolean;
-  invalidLines(): InvalidLineRow[];
   claim(key: string, owner: string, now: number, ttlMs: number, opts?: ClaimOptions): boolean;
   renew(owner: string, now: number, ttlMs: number): number;
   finish(key: string, owner: string, outcome: Outcome, now: number): boolean;
@@ -240,16 +246,9 @@ export interface Ledger {
   finishOp(key: string, result: unknown, now: number): void;
   /** An op begun and finished at once (its effect is already complete): done with its result. */
   recordOp(key: string, jobKey: string, kind: OpRow['kind'], owner: string, now: number, detail: string | null, result: unknown): void;
-  hosts(): Map<string, HostRow>;
   /** one host's stored row (its breaker, pause and failures), as written so far in this run too */
   host(name: string): (HostRow & { updated_at: number }) | undefined;
   saveHost(row: HostRow, now: number): void;
-  /** failed attempts per host since `since` */
-  recentFailures(since: number): Map<string, number>;
-  counts(): StatusCounts;
-  runs(): RunRow[];
-  attempts(): IterableIterator<Record<string, unknown>>;
-  jobs(): IterableIterator<JobRow>;
   /** commit what is pending now (a durability point), instead of at the end of the group */
   flush(): void;
   /**

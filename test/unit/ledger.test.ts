@@ -218,7 +218,7 @@ describe('SqliteLedger', () => {
       l.claim(it.key, 'me', 0, 100);
       l.finish(it.key, 'me', done, 1);
     }
-    expect(l.counts()).toMatchObject({ objects: 1, bytesStored: 10, byState: { done: 2 } });
+    expect(l.queries.counts()).toMatchObject({ objects: 1, bytesStored: 10, byState: { done: 2 } });
     l.close();
   });
 });

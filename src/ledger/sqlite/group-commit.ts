@@ -1,0 +1,64 @@
+import type Database from 'better-sqlite3';
+import { LEDGER_BATCH } from '../../config.js';
+
+/** Longest a write waits for its group's commit, unless someone asks for it sooner. */
+const COMMIT_AFTER_MS = 25;
+
+/**
+ * Writes grouped into short IMMEDIATE transactions: a group commits after LEDGER_BATCH writes, a
+ * few milliseconds, or at the end of the turn in which someone waits for it (`committed`). One
+ * commit per write blocked the event loop; a group costs one.
+ */
+export class GroupCommit {
+  private pending = 0;
+  private timer: NodeJS.Timeout | null = null;
+  /** callers of committed() waiting for the open group's commit */
+  private waiting: { resolve: () => void; reject: (err: Error) => void }[] = [];
+
+  constructor(private readonly db: Database.Database) {}
+
+  /** Runs `fn` inside the open group (opening one if needed). */
+  write<T>(fn: () => T): T {
+    if (this.pending === 0) {
+      this.db.exec('BEGIN IMMEDIATE');
+      this.timer = setTimeout(() => this.flush(), COMMIT_AFTER_MS);
+    }
+    this.pending += 1;
+    try {
+      return fn();
+    } finally {
+      if (this.pending >= LEDGER_BATCH) this.flush();
+    }
+  }
+
+  flush(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    if (this.pending === 0) return;
+    this.pending = 0;
+    const waiting = this.waiting;
+    this.waiting = [];
+    try {
+      this.db.exec('COMMIT');
+    } catch (err) {
+      for (const w of waiting) w.reject(err as Error);
+      throw err;
+    }
+    for (const w of waiting) w.resolve();
+  }
+
+  /**
+   * Resolves once every write made so far is committed. A waiter brings the group's commit forward
+   * to the end of this turn of the event loop: the writes of that turn still share one commit.
+   */
+  committed(): Promise<void> {
+    if (this.pending === 0) return Promise.resolve();
+    if (this.waiting.length === 0) setImmediate(() => this.flushFor(this.waiting));
+    return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
+  }
+
+  /** The commit a waiter asked for, unless the group was committed meanwhile (by size or timer). */
+  private flushFor(waiting: readonly unknown[]): void {
+    if (this.waiting === waiting) this.flush();
+  }
+}

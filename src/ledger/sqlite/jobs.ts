@@ -1,0 +1,232 @@
+import type Database from 'better-sqlite3';
+import type { Item } from '../../manifest/parse.js';
+import { RECORD_FIELDS } from '../../record.js';
+import { isDeadLocalOwner } from '../owner.js';
+import { SeenKeys } from '../seen.js';
+import { OUTCOME_FIELDS, REPAIRS, sourcesOf, type ClaimOptions, type JobRow, type JobState, type Outcome, type PlanOptions, type PlanResult, type RepairPatch } from '../types.js';
+import type { GroupCommit } from './group-commit.js';
+
+/** How each record field reads from a done job's row in its `skipped` record (the rest by name). */
+const SKIPPED_COLUMNS: Partial<Record<(typeof RECORD_FIELDS)[number], string>> = {
+  id: 'item_id', url: 'coalesce(url, canonical_url)', status: "'skipped'", resumed_from: '0', attempts: '0', elapsed_ms: '0',
+};
+/** The `skipped` record of a done job without its source (added per line), in RECORD_FIELDS order. */
+const SKIPPED_JSON = `CASE WHEN state = 'done' THEN json_object(${RECORD_FIELDS.filter((f) => f !== 'source')
+  .map((f) => `'${f}', ${SKIPPED_COLUMNS[f] ?? f}`)
+  .join(', ')}) END`;
+const READ_AHEAD_MAX = 1024;
+const REPAIR_FIELDS = new Set<string>(OUTCOME_FIELDS);
+
+interface SkippedRow {
+  rowid: number;
+  key: string;
+  json: string | null;
+}
+
+/** The record ends with `"elapsed_ms":0}`: the line's source goes before the brace. */
+function skippedJson(json: string, source: string): string {
+  return `${json.slice(0, -1)},"source":${JSON.stringify(source)}}`;
+}
+
+function inList(states: readonly string[]): string {
+  return states.map((s) => `'${s}'`).join(', ');
+}
+
+function statements(db: Database.Database) {
+  return {
+    // No RETURNING: the new row is built in JavaScript (see insertJob), which costs a fraction of
+    // SQLite buffering and better-sqlite3 converting a 27-column result.
+    plan: db.prepare(`
+      INSERT INTO jobs (key, item_id, doi, canonical_url, urls, expected_sha256, source, state, seen_run, created_at, updated_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)
+      ON CONFLICT (key) DO NOTHING`),
+    peek: db.prepare('SELECT * FROM jobs WHERE key = ?'),
+    // A re-run of a finished manifest is mostly this look-up: SQLite builds the record text
+    // itself (fields in RECORD_FIELDS order, as recordFromRow would) instead of a 27-field row.
+    peekSkipped: db.prepare(`SELECT rowid, key, ${SKIPPED_JSON} AS json FROM jobs WHERE key = ?`),
+    // The rows planned right after a found one, in planning order: a re-run of a manifest asks
+    // for them next, and one range read replaces as many random index look-ups.
+    readAhead: db.prepare(`SELECT key, ${SKIPPED_JSON} AS json FROM jobs WHERE rowid > ? ORDER BY rowid LIMIT ?`).raw(),
+    claim: db.prepare(`
+      UPDATE jobs SET state = 'active', lease_owner = @owner, lease_expires_at = @expires, updated_at = @now
+      WHERE key = @key AND (state IN (${inList(sourcesOf('active').filter((x) => x !== 'done'))}) OR (state = 'done' AND @reopen = 1)
+        OR (state = 'active' AND (lease_expires_at < @now OR lease_owner = @steal)))`),
+    renew: db.prepare(`UPDATE jobs SET lease_expires_at = @expires WHERE lease_owner = @owner AND state = 'active'`),
+    // Positional: binding 20 named parameters looks each one up on the object by name.
+    finish: db.prepare(`
+      UPDATE jobs SET state = ?, ${OUTCOME_FIELDS.map((f) => `${f} = ?`).join(', ')}, message = ?, next_attempt_at = ?,
+        failed_runs = CASE WHEN ? = 'failed' THEN failed_runs + 1 ELSE 0 END,
+        lease_owner = NULL, lease_expires_at = NULL, updated_at = ?
+      WHERE key = ? AND state = 'active' AND lease_owner = ?`),
+    release: db.prepare(`
+      UPDATE jobs SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = @now
+      WHERE key = @key AND state = 'active' AND lease_owner = @owner`),
+    heldKeys: db.prepare(`SELECT key FROM jobs WHERE lease_owner = ? AND state = 'active'`),
+    holds: db.prepare(`SELECT 1 FROM jobs WHERE key = @key AND lease_owner = @owner AND state = 'active' AND lease_expires_at >= @now`),
+    doneBySha: db.prepare(`SELECT key FROM jobs WHERE sha256 = ? AND state = 'done'`),
+    jobsIn: db.prepare('SELECT * FROM jobs WHERE state = ?'),
+  };
+}
+
+/**
+ * The jobs table: planning (with the read-ahead that makes a re-run of a finished manifest fast),
+ * leases, outcomes and reconcile's repairs. Every write after a claim names the lease owner and is
+ * refused when the lease is no longer held.
+ */
+export class JobsTable {
+  private readonly stmt;
+  private readonly seen = new SeenKeys();
+  /**
+   * Rows read ahead in planning order (key, skipped JSON), the next one expected, and how many to
+   * read next time (0: the manifest is not in ledger order)
+   */
+  private aheadKeys: string[] = [];
+  private aheadJson: (string | null)[] = [];
+  private aheadAt = 0;
+  private aheadSize = 16;
+  private aheadHits = 0;
+  private aheadMisses = 0;
+  /** the key planByKey last sent on to be parsed, and whether the ledger had no row for it */
+  private checked: { key: string; absent: boolean } | null = null;
+
+  constructor(private readonly db: Database.Database, private readonly group: GroupCommit, private readonly runId: string) {
+    this.stmt = statements(db);
+  }
+
+  /**
+   * The plan of an item known only by its key, when that is all it takes: a repeated key, or a
+   * done job's `skipped` record. Null sends the line on to be parsed and planned; plan() then
+   * reuses what was found here instead of looking again.
+   */
+  planByKey(key: string, source: string): Extract<PlanResult, { kind: 'duplicate' | 'skipped' }> | null {
+    if (!this.seen.add(key)) return { kind: 'duplicate' };
+    const quick = this.skippedRow(key);
+    if (quick?.json) return { kind: 'skipped', json: skippedJson(quick.json, source) };
+    this.checked = { key, absent: quick === undefined };
+    return null;
+  }
+
+  plan(item: Item, now: number, opts: PlanOptions = {}): PlanResult {
+    const checked = this.checked?.key === item.key ? this.checked : null;
+    this.checked = null;
+    let absent = checked?.absent ?? false;
+    if (!checked && !this.seen.add(item.key)) return { kind: 'duplicate' };
+    if (!checked && opts.skippedRecord) {
+      const quick = this.skippedRow(item.key);
+      if (quick?.json) return { kind: 'skipped', json: skippedJson(quick.json, item.source) };
+      absent = quick === undefined;
+    }
+    // A job just looked up and not found is inserted without a second look-up (the insert itself
+    // handles another process planning it meanwhile).
+    const known = absent ? undefined : (this.stmt.peek.get(item.key) as JobRow | undefined);
+    const row =
+      known ??
+      this.insertJob(item, now) ??
+      // another process planned it between the look-up and the insert
+      (this.stmt.peek.get(item.key) as JobRow);
+    if (row.state === 'done') return { kind: 'done', row };
+    if (row.state === 'failed' && !opts.retryFailed && (row.next_attempt_at === null || row.next_attempt_at > now)) return { kind: 'failed', row };
+    if (row.state === 'active' && (row.lease_expires_at ?? 0) >= now && !isDeadLocalOwner(row.lease_owner)) return { kind: 'held', row };
+    return { kind: 'work', row };
+  }
+
+  /** The row of a job just planned, as the insert stored it; undefined when it already existed. */
+  private insertJob(item: Item, now: number): JobRow | undefined {
+    const canonical = item.candidates[0]?.canonical ?? item.blocked[0] ?? null;
+    const urls = JSON.stringify([...item.candidates.map((c) => c.canonical), ...item.blocked]);
+    const inserted = this.group.write(() => this.stmt.plan.run(item.key, item.id, item.doi, canonical, urls, item.expectedSha256, item.source, this.runId, now, now).changes === 1);
+    if (!inserted) return undefined;
+    return {
+      key: item.key, item_id: item.id, doi: item.doi, canonical_url: canonical, urls, expected_sha256: item.expectedSha256, source: item.source,
+      state: 'pending', status: null, reason: null, http_status: null, url: null, final_url: null, sha256: null, bytes: null, path: null,
+      content_type: null, etag: null, last_modified: null, resumed_from: null, attempts: 0, elapsed_ms: null, lease_owner: null,
+      lease_expires_at: null, message: null, next_attempt_at: null, failed_runs: 0, seen_run: this.runId, created_at: now, updated_at: now,
+    } as JobRow;
+  }
+
+  /**
+   * A job's row for the skipped fast path: from the read-ahead when the manifest follows the order
+   * the jobs were planned in (a re-run), else by key, reading ahead from there. The read-ahead
+   * grows while it is used and stops when the manifest's order is another one.
+   */
+  private skippedRow(key: string): { json: string | null } | undefined {
+    // A re-run meets the jobs in the order they were planned: the next row read ahead is this one.
+    const at = this.aheadAt;
+    if (at < this.aheadKeys.length && this.aheadKeys[at] === key) {
+      this.aheadAt = at + 1;
+      this.aheadHits += 1;
+      return { json: this.aheadJson[at]! };
+    }
+    const row = this.stmt.peekSkipped.get(key) as SkippedRow | undefined;
+    if (!row) return undefined;
+    this.aheadMisses += 1;
+    const used = this.aheadHits;
+    this.aheadHits = 0;
+    if (this.aheadSize > 0 && used * 2 >= this.aheadSize) this.aheadSize = Math.min(READ_AHEAD_MAX, this.aheadSize * 2);
+    else if (this.aheadSize > 0) this.aheadSize = Math.floor(this.aheadSize / 4);
+    // Switched off, it tries again now and then, in case the manifest reaches an ordered stretch.
+    else if (this.aheadMisses % 1024 === 0) this.aheadSize = 16;
+    this.aheadKeys = [];
+    this.aheadJson = [];
+    this.aheadAt = 0;
+    if (this.aheadSize > 0) {
+      for (const [k, json] of this.stmt.readAhead.all(row.rowid, this.aheadSize) as [string, string | null][]) {
+        this.aheadKeys.push(k);
+        this.aheadJson.push(json);
+      }
+    }
+    return row;
+  }
+
+  claim(key: string, owner: string, now: number, ttlMs: number, opts: ClaimOptions = {}): boolean {
+    const params = { key, owner, now, expires: now + ttlMs, reopen: opts.reopen ? 1 : 0, steal: opts.steal ?? null };
+    return this.group.write(() => this.stmt.claim.run(params).changes === 1);
+  }
+
+  renew(owner: string, now: number, ttlMs: number): number {
+    return this.group.write(() => this.stmt.renew.run({ owner, expires: now + ttlMs }).changes);
+  }
+
+  finish(key: string, owner: string, o: Outcome, now: number): boolean {
+    const values = OUTCOME_FIELDS.map((f) => o[f]);
+    return this.group.write(() => this.stmt.finish.run(o.state, ...values, o.message ?? null, o.next_attempt_at ?? null, o.state, now, key, owner).changes === 1);
+  }
+
+  release(key: string, owner: string, now: number): boolean {
+    return this.group.write(() => this.stmt.release.run({ key, owner, now }).changes === 1);
+  }
+
+  heldKeys(owner: string): Set<string> {
+    return new Set((this.stmt.heldKeys.all(owner) as { key: string }[]).map((r) => r.key));
+  }
+
+  holds(key: string, owner: string, now: number): boolean {
+    return this.stmt.holds.get({ key, owner, now }) !== undefined;
+  }
+
+  repair(key: string, from: JobState, to: JobState, patch: RepairPatch, now: number): boolean {
+    if (!REPAIRS[from].includes(to)) throw new Error(`repair ${from} -> ${to} is not allowed`);
+    const fields = Object.keys(patch).filter((f) => REPAIR_FIELDS.has(f));
+    const sets = [...fields.map((f) => `${f} = @${f}`), 'state = @to', 'lease_owner = NULL', 'lease_expires_at = NULL', 'updated_at = @now'];
+    const sql = `UPDATE jobs SET ${sets.join(', ')} WHERE key = @key AND state = @from`;
+    return this.group.write(() => this.db.prepare(sql).run({ ...patch, key, from, to, now }).changes === 1);
+  }
+
+  job(key: string): JobRow | undefined {
+    return this.stmt.peek.get(key) as JobRow | undefined;
+  }
+
+  doneKeysBySha(sha256: string): string[] {
+    return (this.stmt.doneBySha.all(sha256) as { key: string }[]).map((r) => r.key);
+  }
+
+  /** Materialized, so the caller may write to the ledger while going through them. */
+  jobsIn(state: JobState): IterableIterator<JobRow> {
+    this.group.flush();
+    return (this.stmt.jobsIn.all(state) as JobRow[])[Symbol.iterator]();
+  }
+
+  close(): void {
+    this.seen.close();
+  }
+}
