@@ -11,6 +11,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { rng } from '../dist/fixtures/rng.js';
 import { safeName } from '../dist/store/link.js';
 import { Corpus, startSoakOrigin } from './soak-origin.js';
 
@@ -29,16 +30,6 @@ const HOSTS = ['127.0.0.21', '127.0.0.22', '127.0.0.23', '127.0.0.24'];
 const PORT = Number(opt('port', 18_190));
 const LEASE_S = 2;
 
-function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const random = rng(SEED);
 const between = (a, b) => a + random() * (b - a);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

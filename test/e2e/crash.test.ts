@@ -8,6 +8,7 @@ import { queryLedger } from '../helpers/ledger.js';
 import { samplePdf, sha256Hex, type Route } from '../helpers/origin.js';
 import { partPath } from '../../src/store/paths.js';
 import { stagedNames } from '../helpers/staging.js';
+import { rng } from '../fixtures/rng.js';
 
 /**
  * kill -9 of the real binary at random moments of a mixed manifest, then reconcile and re-run.
@@ -15,17 +16,6 @@ import { stagedNames } from '../helpers/staging.js';
  */
 const CYCLES = Number(process.env.CRASH_CYCLES ?? 8);
 const SEED = Number(process.env.CRASH_SEED ?? Date.now() % 100_000);
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Spec {
   id: string;
