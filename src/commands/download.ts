@@ -23,7 +23,7 @@ import { Reporter, type Interruption } from '../report.js';
 import { tuneForTransfers } from '../runtime-tuning.js';
 import { closeDirHandles } from '../store/fsync.js';
 import { prepareStaging } from '../store/staging.js';
-import { planDryRun } from './dry-run.js';
+import { planDryRun } from '../download/dry-run.js';
 
 async function checkManifests(files: readonly string[]): Promise<void> {
   if (files.length === 0) throw new UsageError('download: at least one manifest (or - for stdin) is required');
