@@ -3,6 +3,7 @@ import { ItemError } from '../errors.js';
 import { keepsPart } from '../http/classify.js';
 import type { AttemptRow, JobRow, PartRow } from '../ledger/types.js';
 import type { Candidate } from '../manifest/parse.js';
+import { fileIdentity } from '../store/finalize.js';
 import { partPath } from '../store/paths.js';
 import type { ItemContext } from './item.js';
 import { discardPart, replayStream, StreamOp } from './ops.js';
@@ -21,7 +22,7 @@ export interface Tried {
 type Conditional = TransferInput['conditional'];
 
 /** What an earlier attempt or run left for this one: bytes to continue, or a finished stream to replay. */
-type Held = { held: number; partRow: PartRow | undefined } | { replayed: { sha256: string; size: number }; held: number };
+type Held = { held: number; partRow: PartRow | undefined; id: string | null } | { replayed: { sha256: string; size: number }; held: number; id: string | null };
 
 /**
  * One attempt at one URL, in steps: find what is held (replay a finished stream, or continue a
@@ -42,7 +43,7 @@ export async function attemptOnce(ctx: ItemContext, job: JobRow, candidate: Cand
       facts.resumeFrom = found.held;
       ctx.events.emit('op', { kind: 'stream', action: 'replayed', id: job.item_id });
       ctx.offNetwork();
-      return { ...facts, ...found.replayed, fsyncMs: null, notModified: false, recordAttempt: (extra) => record(null, extra) };
+      return { ...facts, ...found.replayed, fsyncMs: null, partId: found.id, notModified: false, recordAttempt: (extra) => record(null, extra) };
     }
     const op = (stream = new StreamOp(ctx, job, found.partRow));
     const result = await transfer(await transferInput(ctx, job, candidate, found, conditional, op), facts);
@@ -55,7 +56,8 @@ export async function attemptOnce(ctx: ItemContext, job: JobRow, candidate: Cand
     }
     // What is left (finalize, link) is local: another transfer may start.
     ctx.offNetwork();
-    return { ...result, recordAttempt: (extra) => record(null, extra) };
+    // A part only verified (416) is the one held: its identity is the one seen before asking.
+    return { ...result, ...(result.notModified ? {} : { partId: result.partId ?? found.id }), recordAttempt: (extra) => record(null, extra) };
   } catch (err) {
     if (!(err instanceof ItemError)) throw err;
     record(err.code);
@@ -76,21 +78,22 @@ function attemptRecorder(ctx: ItemContext, job: JobRow, candidate: Candidate, fa
 
 /** The part an earlier attempt or run left: replayed when its stream is done, else continued. */
 async function heldPart(ctx: ItemContext, job: JobRow, conditional: Conditional): Promise<Held> {
-  const held = conditional ? 0 : heldBytes(partPath(ctx.opts.out, job.key));
+  const { size: held, id } = conditional ? { size: 0, id: null } : heldPartFile(partPath(ctx.opts.out, job.key));
   // No bytes held (the usual case): nothing to continue or replay, so no look-up.
   const partRow = held === 0 ? undefined : ctx.ledger.getPart(job.key);
   const replayed = await replayStream(ctx, job, partRow, held);
-  if (replayed === 'stale') return { held: 0, partRow: undefined };
-  if (replayed) return { replayed: { sha256: replayed.sha256, size: replayed.size }, held };
-  return { held, partRow };
+  if (replayed === 'stale') return { held: 0, partRow: undefined, id: null };
+  if (replayed) return { replayed: { sha256: replayed.sha256, size: replayed.size }, held, id };
+  return { held, partRow, id };
 }
 
-/** Bytes of a part left by an earlier attempt or run (usually none: checked in place, see objectExists). */
-function heldBytes(path: string): number {
+/** Size and identity of a part left by an earlier attempt or run (usually none: checked in place, see objectExists). */
+function heldPartFile(path: string): { size: number; id: string | null } {
   try {
-    return statSync(path, { throwIfNoEntry: false })?.size ?? 0;
+    const st = statSync(path, { bigint: true, throwIfNoEntry: false });
+    return st ? { size: Number(st.size), id: fileIdentity(st) } : { size: 0, id: null };
   } catch {
-    return 0;
+    return { size: 0, id: null };
   }
 }
 

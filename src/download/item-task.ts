@@ -32,11 +32,19 @@ function storedOutcome(row: JobRow): Outcome {
   };
 }
 
-/** The lane's permits, reported to the run's events and judged by the classification table. */
-function itemGate(run: Run, lane: Lane, onSent: () => void): RequestGate {
+/**
+ * The lane's permits, reported to the run's events and judged by the classification table. No
+ * request goes out for a job this process no longer holds: a process stopped (SIGSTOP) past its
+ * lease and continued finds it here before its heartbeat does.
+ */
+function itemGate(run: Run, key: string, lane: Lane, onSent: () => void): RequestGate {
   return {
     enter: async (host, signal) => {
       const permit = await lane.enter(host, signal);
+      if (!run.ledger.holds(key, run.ctx.owner, run.ctx.now())) {
+        permit.settle(null, 'interrupted', null);
+        throw new LeaseLost();
+      }
       return {
         sent: () => {
           onSent();
@@ -120,7 +128,7 @@ async function runClaimed(run: Run, item: Item, row: JobRow, previous: JobRow | 
   if (ctx.signal.aborted) lease.abort();
   run.leases.set(item.key, lease);
   try {
-    const gate = itemGate(run, lane, () => (sent = true));
+    const gate = itemGate(run, item.key, lane, () => (sent = true));
     const result = await downloadItem({ ...ctx, signal: lease.signal, gate, offNetwork: () => lane.offNetwork(), pause: () => lane.pause() }, item, row, previous);
     return lease.signal.aborted && !ctx.signal.aborted ? 'lease-lost' : result;
   } catch (err) {

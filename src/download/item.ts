@@ -150,7 +150,7 @@ export async function downloadItem(ctx: ItemContext, item: Item, job: JobRow, pr
         outcome: { ...base, status: 'unchanged', sha256: previous!.sha256, bytes: previous!.bytes, path: previous!.path, content_type: tried.contentType ?? previous!.content_type, resumed_from: 0 },
       };
     }
-    const fin = await finalizeOnce(ctx, job, tried.sha256);
+    const fin = await finalizeOnce(ctx, job, tried.sha256, tried.partId);
     tried.recordAttempt({ dedup: fin.deduped ? 'deduped' : 'stored', sha256: tried.sha256, path: fin.path, fsync_ms: tried.fsyncMs });
     await linkOnce(ctx, job, tried.sha256);
     return {

@@ -50,7 +50,7 @@ export interface StreamResult {
  * an earlier holder whose object exists completed its move (the digest names the bytes): it is
  * finished without moving anything, as `reconcile` would.
  */
-export async function finalizeOnce(ctx: OpsContext, job: JobRow, sha256: string): Promise<Finalized> {
+export async function finalizeOnce(ctx: OpsContext, job: JobRow, sha256: string, identity: string | null): Promise<Finalized> {
   const part = partPath(ctx.opts.out, job.key);
   // A holder that lost its lease must leave no trace: the new holder owns the part now.
   if (!ctx.ledger.holds(job.key, ctx.owner, ctx.now())) throw new LeaseLost();
@@ -70,7 +70,9 @@ export async function finalizeOnce(ctx: OpsContext, job: JobRow, sha256: string)
     // Checked again after the wait, right before the move: a holder stopped past its lease
     // meanwhile must not move the part its successor is writing.
     if (!ctx.ledger.holds(job.key, ctx.owner, ctx.now())) throw new LeaseLost();
-    done = await finalizePart(ctx.opts.out, part, sha256, ctx.opts.fsync);
+    const moved = await finalizePart(ctx.opts.out, part, sha256, ctx.opts.fsync, identity);
+    if (moved === 'not-ours') throw new LeaseLost();
+    done = moved;
     ctx.ledger.finishOp(key, done, ctx.now());
     ctx.events.emit('op', { kind: 'finalize', action: 'executed', id: job.item_id, op: key, deduped: done.deduped });
   }

@@ -1,4 +1,5 @@
-import { close, fdatasync, fsync, open, writev } from 'node:fs';
+import { close, fdatasync, fstatSync, fsync, open, writev } from 'node:fs';
+import { fileIdentity } from '../store/finalize.js';
 
 /**
  * Accepted bytes waiting for the thread pool before the writer is told to wait. Small: they are
@@ -70,12 +71,17 @@ export class OrderedFile {
     else this.onRoom = ready;
   }
 
-  /** Once every queued chunk is written: fsync (when asked), then `done` with the time it took. */
-  finish(sync: boolean, done: (err: NodeJS.ErrnoException | null, fsyncMs: number | null) => void): void {
+  /**
+   * Once every queued chunk is written: fsync (when asked), then `done` with the time it took and
+   * the file's identity (which finalize checks is still the file at the part's path).
+   */
+  finish(sync: boolean, done: (err: NodeJS.ErrnoException | null, fsyncMs: number | null, identity: string | null) => void): void {
     this.whenIdle(() => {
-      if (this.error || this.fd === null || !sync) return done(this.error, null);
+      if (this.error || this.fd === null) return done(this.error, null, null);
+      const identity = fileIdentity(fstatSync(this.fd, { bigint: true }));
+      if (!sync) return done(null, null, identity);
       const t = performance.now();
-      fsync(this.fd, (err) => done(err, performance.now() - t));
+      fsync(this.fd, (err) => done(err, performance.now() - t, identity));
     });
   }
 

@@ -81,6 +81,8 @@ export class PartWriter implements BodySink {
   received = 0;
   size: number;
   fsyncMs: number | null = null;
+  /** which file the part is (see fileIdentity), once complete; null when nothing was written (a part only verified) */
+  identity: string | null = null;
   /** the body arrived whole and passed the final checks */
   complete = false;
   private readonly sniffer: PdfSniffer;
@@ -158,7 +160,7 @@ export class PartWriter implements BodySink {
         throw new ItemError('size_mismatch', `received ${this.received} bytes, Content-Length says ${this.o.declared}`, { httpStatus: this.o.httpStatus });
       }
       if (!this.sniffer.finish()) throw new ItemError('not_pdf', 'no %PDF- header in the body', { httpStatus: this.o.httpStatus });
-      if (this.file) this.fsyncMs = await flushed(this.file, this.o.fsync);
+      if (this.file) ({ ms: this.fsyncMs, identity: this.identity } = await flushed(this.file, this.o.fsync));
       this.complete = true;
     } finally {
       await this.close();
@@ -190,9 +192,9 @@ export class PartWriter implements BodySink {
   }
 }
 
-/** Every queued chunk written, then fsync'd when asked: the fsync's duration, or null. */
-function flushed(file: OrderedFile, sync: boolean): Promise<number | null> {
-  return new Promise((resolve, reject) => file.finish(sync, (err, ms) => (err ? reject(err) : resolve(ms))));
+/** Every queued chunk written, then fsync'd when asked: the fsync's duration (or null) and the file's identity. */
+function flushed(file: OrderedFile, sync: boolean): Promise<{ ms: number | null; identity: string | null }> {
+  return new Promise((resolve, reject) => file.finish(sync, (err, ms, identity) => (err ? reject(err) : resolve({ ms, identity }))));
 }
 
 /** Swallows a body we do not keep (redirects, errors), up to a bound. */

@@ -76,6 +76,8 @@ export interface Transferred extends AttemptFacts {
   /** size of the complete file */
   size: number;
   fsyncMs: number | null;
+  /** which file the part written is (null: the part held was only verified, a 416) */
+  partId: string | null;
   notModified: false;
 }
 
@@ -162,7 +164,7 @@ export async function transfer(input: TransferInput, facts: AttemptFacts): Promi
       case 'body': {
         const w = answer.writer;
         facts.resumeFrom = answer.plan.kind === 'fresh' ? 0 : answer.plan.held;
-        return { ...facts, sha256: w.hash.digest('hex'), size: w.size, fsyncMs: w.fsyncMs, notModified: false };
+        return { ...facts, sha256: w.hash.digest('hex'), size: w.size, fsyncMs: w.fsyncMs, partId: w.identity, notModified: false };
       }
     }
   }

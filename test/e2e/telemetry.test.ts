@@ -59,7 +59,7 @@ describe('telemetry: JSON events, metrics file, run history, per-download metric
     }
     expect(events[0]!.event).toBe('run_start');
     expect(events.at(-1)).toMatchObject({ event: 'run_end', exit_code: 1 });
-    expect(events.find((e) => e.event === 'retry_scheduled')).toMatchObject({ id: 'flaky', cause: 'http_503', delay_ms: expect.any(Number) });
+    expect(events.find((e) => e.event === 'retry_scheduled' && e.id === 'flaky')).toMatchObject({ id: 'flaky', cause: 'http_503', delay_ms: expect.any(Number) });
     expect(events.find((e) => e.event === 'resume_decision' && e.id === 'b' && e.decision === 'range:etag')).toMatchObject({ resume_from: 100_000 });
     expect(events.find((e) => e.event === 'item_failed')).toMatchObject({ id: 'gone', reason: 'http_404' });
     expect(events.filter((e) => e.event === 'transition' && e.to === 'done').length).toBe(7);

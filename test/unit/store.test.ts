@@ -1,11 +1,11 @@
-import { mkdir, mkdtemp, readFile, readdir, readlink, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, readlink, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseSize } from '../../src/config.js';
 import { backoffDelay, parseRetryAfter } from '../../src/http/retry-after.js';
 import { actionFor } from '../../src/http/classify.js';
-import { finalizePart } from '../../src/store/finalize.js';
+import { fileIdentity, finalizePart } from '../../src/store/finalize.js';
 import { closeDirHandles, fsyncDir } from '../../src/store/fsync.js';
 import { linkItem, safeName } from '../../src/store/link.js';
 
@@ -57,11 +57,23 @@ describe('store', () => {
   it('finalizes by content address and dedups an existing object', async () => {
     const sha = 'ab'.repeat(32);
     await writeFile(join(dir, 'p1'), 'one');
-    expect(await finalizePart(dir, join(dir, 'p1'), sha, true)).toEqual({ path: `ab/${sha}.pdf`, deduped: false });
+    expect(await finalizePart(dir, join(dir, 'p1'), sha, true, null)).toEqual({ path: `ab/${sha}.pdf`, deduped: false });
     await writeFile(join(dir, 'p2'), 'two');
-    expect(await finalizePart(dir, join(dir, 'p2'), sha, true)).toEqual({ path: `ab/${sha}.pdf`, deduped: true });
+    expect(await finalizePart(dir, join(dir, 'p2'), sha, true, fileIdentity(await stat(join(dir, 'p2'), { bigint: true })))).toEqual({ path: `ab/${sha}.pdf`, deduped: true });
     expect(await readFile(join(dir, 'ab', `${sha}.pdf`), 'utf8')).toBe('one');
     expect((await readdir(dir)).sort()).toEqual(['ab']);
+  });
+
+  it('moves only the part its holder wrote: another file at the part path (a successor\'s) is left alone', async () => {
+    const sha = 'cd'.repeat(32);
+    await writeFile(join(dir, 'p'), 'mine');
+    const mine = fileIdentity(await stat(join(dir, 'p'), { bigint: true }));
+    // The successor unlinked it and writes its own part under the same name.
+    await unlink(join(dir, 'p'));
+    await writeFile(join(dir, 'p'), 'theirs, half written');
+    expect(await finalizePart(dir, join(dir, 'p'), sha, true, mine)).toBe('not-ours');
+    expect(await readFile(join(dir, 'p'), 'utf8')).toBe('theirs, half written');
+    expect(await readdir(join(dir, 'cd')).catch(() => [])).toEqual([]);
   });
 
   it('replaces a link view atomically when the object changes', async () => {

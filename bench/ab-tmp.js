@@ -1,0 +1,154 @@
+#!/usr/bin/env node
+// npm run bench [-- --runs 5 --sets small,medium,large --no-scale --no-many-hosts --latencies 50,200,1000]
+// Measures docstokg against curl --parallel, aria2c, wget and a Node.js floor (floor.js) on the
+// same sets, served by a local nginx (a node:http static server when nginx is not installed).
+// Outputs are deleted and `sync` run before every timed run; tools alternate; medians and ratios
+// come from the same run.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { join, resolve } from 'node:path';
+import { sets, makeFile, makeSets } from './datasets.js';
+import { startServer } from './server.js';
+import { scaleBenchmarks } from './scale.js';
+import { manyHostsBenchmark } from './many-hosts.js';
+
+const ROOT = resolve(import.meta.dirname, '..');
+const DATA = join(ROOT, 'bench', '.data');
+const OUT = join(ROOT, 'bench', '.out');
+const BIN = join(ROOT, 'bin', 'docstokg.js');
+const FLOOR = join(ROOT, 'bench', 'floor.js');
+const CONCURRENCY = 16;
+
+const argv = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? argv[i + 1] : dflt;
+};
+const RUNS = Number(opt('runs', 5));
+// `--sets none` runs only the scale, start-up and resume measures.
+const SETS = opt('sets', 'small,medium,large').split(',').filter((s) => s !== 'none');
+const SCALE = !argv.includes('--no-scale');
+const MANY_HOSTS = !argv.includes('--no-many-hosts');
+const LATENCIES = opt('latencies', '50,200,1000').split(',').map(Number);
+
+const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+/** Runs a shell command under GNU time; returns wall ms (measured here) and peak RSS in KiB. */
+function timed(cmd, env = {}) {
+  const rssFile = join(OUT, 'rss.txt');
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync('/usr/bin/time', ['-f', '%M', '-o', rssFile, 'bash', '-c', cmd], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const wallMs = Number(process.hrtime.bigint() - t0) / 1e6;
+  if (r.status !== 0) throw new Error(`failed (${r.status}): ${cmd}\n${r.stderr}`);
+  return { wallMs, rssKiB: Number(readFileSync(rssFile, 'utf8').trim().split('\n').pop()) };
+}
+
+function fresh(dir) {
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  execFileSync('sync');
+}
+
+function tools(set, base) {
+  const dir = join(OUT, 'dl');
+  const urls = set.files.map((f) => `${base}/${set.name}/${f}`);
+  const curlCfg = join(OUT, `${set.name}.curl`);
+  writeFileSync(curlCfg, urls.map((u, i) => `url = "${u}"\noutput = "${dir}/${set.files[i]}"\n`).join(''));
+  const ariaIn = join(OUT, `${set.name}.aria2`);
+  writeFileSync(ariaIn, urls.map((u) => `${u}\n`).join(''));
+  const manifest = join(OUT, `${set.name}.txt`);
+  writeFileSync(manifest, urls.map((u) => `${u}\n`).join(''));
+  const wgetIn = join(OUT, `${set.name}.wget`);
+  writeFileSync(wgetIn, urls.map((u) => `${u}\n`).join(''));
+  const policy = `--ratelimits ${join(ROOT, 'bench', 'ratelimits.bench.yaml')} --breakers ${join(ROOT, 'bench', 'breakers.bench.yaml')}`;
+  const docstokg = (extra) =>
+    `node ${BIN} download ${manifest} -o ${dir} -c ${CONCURRENCY} --per-host ${CONCURRENCY} ${policy} --no-progress -q --min-free 0 ${extra}`;
+  const curl = `curl --silent --fail --parallel --parallel-max ${CONCURRENCY} --parallel-immediate --config ${curlCfg}`;
+  const aria = `aria2c --quiet -j${CONCURRENCY} -x1 --max-connection-per-server=${CONCURRENCY} --file-allocation=none --allow-overwrite=true -d ${dir} -i ${ariaIn}`;
+  const wget = `wget --quiet -P ${dir} -i ${wgetIn}`;
+  const floor = (extra) => `node ${FLOOR} ${manifest} ${dir} ${extra}`;
+  const durable = {
+    docstokg: docstokg(''),
+    'docstokg base': docstokg('').replace('node ' + BIN, 'node /tmp/base/bin/docstokg.js'),
+    'docstokg no-ballast': docstokg('').replace('node ' + BIN, 'node /tmp/nob/bin/docstokg.js'),
+    'curl+sha256sum+sync': `${curl} && sha256sum ${dir}/* > /dev/null && sync`,
+    'node floor --fsync': floor('--fsync'),
+    ...(has('aria2c') ? { 'aria2c+sync': `${aria} && sync` } : {}),
+  };
+  const pagecache = {
+    'docstokg --no-fsync': docstokg('--no-fsync'),
+    curl,
+    'node floor': floor(''),
+    ...(has('aria2c') ? { aria2c: aria } : {}),
+    ...(has('wget') && set.name !== 'small' ? { 'wget (sequential)': wget } : {}),
+  };
+  return { dir, durable, pagecache };
+}
+
+function measure(pairing, dir) {
+  const names = Object.keys(pairing);
+  const results = Object.fromEntries(names.map((n) => [n, []]));
+  for (let run = 0; run < RUNS; run += 1) {
+    // Alternate the order so no tool always runs first (or right after another's writeback).
+    const order = run % 2 ? [...names].reverse() : names;
+    for (const name of order) {
+      fresh(dir);
+      results[name].push(timed(pairing[name]));
+    }
+  }
+  return results;
+}
+
+function report(title, set, results) {
+  const bytes = set.files.length * set.size;
+  const lines = [`\n### ${title}: ${set.files.length} × ${set.label} (${RUNS} runs each, concurrency ${CONCURRENCY})`, '', '| tool | median wall | files/s | MB/s | peak RSS | docstokg / tool | tool / curl |', '|---|---|---|---|---|---|---|'];
+  // The pairing's first tool is docstokg and its second the curl reference the targets are set against.
+  const [ours, reference] = Object.keys(results);
+  const medianOf = (name) => median(results[name].map((r) => r.wallMs));
+  for (const [name, rs] of Object.entries(results)) {
+    const wall = medianOf(name);
+    const rss = Math.max(...rs.map((r) => r.rssKiB)) / 1024;
+    const ratio = name === ours ? '' : `${(medianOf(ours) / wall).toFixed(2)}×`;
+    const vsCurl = name === reference ? '' : `${(wall / medianOf(reference)).toFixed(2)}×`;
+    lines.push(`| ${name} | ${(wall / 1000).toFixed(2)} s | ${(set.files.length / (wall / 1000)).toFixed(0)} | ${(bytes / 1e6 / (wall / 1000)).toFixed(0)} | ${rss.toFixed(0)} MB | ${ratio} | ${vsCurl} |`);
+  }
+  return lines.join('\n');
+}
+
+mkdirSync(OUT, { recursive: true });
+console.log(`docstokg benchmark: ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}; ${new Date().toISOString()}`);
+makeSets(DATA, SETS);
+if (SCALE) makeFile(DATA, 'large', 0);
+const server = await startServer(DATA, OUT);
+console.log(`origin: ${server.kind} on ${server.base}`);
+const out = [];
+try {
+  for (const name of SETS) {
+    const set = sets[name];
+    const t = tools(set, server.base);
+    out.push(report('durable', set, measure(t.durable, t.dir)));
+    console.log(out.at(-1));
+    out.push(report('page cache', set, measure(t.pagecache, t.dir)));
+    console.log(out.at(-1));
+  }
+  if (MANY_HOSTS) {
+    const many = await manyHostsBenchmark({ root: ROOT, out: OUT, bin: BIN, median, runs: Math.min(RUNS, 3), latencies: LATENCIES });
+    out.push(many);
+    console.log(many);
+  }
+  if (SCALE) {
+    const scale = await scaleBenchmarks({ root: ROOT, out: OUT, bin: BIN, server, timed, fresh, median });
+    out.push(scale);
+    console.log(scale);
+  }
+} finally {
+  await server.close();
+}
+writeFileSync(join(OUT, 'results.md'), `${out.join('\n')}\n`);
+console.log(`\nwritten to ${join(OUT, 'results.md')}`);
