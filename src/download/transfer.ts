@@ -1,3 +1,4 @@
+import { unlinkSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import type { Dispatcher } from 'undici';
 import { MAX_REDIRECTS } from '../config.js';
@@ -303,6 +304,14 @@ function earlyAnswer(statusCode: number, rh: Headers, location: string | null, c
   return null;
 }
 
+function dropOldPart(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+}
+
 /** The writer of a kept body: fresh (its validators stored first), appended, or only checked. */
 function bodyWriter(input: TransferInput, asked: Asked, statusCode: number, rh: Headers, verdict: 'append' | 'restart' | 'complete', encoded: boolean): PartWriter {
   const { plan, facts, seed } = asked;
@@ -314,6 +323,11 @@ function bodyWriter(input: TransferInput, asked: Asked, statusCode: number, rh: 
   const declared = length !== null && /^\d+$/.test(length) && !encoded ? Number(length) : null;
   let writesAfter: Promise<void> | null = null;
   if (verdict === 'restart') {
+    // The bytes of an earlier version go before the new validators are stored: the part is
+    // truncated only when its file opens, on the thread pool, which may come after the ledger's
+    // commit; a kill in between left old bytes under new validators, and the next resume spliced
+    // the new version's tail onto them.
+    dropOldPart(input.part);
     // An encoded body's part keeps no validators: it is never continued with a range.
     const strong = !encoded && isStrongEtag(facts.etag);
     writesAfter = input.onFreshPart({ url: input.url, etag: strong ? facts.etag : null, last_modified: encoded ? null : facts.lastModified, total: declared });
