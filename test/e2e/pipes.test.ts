@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BIN, jsonl, originAndWorkspace, runCli } from '../helpers/cli.js';
-import { queryLedger } from '../helpers/ledger.js';
+import { queryLedger, writeLedger } from '../helpers/ledger.js';
 import { samplePdf } from '../helpers/origin.js';
 
 /**
@@ -47,6 +47,11 @@ describe('pipelines that stop reading, and usage errors', () => {
 
   it('export | head and download --dry-run | head end quietly', async () => {
     const out = join(env.ws.dir, 'pipe');
+    // Far more output than the pipe holds, so the reader is gone while export still writes.
+    writeLedger(out, `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000)
+      INSERT INTO jobs (key, item_id, urls, state, created_at, updated_at) SELECT 'filler' || i, 'filler' || i, '[]', 'pending', 0, 0 FROM n`);
+    writeLedger(out, `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000)
+      INSERT INTO attempts (job_key, run_id, url, bytes, elapsed_ms, started_at) SELECT 'filler' || i, 'r', 'http://127.0.0.1:9/x' || i, 0, 0, 0 FROM n`);
     const exp = await readThenClose(['export', '-o', out], 300);
     expect(exp.code).toBe(141);
     expect(exp.stderr).toBe('');
