@@ -2,13 +2,10 @@ import type { DownloadOptions } from './config.js';
 import { Events } from './events.js';
 import { createProgress, formatBytes, type Progress, type ProgressState } from './progress.js';
 import type { DownloadRecord } from './record.js';
+import { stdoutDrained } from './stdout.js';
 
 const FLUSH_AT = 64 * 1024;
 
-/**
- * Where records go: NDJSON on stdout with --json (buffered, honouring pipe back-pressure and a
- * closed pipe), counts for the summary and the exit code, and the progress display.
- */
 /** Failed items listed by name at the end of a human run; the rest are counted. */
 const LISTED_FAILURES = 20;
 
@@ -19,6 +16,10 @@ export interface Interruption {
   unread: boolean;
 }
 
+/**
+ * Where records go: NDJSON on stdout with --json (buffered, honouring pipe back-pressure and a
+ * closed pipe), counts for the summary and the exit code, and the progress display.
+ */
 export class Reporter {
   readonly counts: Record<string, number> = {};
   readonly reasons: Record<string, number> = {};
@@ -129,16 +130,8 @@ export class Reporter {
     const ok = process.stdout.write(this.buf);
     this.buf = '';
     if (!ok && !this.drainWait) {
-      const wait = new Promise<void>((resolve) => {
-        const done = (): void => {
-          process.stdout.off('drain', done);
-          process.stdout.off('close', done);
-          if (this.drainWait === wait) this.drainWait = null;
-          resolve();
-        };
-        // A reader that goes away never drains: its close ends the wait too.
-        process.stdout.on('drain', done);
-        process.stdout.on('close', done);
+      const wait: Promise<void> = stdoutDrained().then(() => {
+        if (this.drainWait === wait) this.drainWait = null;
       });
       this.drainWait = wait;
     }

@@ -27,13 +27,9 @@ export function onStdoutClosed(listener: () => void): () => void {
   return () => listeners.delete(listener);
 }
 
-/**
- * Writes `text`, waiting while the pipe is full. False once the reader is gone: the caller stops.
- */
-export async function writeOut(text: string): Promise<boolean> {
-  if (closed) return false;
-  if (process.stdout.write(text)) return !closed;
-  await new Promise<void>((resolve) => {
+/** Resolves when stdout can take more, or when its reader is gone (a closed pipe never drains). */
+export function stdoutDrained(): Promise<void> {
+  return new Promise<void>((resolve) => {
     const done = (): void => {
       process.stdout.off('drain', done);
       remove();
@@ -42,5 +38,13 @@ export async function writeOut(text: string): Promise<boolean> {
     const remove = onStdoutClosed(done);
     process.stdout.on('drain', done);
   });
+}
+
+/**
+ * Writes `text`, waiting while the pipe is full. False once the reader is gone: the caller stops.
+ */
+export async function writeOut(text: string): Promise<boolean> {
+  if (closed) return false;
+  if (!process.stdout.write(text)) await stdoutDrained();
   return !closed;
 }
