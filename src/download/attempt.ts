@@ -47,7 +47,6 @@ export async function attemptOnce(ctx: ItemContext, job: JobRow, candidate: Cand
     }
     const op = (stream = new StreamOp(ctx, job, found.partRow));
     const result = await transfer(await transferInput(ctx, job, candidate, found, conditional, op), facts);
-    if (!result.notModified) op.done({ sha256: result.sha256, size: result.size, fsynced: ctx.opts.fsync });
     const mismatch = !result.notModified && job.expected_sha256 && result.sha256 !== job.expected_sha256;
     if (mismatch) {
       record('checksum_mismatch', { sha256: result.sha256 });
@@ -117,5 +116,6 @@ async function transferInput(ctx: ItemContext, job: JobRow, candidate: Candidate
     conditional,
     gate: ctx.gate,
     onFreshPart: (row) => stream.fresh(row),
+    onBodyComplete: (body) => stream.done(body),
   };
 }

@@ -40,7 +40,10 @@ export class LeaseLost extends Error {
 export interface StreamResult {
   sha256: string;
   size: number;
-  /** the part was fsync'd before the op was marked done (absent from results earlier versions recorded) */
+  /**
+   * the part was fsync'd before the op was marked done. The op is now recorded before the fsync
+   * (false): a replay hashes the part again. Results an earlier version recorded may say true.
+   */
   fsynced?: boolean;
 }
 
@@ -155,8 +158,12 @@ export class StreamOp {
     return ctx.ledger.committed();
   }
 
-  /** The body is complete in the part: the op is done with its digest. */
-  done(result: StreamResult): void {
+  /**
+   * The body is whole in the part, before its fsync: the op is done with its digest. Marked not
+   * fsync'd, so a replay hashes the part again first (a power cut may have lost its bytes).
+   */
+  done(body: { sha256: string; size: number }): void {
+    const result: StreamResult = { ...body, fsynced: false };
     const { ctx, job, small } = this;
     if (small) {
       // A small body's part row and its stream op, begun and finished at once: two writes.

@@ -71,6 +71,11 @@ export class OrderedFile {
     else this.onRoom = ready;
   }
 
+  /** Once every queued chunk is written (to the page cache: a kill -9 no longer loses them). */
+  whenWritten(done: (err: NodeJS.ErrnoException | null) => void): void {
+    this.whenIdle(() => done(this.error));
+  }
+
   /**
    * Once every queued chunk is written: fsync (when asked), then `done` with the time it took and
    * the file's identity (which finalize checks is still the file at the part's path).

@@ -64,6 +64,11 @@ export interface PartWriterOptions {
   minSpeed: { bytesPerSecond: number; windowMs: number };
   /** no byte reaches the part before this resolves (its validators are committed) */
   writesAfter?: Promise<void> | null;
+  /**
+   * The body is whole and written, before its fsync: the moment to record it. A kill -9 from here
+   * on leaves the whole part in the page cache, and the record lets the next run finalize it.
+   */
+  onComplete?: (body: { sha256: string; size: number }) => void;
 }
 
 /**
@@ -85,6 +90,8 @@ export class PartWriter implements BodySink {
   identity: string | null = null;
   /** the body arrived whole and passed the final checks */
   complete = false;
+  /** the digest of the whole part, once complete */
+  sha256: string | null = null;
   private readonly sniffer: PdfSniffer;
   private readonly tail: Buffer;
   private overlapLeft: number;
@@ -160,6 +167,9 @@ export class PartWriter implements BodySink {
         throw new ItemError('size_mismatch', `received ${this.received} bytes, Content-Length says ${this.o.declared}`, { httpStatus: this.o.httpStatus });
       }
       if (!this.sniffer.finish()) throw new ItemError('not_pdf', 'no %PDF- header in the body', { httpStatus: this.o.httpStatus });
+      if (this.file) await written(this.file);
+      this.sha256 = this.hash.digest('hex');
+      this.o.onComplete?.({ sha256: this.sha256, size: this.size });
       if (this.file) ({ ms: this.fsyncMs, identity: this.identity } = await flushed(this.file, this.o.fsync));
       this.complete = true;
     } finally {
@@ -190,6 +200,10 @@ export class PartWriter implements BodySink {
     this.windowStart = now;
     this.windowBytes = 0;
   }
+}
+
+function written(file: OrderedFile): Promise<void> {
+  return new Promise((resolve, reject) => file.whenWritten((err) => (err ? reject(err) : resolve())));
 }
 
 /** Every queued chunk written, then fsync'd when asked: the fsync's duration (or null) and the file's identity. */

@@ -42,6 +42,8 @@ export interface TransferInput {
    * reach the part only once the promise it may return resolves.
    */
   onFreshPart: (row: PartRow) => Promise<void> | null;
+  /** a kept body is whole in its part (not yet fsync'd): see PartWriterOptions.onComplete */
+  onBodyComplete: (body: { sha256: string; size: number }) => void;
   /** every request, each redirect hop included, passes the host's gate and reports back to it */
   gate: RequestGate;
 }
@@ -165,7 +167,7 @@ export async function transfer(input: TransferInput, facts: AttemptFacts): Promi
       case 'body': {
         const w = answer.writer;
         facts.resumeFrom = answer.plan.kind === 'fresh' ? 0 : answer.plan.held;
-        return { ...facts, sha256: w.hash.digest('hex'), size: w.size, fsyncMs: w.fsyncMs, partId: w.identity, notModified: false };
+        return { ...facts, sha256: w.sha256!, size: w.size, fsyncMs: w.fsyncMs, partId: w.identity, notModified: false };
       }
     }
   }
@@ -348,5 +350,6 @@ function bodyWriter(input: TransferInput, asked: Asked, statusCode: number, rh: 
     fsync: input.fsync,
     minSpeed: input.minSpeed,
     writesAfter,
+    onComplete: input.onBodyComplete,
   }, verdict === 'restart' ? null : seed);
 }

@@ -60,7 +60,7 @@ describe('resume (RFC 7233) and revalidation (RFC 7232)', () => {
     const ok = await run('/small-ok');
     expect(ok.rec).toMatchObject({ status: 'downloaded', sha256: sha256Hex(S) });
     const ops = queryLedger<{ state: string; result: string }>(env.ws.out, "SELECT state, result FROM ops WHERE job_key = ? AND kind = 'stream'", ok.key);
-    expect(ops.map((o) => [o.state, JSON.parse(o.result)])).toEqual([['done', { sha256: sha256Hex(S), size: S.length, fsynced: true }]]);
+    expect(ops.map((o) => [o.state, JSON.parse(o.result)])).toEqual([['done', { sha256: sha256Hex(S), size: S.length, fsynced: false }]]);
     expect(queryLedger(env.ws.out, 'SELECT job_key FROM parts')).toEqual([]);
 
     const T = samplePdf('small version two', 100_000);

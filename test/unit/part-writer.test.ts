@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -36,9 +37,19 @@ describe('PartWriter', () => {
     const w = new PartWriter({ ...opts, declared: body.length }, null);
     await feed(w, body);
     expect(w.complete).toBe(true);
-    expect(w.hash.digest('hex')).toBe(sha(body));
+    expect(w.sha256).toBe(sha(body));
     expect(w.fsyncMs).toEqual(expect.any(Number));
     expect((await readFile(opts.path)).equals(body)).toBe(true);
+  });
+
+  it('reports the body complete once every byte is written, before the fsync', async () => {
+    const body = samplePdf('complete', 700_000);
+    let seen: { sha256: string; size: number; onDisk: Buffer; fsyncMs: number | null } | null = null;
+    const w: PartWriter = new PartWriter({ ...opts, declared: body.length, onComplete: (b) => (seen = { ...b, onDisk: readFileSync(opts.path), fsyncMs: w.fsyncMs }) }, null);
+    await feed(w, body);
+    expect(seen).toMatchObject({ sha256: sha(body), size: body.length, fsyncMs: null });
+    expect(seen!.onDisk.equals(body)).toBe(true);
+    expect(w.fsyncMs).toEqual(expect.any(Number));
   });
 
   it('appends after held bytes, checking the overlap first; a mismatch is refused', async () => {
@@ -47,7 +58,7 @@ describe('PartWriter', () => {
     const seed = await readHeld(opts.path, 120_000, 1000);
     const w = new PartWriter({ ...opts, mode: 'append', held: 120_000, overlap: 1000 }, seed);
     await feed(w, body.subarray(119_000));
-    expect(w.hash.digest('hex')).toBe(sha(body));
+    expect(w.sha256).toBe(sha(body));
     expect((await readFile(opts.path)).equals(body)).toBe(true);
 
     const other = Buffer.from(body);
@@ -82,7 +93,7 @@ describe('PartWriter', () => {
     const w = new PartWriter(opts, null);
     const sink = new DecodingSink(decoder as Exclude<typeof decoder, null | 'unsupported'>, w, (err) => { throw err; });
     await feed(sink, gzipSync(body), 4096);
-    expect(w.hash.digest('hex')).toBe(sha(body));
+    expect(w.sha256).toBe(sha(body));
     expect((await readFile(opts.path)).equals(body)).toBe(true);
   });
 });
