@@ -56,7 +56,9 @@ export const DOWNLOAD_OPTIONS: readonly OptionSpec[] = [
   { flag: 'deny-host', kind: 'list', arg: 'host', default: '', help: 'never fetch from these hosts (repeatable; *.example.org for subdomains)' },
   { flag: 'host-headers', kind: 'string', arg: 'file', help: 'per-host request headers such as API keys (YAML; ${VAR} reads the environment)' },
   { flag: 'user-agent', kind: 'string', arg: 's', default: 'docstokg/0.1 (+https://www.npmjs.com/package/docstokg)', help: 'User-Agent header' },
-  { flag: 'mailto', kind: 'string', arg: 'addr', help: 'contact address added to the User-Agent' },
+  { flag: 'mailto', kind: 'string', arg: 'addr', help: 'contact address: added to the User-Agent and to API requests (OpenAlex, Crossref); Unpaywall runs only with it' },
+  { flag: 'resolvers', kind: 'string', arg: 'file', help: 'resolver order, base URLs and landing pages for identifier lines (YAML; default: config/resolvers.default.yaml)' },
+  { flag: 'cache-ttl', kind: 'seconds', arg: 's', default: 604800, min: 0, help: 'how long a metadata answer without freshness headers is reused (HTTP cache in the ledger)' },
 ];
 
 export const RECONCILE_OPTIONS: readonly OptionSpec[] = [
@@ -183,6 +185,9 @@ export interface DownloadOptions extends SharedOptions {
   metricsFile: string | undefined;
   userAgent: string;
   mailto: string | undefined;
+  resolvers: string | undefined;
+  /** ms */
+  cacheTtl: number;
   denyPrivate: boolean;
   allowHost: readonly string[];
   denyHost: readonly string[];

@@ -85,3 +85,17 @@ export class ItemError extends DocstokgError {
     this.retryAfterMs = facts.retryAfterMs ?? null;
   }
 }
+
+/**
+ * Why a resolver's API, a landing page or a robots.txt gave no lead: the item goes on to the next
+ * resolver. A transport failure keeps its reason code; `bad_json` and `bad_shape` are answers that
+ * are not the JSON the API documents.
+ */
+export type LookupCode = Reason | 'bad_json' | 'bad_shape';
+
+export class LookupError extends DocstokgError {
+  declare readonly code: LookupCode;
+  constructor(code: LookupCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
+}

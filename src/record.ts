@@ -19,6 +19,9 @@ export interface DownloadRecord {
   resumed_from: number | null;
   attempts: number;
   elapsed_ms: number;
+  /** which resolver supplied `url` (null: the manifest), and the landing page that named it (SPEC §9) */
+  resolver: string | null;
+  landing_url: string | null;
   source: string | null;
   /** failed and invalid records: why, in words */
   message?: string;
@@ -28,7 +31,7 @@ export interface DownloadRecord {
 
 export const RECORD_FIELDS: readonly (keyof DownloadRecord)[] = [
   'id', 'url', 'canonical_url', 'final_url', 'status', 'reason', 'http_status', 'sha256', 'bytes', 'path',
-  'content_type', 'etag', 'last_modified', 'resumed_from', 'attempts', 'elapsed_ms', 'source',
+  'content_type', 'etag', 'last_modified', 'resumed_from', 'attempts', 'elapsed_ms', 'resolver', 'landing_url', 'source',
 ];
 
 /**
@@ -54,6 +57,8 @@ export function recordFromRow(row: JobRow, override: Partial<JobRow> = {}, attem
     resumed_from: o.resumed_from ?? 0,
     attempts: o.attempts ?? 0,
     elapsed_ms: o.elapsed_ms ?? 0,
+    resolver: o.resolver ?? null,
+    landing_url: o.landing_url ?? null,
     source: o.source,
   };
   if (r.status === 'failed') {
@@ -74,6 +79,6 @@ export function invalidRecord(source: string, reason: 'invalid_line', message: s
   return {
     id: null, url: null, canonical_url: null, final_url: null, status: 'invalid', reason, http_status: null, sha256: null,
     bytes: null, path: null, content_type: null, etag: null, last_modified: null, resumed_from: 0, attempts: 0,
-    elapsed_ms: 0, source, message,
+    elapsed_ms: 0, resolver: null, landing_url: null, source, message,
   };
 }

@@ -11,7 +11,10 @@ import { builtinConfig, loadBreakers, loadRatelimits, type BreakerPolicies, type
 import { HttpClient } from '../http/client.js';
 import { dbPath } from '../ledger/locate.js';
 import { SqliteLedger } from '../ledger/sqlite.js';
-import type { PlanResult } from '../ledger/types.js';
+import type { Ledger, PlanResult } from '../ledger/types.js';
+import type { ResolveServices } from '../download/targets.js';
+import { resolverConfig, type ResolverConfig } from '../resolve/config.js';
+import { RobotsRules } from '../resolve/robots.js';
 import type { Item } from '../manifest/parse.js';
 import { newOwnerId } from '../ledger/owner.js';
 import { eachItem, type Visited } from '../manifest/items.js';
@@ -52,6 +55,7 @@ function userAgent(opts: DownloadOptions): string {
 }
 
 interface Policies {
+  resolvers: ResolverConfig;
   rates: RatePolicies;
   breakers: BreakerPolicies;
   urls: UrlPolicy;
@@ -61,10 +65,22 @@ interface Policies {
 /** Policy files and host lists are read and validated before anything starts: a bad one is exit 2. */
 function loadPolicies(opts: DownloadOptions): Policies {
   return {
+    resolvers: resolverConfig(opts.resolvers),
     rates: loadRatelimits(opts.ratelimits ?? builtinConfig('ratelimits.default.yaml')),
     breakers: loadBreakers(opts.breakers ?? builtinConfig('breakers.default.yaml')),
     urls: new UrlPolicy(opts),
     hostHeaders: opts.hostHeaders ? loadHostHeaders(opts.hostHeaders, process.env) : new HostHeaders(),
+  };
+}
+
+/** The resolvers' configuration, cache (in the ledger) and robots.txt rules for the run. */
+function resolveServices(opts: DownloadOptions, config: ResolverConfig, ledger: Ledger): ResolveServices {
+  return {
+    config,
+    mailto: opts.mailto ?? null,
+    cache: { store: ledger.httpCache, ttlS: Math.floor(opts.cacheTtl / 1000) },
+    robots: new RobotsRules(),
+    headers: { 'user-agent': userAgent(opts), accept: 'application/json' },
   };
 }
 
@@ -118,6 +134,7 @@ class Stopper {
 function assembleRun(opts: DownloadOptions, policies: Policies, controller: AbortController): Run & { http: HttpClient; telemetry: Telemetry } {
   const now = (): number => Date.now();
   const ledger = new SqliteLedger(dbPath(opts), { lockTimeoutMs: opts.lockTimeout });
+  ledger.httpCache.expire(now());
   const telemetry = startTelemetry(opts, ledger.runId);
   const events = telemetry.events;
   // With JSON events the stderr stream is for machines: the summary travels in run_end.
@@ -135,6 +152,7 @@ function assembleRun(opts: DownloadOptions, policies: Policies, controller: Abor
     signal: controller.signal,
     now,
     events,
+    resolve: resolveServices(opts, policies.resolvers, ledger),
   };
   const hosts = new HostGate(policies.rates, policies.breakers, opts.retryAfterCap, (host) => ledger.host(host), (row) => ledger.saveHost(row, now()), now, events);
   const pool = new Pool(opts.concurrency, opts.perHost, hosts);

@@ -62,7 +62,7 @@ function statusText(ledger: SqliteLedger, json: boolean): string {
   const c = ledger.queries.counts();
   const hosts = hostViews(ledger, Date.now());
   if (json) {
-    const view = { states: c.byState, statuses: c.byStatus, reasons: c.byReason, failed_permanently: c.failedPermanently, invalid_lines: c.invalidLines, objects: c.objects, bytes_stored: c.bytesStored, hosts };
+    const view = { states: c.byState, statuses: c.byStatus, reasons: c.byReason, resolvers: c.byResolver, failed_permanently: c.failedPermanently, invalid_lines: c.invalidLines, objects: c.objects, bytes_stored: c.bytesStored, hosts };
     return `${JSON.stringify(view)}\n`;
   }
   const line = (o: Record<string, number>): string => Object.entries(o).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
@@ -70,6 +70,7 @@ function statusText(ledger: SqliteLedger, json: boolean): string {
     `jobs by state:   ${line(c.byState)}\n` +
     `last status:     ${line(c.byStatus)}\n` +
     `failure reasons: ${line(c.byReason)}\n`;
+  if (Object.keys(c.byResolver).some((k) => k !== 'manifest')) text += `done, URL from:  ${line(c.byResolver)}\n`;
   if (c.failedPermanently > 0) text += `not asked again: ${c.failedPermanently} failed permanently (download --retry-failed asks again)\n`;
   if (c.invalidLines > 0) text += `invalid lines:   ${c.invalidLines} (docstokg export | jq 'select(.status == "invalid")')\n`;
   text += `objects stored:  ${c.objects} (${formatBytes(c.bytesStored)})\n`;

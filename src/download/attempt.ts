@@ -21,6 +21,9 @@ export interface Tried {
 
 type Conditional = TransferInput['conditional'];
 
+/** Whose limits the request goes under, and whether an HTML answer is kept as a page (see Target). */
+export type Asking = Pick<TransferInput, 'role' | 'readPages'>;
+
 /** What an earlier attempt or run left for this one: bytes to continue, or a finished stream to replay. */
 type Held = { held: number; partRow: PartRow | undefined; id: string | null } | { replayed: { sha256: string; size: number }; held: number; id: string | null };
 
@@ -30,7 +33,7 @@ type Held = { held: number; partRow: PartRow | undefined; id: string | null } | 
  * failure that a retry may fix (and an interruption), so the next attempt, or the next run,
  * continues it; any other failure drops it.
  */
-export async function attemptOnce(ctx: ItemContext, job: JobRow, candidate: Candidate, attempts: { n: number }, previous: JobRow | null): Promise<Fetched | Tried> {
+export async function attemptOnce(ctx: ItemContext, job: JobRow, candidate: Candidate, attempts: { n: number }, previous: JobRow | null, how: Asking): Promise<Fetched | Tried> {
   const conditional = previous && previous.url === candidate.href ? { etag: previous.etag, lastModified: previous.last_modified } : undefined;
   const facts = emptyFacts();
   attempts.n += 1;
@@ -46,7 +49,7 @@ export async function attemptOnce(ctx: ItemContext, job: JobRow, candidate: Cand
       return { ...facts, ...found.replayed, fsyncMs: null, partId: found.id, notModified: false, recordAttempt: (extra) => record(null, extra) };
     }
     const op = (stream = new StreamOp(ctx, job, found.partRow));
-    const result = await transfer(await transferInput(ctx, job, candidate, found, conditional, op), facts);
+    const result = await transfer({ ...(await transferInput(ctx, job, candidate, found, conditional, op)), ...how }, facts);
     const mismatch = !result.notModified && job.expected_sha256 && result.sha256 !== job.expected_sha256;
     if (mismatch) {
       record('checksum_mismatch', { sha256: result.sha256 });
@@ -96,7 +99,7 @@ function heldPartFile(path: string): { size: number; id: string | null } {
   }
 }
 
-async function transferInput(ctx: ItemContext, job: JobRow, candidate: Candidate, found: { held: number; partRow: PartRow | undefined }, conditional: Conditional, stream: StreamOp): Promise<TransferInput> {
+async function transferInput(ctx: ItemContext, job: JobRow, candidate: Candidate, found: { held: number; partRow: PartRow | undefined }, conditional: Conditional, stream: StreamOp): Promise<Omit<TransferInput, keyof Asking>> {
   return {
     url: candidate.href,
     part: partPath(ctx.opts.out, job.key),

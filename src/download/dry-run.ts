@@ -4,7 +4,7 @@ import type { UrlPolicy } from '../http/url-policy.js';
 import { openDatabase } from '../ledger/open.js';
 import { SeenKeys } from '../ledger/seen.js';
 import { LedgerQueries } from '../ledger/sqlite/queries.js';
-import type { JobRow } from '../ledger/types.js';
+import { pendingJob, type JobRow } from '../ledger/types.js';
 import { eachItem, type Visited } from '../manifest/items.js';
 import type { Item } from '../manifest/parse.js';
 import { knownFailure, recordFromRow } from '../record.js';
@@ -31,13 +31,7 @@ export async function planDryRun(manifests: readonly string[], opts: DownloadOpt
       return;
     }
     const row = queries?.job(item.key);
-    const base: JobRow = row ?? {
-      key: item.key, item_id: item.id, doi: item.doi, canonical_url: item.candidates[0]?.canonical ?? item.blocked[0] ?? null,
-      urls: '[]', expected_sha256: item.expectedSha256, source: item.source, state: 'pending', status: null, reason: null,
-      http_status: null, url: null, final_url: null, sha256: null, bytes: null, path: null, content_type: null, etag: null,
-      last_modified: null, resumed_from: 0, attempts: 0, elapsed_ms: 0, lease_owner: null, lease_expires_at: null, message: null,
-      next_attempt_at: null, failed_runs: 0, created_at: 0, updated_at: 0,
-    };
+    const base: JobRow = row ?? { ...pendingJob(item, 0), resumed_from: 0, elapsed_ms: 0 };
     const allowed = item.candidates.filter((c) => allows(policy, c.href));
     if (row?.state === 'done') {
       reporter.record(recordFromRow(base, { status: 'skipped', attempts: 0, elapsed_ms: 0, source: item.source }));

@@ -9,9 +9,12 @@ import type { Lane, Pool, Task } from '../pool.js';
 import { recordFromRow } from '../record.js';
 import type { Reporter } from '../report.js';
 import { partPath } from '../store/paths.js';
-import { downloadItem, type ItemContext, type ItemResult } from './item.js';
+import { gateKey } from '../hosts/policy.js';
+import { RESOLVERS } from '../resolve/resolvers.js';
+import { downloadItem, Rehome, type ItemContext, type ItemResult } from './item.js';
+import { initialTargets, type TargetState } from './targets.js';
 import { LeaseLost } from './ops.js';
-import type { RequestGate } from './transfer.js';
+import type { RequestGate } from '../http/request-gate.js';
 
 export interface Run {
   ctx: Omit<ItemContext, 'gate' | 'offNetwork' | 'pause'>;
@@ -59,11 +62,33 @@ function itemGate(run: Run, key: string, lane: Lane, onSent: () => void): Reques
   };
 }
 
-/** `tried`: an earlier turn of this item sent a request in this run before it was deferred. */
-export function itemTask(run: Run, item: Item, row: JobRow, previous: JobRow | null, tried = false): Task {
+/**
+ * The queue an item waits in: its first URL's host, or for a work known only by identifiers the
+ * API of the first resolver that can place it (under its metadata limits), or the host of a URL
+ * that follows from the identifier alone (arXiv).
+ */
+function homeOf(run: Run, item: Item): string {
+  const first = item.candidates[0];
+  if (first) return first.host;
+  const r = run.ctx.resolve;
+  if (!r || !item.ids) return '';
+  for (const name of r.config.order) {
+    const step = RESOLVERS[name].step(item.ids, r.config.baseUrls[name], r.mailto);
+    if (step === null) continue;
+    const url = 'request' in step ? step.request : step.leads[0]?.url;
+    if (url) return gateKey(new URL(url).hostname, 'request' in step ? 'metadata' : 'artifact');
+  }
+  return '';
+}
+
+/**
+ * `tried`: an earlier turn of this item sent a request in this run before it was deferred;
+ * `state`: where an earlier turn left its URLs (a deferred or rehomed item goes on from there).
+ */
+export function itemTask(run: Run, item: Item, row: JobRow, previous: JobRow | null, tried = false, state: TargetState | null = null, home = homeOf(run, item)): Task {
   const task: Task = {
-    host: item.candidates[0]?.host ?? '',
-    run: (lane) => work(run, item, row, previous, lane, tried),
+    host: home,
+    run: (lane) => work(run, item, row, previous, lane, tried, state, home),
     abandon: (reason) => {
       // Not claimed again in this run: the job keeps its state and the next run takes it up. It
       // counts as this run's failure (exit 1) only if this run sent a request for it.
@@ -80,13 +105,13 @@ export function itemTask(run: Run, item: Item, row: JobRow, previous: JobRow | n
  * "not now" goes back to the pool; a done job being revalidated stays done with its stored object
  * whatever the revalidation met.
  */
-async function work(run: Run, item: Item, row: JobRow, previous: JobRow | null, lane: Lane, tried: boolean): Promise<void> {
+async function work(run: Run, item: Item, row: JobRow, previous: JobRow | null, lane: Lane, tried: boolean, state: TargetState | null, home: string): Promise<void> {
   try {
     if (!(await claim(run, item, row, previous))) {
       run.reporter.heldElsewhere += 1;
       return;
     }
-    const ran = await runClaimed(run, item, row, previous, lane, tried);
+    const ran = await runClaimed(run, item, row, previous, lane, tried, state, home);
     if (ran === 'lease-lost') return leaseLost(run, item);
     if (ran !== 'deferred') settle(run, item, row, previous, ran);
   } finally {
@@ -118,7 +143,7 @@ async function claim(run: Run, item: Item, row: JobRow, previous: JobRow | null)
 }
 
 /** Downloads a claimed item under its own lease signal; a deferred item is queued again. */
-async function runClaimed(run: Run, item: Item, row: JobRow, previous: JobRow | null, lane: Lane, tried: boolean): Promise<ItemResult | 'lease-lost' | 'deferred'> {
+async function runClaimed(run: Run, item: Item, row: JobRow, previous: JobRow | null, lane: Lane, tried: boolean, state: TargetState | null, home: string): Promise<ItemResult | 'lease-lost' | 'deferred'> {
   const { ctx, ledger } = run;
   let sent = tried;
   // One signal per item, which the run's own abort also fires (see stopLeases). On Node 20 a
@@ -129,11 +154,17 @@ async function runClaimed(run: Run, item: Item, row: JobRow, previous: JobRow | 
   run.leases.set(item.key, lease);
   try {
     const gate = itemGate(run, item.key, lane, () => (sent = true));
-    const result = await downloadItem({ ...ctx, signal: lease.signal, gate, offNetwork: () => lane.offNetwork(), pause: () => lane.pause() }, item, row, previous);
+    const result = await downloadItem({ ...ctx, signal: lease.signal, gate, offNetwork: () => lane.offNetwork(), pause: () => lane.pause() }, item, row, previous, state ?? initialTargets(item), home);
     return lease.signal.aborted && !ctx.signal.aborted ? 'lease-lost' : result;
   } catch (err) {
     // Taken over between two heartbeats, and found by finalize's own check instead.
     if (err instanceof LeaseLost) return 'lease-lost';
+    if (err instanceof Rehome) {
+      // Placed by a resolver: the item waits for its PDF host's slot, without its lease meanwhile.
+      ledger.release(item.key, ctx.owner, ctx.now());
+      run.pool.requeue(itemTask(run, item, { ...row, state: 'pending', lease_owner: null }, previous, sent, err.state, err.home));
+      return 'deferred';
+    }
     if (!(err instanceof Deferred)) {
       // A fatal error (disk full, ledger gone): hand the job back, its part kept, before the run ends.
       try {
@@ -148,7 +179,7 @@ async function runClaimed(run: Run, item: Item, row: JobRow, previous: JobRow | 
     else ledger.release(item.key, ctx.owner, ctx.now());
     ctx.events.emit('deferred', { id: item.id, host: err.host, why: err.why, wait_ms: err.waitMs });
     ctx.events.emit('transition', { id: item.id, job: item.key, from: 'active', to: previous ? 'done' : 'pending' });
-    run.pool.requeue(itemTask(run, item, { ...row, state: previous ? 'done' : 'pending', lease_owner: null }, previous, sent));
+    run.pool.requeue(itemTask(run, item, { ...row, state: previous ? 'done' : 'pending', lease_owner: null }, previous, sent, null, home));
     return 'deferred';
   } finally {
     run.leases.delete(item.key);

@@ -10,10 +10,13 @@ import { backoffDelay } from '../http/retry-after.js';
 import type { UrlPolicy } from '../http/url-policy.js';
 import type { JobRow, Ledger, Outcome } from '../ledger/types.js';
 import { redactCredentials } from '../manifest/canonical-url.js';
-import type { Candidate, Item } from '../manifest/parse.js';
+import type { Item } from '../manifest/parse.js';
+import { gateKey } from '../hosts/policy.js';
+import { HtmlPage } from './page-sink.js';
+import { initialTargets, Targets, type ResolveServices, type Target, type TargetState } from './targets.js';
 import { attemptOnce, type Fetched, type Tried } from './attempt.js';
 import { discardPart, finalizeOnce, linkOnce } from './ops.js';
-import type { RequestGate } from './transfer.js';
+import type { RequestGate } from '../http/request-gate.js';
 
 export interface ItemContext {
   opts: DownloadOptions;
@@ -31,6 +34,8 @@ export interface ItemContext {
   offNetwork: () => void;
   /** the item waits (a backoff): its network slot goes back until its next request */
   pause: () => void;
+  /** resolvers, landing pages and their cache; null when the run has none */
+  resolve: ResolveServices | null;
 }
 
 export interface ItemResult {
@@ -49,12 +54,14 @@ export interface ItemResult {
  * passes (or is deferred by, freeing the item's slots). Errors other than ItemError (Deferred,
  * a lost lease, a bug) are never retried and pass through unchanged.
  */
-async function tryCandidate(ctx: ItemContext, job: JobRow, candidate: Candidate, attempts: { n: number }, previous: JobRow | null): Promise<Fetched | Tried> {
+async function tryCandidate(ctx: ItemContext, job: JobRow, target: Target, attempts: { n: number }, previous: JobRow | null): Promise<Fetched | Tried> {
+  const { candidate } = target;
+  const how = { role: target.role, readPages: (ctx.resolve?.config.landing ?? false) && !target.fromPage };
   let last: Tried | null = null;
   try {
     return await pRetry(
       async () => {
-        const out = await attemptOnce(ctx, job, candidate, attempts, previous);
+        const out = await attemptOnce(ctx, job, candidate, attempts, previous, how);
         if ('error' in out) {
           last = out;
           throw out.error;
@@ -107,46 +114,72 @@ function failure(reason: Reason, attempts: number, elapsed: number, last?: Tried
   };
 }
 
+/** An item placed by its resolvers waits in the queue of its first PDF host, not of their API. */
+export class Rehome extends Error {
+  constructor(
+    readonly state: TargetState,
+    readonly home: string,
+  ) {
+    super(`rehomed to ${home}`);
+  }
+}
+
+/** What the item came to, from the attempt that stored it. */
+function stored(target: Target, tried: Fetched, attempts: number, elapsed: number) {
+  return {
+    state: 'done' as const,
+    reason: null,
+    http_status: tried.httpStatus,
+    url: target.candidate.href,
+    final_url: tried.finalUrl,
+    etag: tried.etag,
+    last_modified: tried.lastModified,
+    attempts,
+    elapsed_ms: elapsed,
+    resolver: target.resolver,
+    landing_url: target.landingUrl,
+  };
+}
+
 /**
- * The orchestrator for one claimed item: every candidate URL in order until one gives a PDF.
- * `previous` is the done row when revalidating (--revalidate): its validators are sent, and a 304
- * or the same bytes again make the item `unchanged`.
+ * The orchestrator for one claimed item: every URL in order (the manifest's, then what resolvers
+ * and landing pages name, see Targets) until one gives a PDF. `previous` is the done row when
+ * revalidating (--revalidate): its validators are sent, and a 304 or the same bytes again make the
+ * item `unchanged`. `home` is the queue the item waits in: one that waited at a resolver's API
+ * goes to its first PDF host's queue once placed (Rehome).
  */
-export async function downloadItem(ctx: ItemContext, item: Item, job: JobRow, previous: JobRow | null = null): Promise<ItemResult> {
+export async function downloadItem(ctx: ItemContext, item: Item, job: JobRow, previous: JobRow | null = null, state: TargetState = initialTargets(item), home = ''): Promise<ItemResult> {
   const started = ctx.now();
   const attempts = { n: 0 };
-  if (item.candidates.length === 0) {
-    const blocked = item.blocked[0];
-    const message = blocked ? `${redactCredentials(blocked)} is not an http(s) URL docstokg may fetch` : 'the line names no URL to fetch';
-    return { outcome: { ...failure(blocked ? 'blocked' : 'no_url', 0, 0), url: blocked ?? null }, canonicalUrl: blocked ?? null, message, later: 'never' };
+  if (item.candidates.length === 0 && item.blocked.length > 0 && !item.ids) {
+    const blocked = item.blocked[0]!;
+    return { outcome: { ...failure('blocked', 0, 0), url: blocked }, canonicalUrl: blocked, message: `${redactCredentials(blocked)} is not an http(s) URL docstokg may fetch`, later: 'never' };
   }
+  const targets = new Targets({ resolve: ctx.resolve, dispatcher: () => ctx.http.dispatcher(), policy: ctx.policy, gate: ctx.gate, signal: ctx.signal, events: ctx.events }, item, state);
   let last: Tried | undefined;
   let later: Later = 'never';
-  for (const candidate of item.candidates) {
-    const tried = await tryCandidate(ctx, job, candidate, attempts, previous);
+  for (let target = await targets.next(); target; target = await targets.next()) {
+    const key = gateKey(target.candidate.host, target.role);
+    if (home.startsWith('metadata ') && key !== home) {
+      state.queue.unshift(target);
+      state.tried.delete(target.candidate.canonical);
+      throw new Rehome(state, key);
+    }
+    const tried = await tryCandidate(ctx, job, target, attempts, previous);
     if ('error' in tried) {
       last = tried;
       const l = laterFor(tried.error.code);
       if (l === 'backoff' || later !== 'backoff') later = l;
+      if (tried.error instanceof HtmlPage) await targets.fromPage(target, tried.error);
       if (actionFor(tried.error.code) === 'stop') break;
       continue;
     }
-    const base = {
-      state: 'done' as const,
-      reason: null,
-      http_status: tried.httpStatus,
-      url: candidate.href,
-      final_url: tried.finalUrl,
-      etag: tried.etag,
-      last_modified: tried.lastModified,
-      attempts: attempts.n,
-      elapsed_ms: ctx.now() - started,
-    };
+    const base = stored(target, tried, attempts.n, ctx.now() - started);
     if (tried.notModified || (previous && tried.sha256 === previous.sha256)) {
       if (!tried.notModified) await discardPart(ctx, job);
       tried.recordAttempt({ dedup: 'unchanged', sha256: previous!.sha256, path: previous!.path, fsync_ms: tried.notModified ? null : tried.fsyncMs });
       return {
-        canonicalUrl: candidate.canonical,
+        canonicalUrl: target.candidate.canonical,
         outcome: { ...base, status: 'unchanged', sha256: previous!.sha256, bytes: previous!.bytes, path: previous!.path, content_type: tried.contentType ?? previous!.content_type, resumed_from: 0 },
       };
     }
@@ -154,9 +187,19 @@ export async function downloadItem(ctx: ItemContext, item: Item, job: JobRow, pr
     tried.recordAttempt({ dedup: fin.deduped ? 'deduped' : 'stored', sha256: tried.sha256, path: fin.path, fsync_ms: tried.fsyncMs });
     await linkOnce(ctx, job, tried.sha256);
     return {
-      canonicalUrl: candidate.canonical,
+      canonicalUrl: target.candidate.canonical,
       outcome: { ...base, status: fin.deduped ? 'deduped' : 'downloaded', sha256: tried.sha256, bytes: tried.size, path: fin.path, content_type: tried.contentType, resumed_from: tried.resumeFrom },
     };
   }
-  return { outcome: failure(last!.error.code, attempts.n, ctx.now() - started, last), canonicalUrl: last!.candidate.canonical, message: last!.error.message, later };
+  if (!last) return noUrl(item, state);
+  const message = state.notes.length > 0 ? `${last.error.message}; ${state.notes.join('; ')}` : last.error.message;
+  return { outcome: failure(last.error.code, attempts.n, ctx.now() - started, last), canonicalUrl: last.candidate.canonical, message, later };
+}
+
+/** No URL to try: none given, and no resolver could place the work. */
+function noUrl(item: Item, state: TargetState): ItemResult {
+  const why = item.ids ? `no resolver found a URL${state.notes.length > 0 ? `: ${state.notes.join('; ')}` : ''}` : 'the line names no URL to fetch';
+  // A resolver that could not be asked (an API down) may know the work next time.
+  const transient = state.notes.some((n) => /\((?:http_5\d\d|http_429|timeout|connect_error|dns_error|tls_error|stalled)\)$/.test(n));
+  return { outcome: failure('no_url', 0, 0), canonicalUrl: null, message: why, later: transient ? 'backoff' : 'never' };
 }

@@ -2,7 +2,8 @@ import { unlinkSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import type { Dispatcher } from 'undici';
 import { MAX_REDIRECTS } from '../config.js';
-import { ItemError, type Reason } from '../errors.js';
+import { ItemError } from '../errors.js';
+import type { RequestGate } from '../http/request-gate.js';
 import { toItemError } from '../http/classify.js';
 import { fetchInto, type BodySink } from '../http/fetch-into.js';
 import { parseRetryAfter } from '../http/retry-after.js';
@@ -10,7 +11,9 @@ import type { HostHeaders } from '../hosts/headers.js';
 import type { UrlPolicy } from '../http/url-policy.js';
 import type { PartRow } from '../ledger/types.js';
 import { redactCredentials } from '../manifest/canonical-url.js';
+import { gateKey, type Role } from '../hosts/policy.js';
 import { DecodingSink, decoderFor } from './decode.js';
+import { HtmlPage, PageFull, PageSink } from './page-sink.js';
 import { Discard, DiscardOverflow, OverlapMismatch, PartWriter, readHeld, type HeldState } from './part-writer.js';
 import { isStrongEtag, judgeResponse, planResume, rangeFrom, resumeHeaders, type ResumePlan } from './resume.js';
 
@@ -46,19 +49,10 @@ export interface TransferInput {
   onBodyComplete: (body: { sha256: string; size: number }) => void;
   /** every request, each redirect hop included, passes the host's gate and reports back to it */
   gate: RequestGate;
-}
-
-export interface RequestGate {
-  /** resolves when a request to the host may go; throws Deferred when not within max_delay_ms */
-  enter(host: string, signal: AbortSignal): Promise<RequestPermit>;
-}
-
-/** One request let through by its host's gate. */
-export interface RequestPermit {
-  /** the request left (written to the socket) */
-  sent(): void;
-  /** how it ended; false when a Retry-After asked for longer than the cap */
-  settle(reason: Reason | null, retryAfterMs: number | null, status: number | null): boolean;
+  /** whose limits apply: `artifact` for a PDF URL, `landing` for a page a resolver named */
+  role: Role;
+  /** an answer served as HTML that is not a PDF is kept as a page (HtmlPage) for the landing step */
+  readPages: boolean;
 }
 
 /** What one attempt saw; filled in as it goes so a failure can still be recorded with its facts. */
@@ -112,7 +106,8 @@ type Answer =
   | { kind: 'refetch' }
   | { kind: 'overlap-mismatch' }
   | { kind: 'error'; status: number; headers: Headers }
-  | { kind: 'body'; writer: PartWriter; plan: ResumePlan };
+  | { kind: 'body'; writer: PartWriter; plan: ResumePlan }
+  | { kind: 'page'; sink: PageSink };
 
 function decisionName(plan: ResumePlan): string {
   if (plan.kind === 'fresh') return plan.why === 'no-part' ? 'fresh' : `fresh:${plan.why}`;
@@ -164,6 +159,8 @@ export async function transfer(input: TransferInput, facts: AttemptFacts): Promi
         url = input.url;
         afterHttps = false;
         continue;
+      case 'page':
+        throw new HtmlPage(url, answer.sink.html(), facts.httpStatus);
       case 'body': {
         const w = answer.writer;
         facts.resumeFrom = answer.plan.kind === 'fresh' ? 0 : answer.plan.held;
@@ -179,7 +176,7 @@ export async function transfer(input: TransferInput, facts: AttemptFacts): Promi
  */
 async function gatedExchange(input: TransferInput, target: URL, headers: Record<string, string>, plan: ResumePlan, conditional: boolean, facts: AttemptFacts, seed: HeldState | null): Promise<Exclude<Answer, { kind: 'error' }>> {
   input.policy.check(target);
-  const permit = await input.gate.enter(target.hostname, input.signal);
+  const permit = await input.gate.enter(gateKey(target.hostname, input.role), input.signal);
   facts.httpStatus = null;
   let answer: Answer;
   try {
@@ -252,6 +249,7 @@ async function failedExchange(turn: Turn, err: unknown, facts: AttemptFacts): Pr
     facts.bytes += w.received;
   }
   if (err instanceof OverlapMismatch) return { kind: 'overlap-mismatch' };
+  if (err instanceof PageFull && turn.answer?.kind === 'page') return turn.answer;
   if (err instanceof DiscardOverflow && turn.answer?.kind === 'error') return turn.answer;
   const e = toItemError(err);
   if (e.code === 'connect_error' && w && !w.complete) {
@@ -293,7 +291,12 @@ function respond(turn: Turn, input: TransferInput, asked: Asked, statusCode: num
   const writer = bodyWriter(input, asked, statusCode, rh, verdict as 'append' | 'restart' | 'complete', decoder !== null);
   turn.writer = writer;
   turn.answer = { kind: 'body', writer, plan: verdict === 'restart' ? { kind: 'fresh', why: plan.kind === 'fresh' ? plan.why : 'no-part' } : plan };
-  return decoder ? new DecodingSink(decoder, writer, fail) : writer;
+  let sink: BodySink = writer;
+  if (input.readPages && /html/i.test(header(rh, 'content-type') ?? '')) {
+    const page: PageSink = new PageSink(writer, () => (turn.answer = { kind: 'page', sink: page }));
+    sink = page;
+  }
+  return decoder ? new DecodingSink(decoder, sink, fail) : sink;
 }
 
 /** Every answer whose body is not kept, or null for a body to write. */

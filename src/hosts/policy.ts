@@ -24,7 +24,21 @@ export interface BreakerPolicy {
 }
 
 export const ROLES = ['artifact', 'metadata', 'landing'] as const;
-type Role = (typeof ROLES)[number];
+export type Role = (typeof ROLES)[number];
+
+/**
+ * What the gate, the pool and the ledger's hosts table key a host's politeness by: the host for
+ * PDFs, `<role> <host>` for metadata and landing requests (each role has its own rates, slots and
+ * breaker, as ratelimits.yaml gives each role its own limits).
+ */
+export function gateKey(host: string, role: Role): string {
+  return role === 'artifact' ? host : `${role} ${host}`;
+}
+
+export function splitGateKey(key: string): { host: string; role: Role } {
+  const i = key.indexOf(' ');
+  return i < 0 ? { host: key, role: 'artifact' } : { host: key.slice(i + 1), role: key.slice(0, i) as Role };
+}
 
 const UNIT_MS: Record<string, number> = { second: 1000, minute: 60_000, hour: 3_600_000, day: 86_400_000 };
 
@@ -66,10 +80,11 @@ function roles(v: unknown, w: Where, base: Record<Role, RolePolicy>): Record<Rol
 export class RatePolicies {
   private readonly cache = new Map<string, RolePolicy>();
   constructor(private readonly defaults: Record<Role, RolePolicy>, private readonly hosts: Map<string, Record<Role, RolePolicy>>) {}
-  resolve(host: string, role: Role = 'artifact'): RolePolicy {
-    const key = `${role} ${host}`;
+  /** The policy of a gate key (see gateKey). */
+  resolve(key: string): RolePolicy {
     let p = this.cache.get(key);
     if (!p) {
+      const { host, role } = splitGateKey(key);
       p = (lookup(this.hosts, host.toLowerCase()) ?? this.defaults)[role];
       // Bounded: a manifest of 100,000 hosts must not keep an entry for each.
       if (this.cache.size >= 16_384) this.cache.clear();
@@ -100,8 +115,9 @@ export function loadRatelimits(file: string): RatePolicies {
 
 export class BreakerPolicies {
   constructor(private readonly defaults: BreakerPolicy, private readonly hosts: Map<string, BreakerPolicy>) {}
-  resolve(host: string): BreakerPolicy {
-    return lookup(this.hosts, host.toLowerCase()) ?? this.defaults;
+  /** The policy of a host, or of a gate key's host. */
+  resolve(key: string): BreakerPolicy {
+    return lookup(this.hosts, splitGateKey(key).host.toLowerCase()) ?? this.defaults;
   }
 }
 

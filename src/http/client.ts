@@ -12,15 +12,20 @@ export interface ClientOptions {
   beforeFirstUse?: () => void;
 }
 
-let agentClass: Promise<typeof Agent> | null = null;
+type Undici = typeof import('undici');
+let undici: Promise<Undici> | null = null;
 
 /**
  * undici is loaded on first use, through its public entry point: a run with nothing to fetch,
  * such as a cron re-run of a finished manifest, never pays for it.
  */
-export function loadAgent(): Promise<typeof Agent> {
+export function loadUndici(): Promise<Undici> {
   // undici is CommonJS: bundled, its exports are the namespace's default.
-  return (agentClass ??= import('undici').then((m: typeof import('undici') & { default?: typeof import('undici') }) => m.default?.Agent ?? m.Agent));
+  return (undici ??= import('undici').then((m: Undici & { default?: Undici }) => m.default ?? m));
+}
+
+export async function loadAgent(): Promise<typeof Agent> {
+  return (await loadUndici()).Agent;
 }
 
 /**

@@ -116,4 +116,25 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (source, message)
   );
   `,
+  /* 7: which resolver supplied a job's URL, and the landing page it was read from (SPEC §9);
+     metadata answers kept for the HTTP cache (RFC 9111, see ledger/sqlite/http-cache.ts) */ `
+  ALTER TABLE jobs ADD COLUMN resolver TEXT;
+  ALTER TABLE jobs ADD COLUMN landing_url TEXT;
+  CREATE TABLE http_cache (
+    id INTEGER PRIMARY KEY,
+    url TEXT NOT NULL,
+    method TEXT NOT NULL,
+    body BLOB,
+    delete_at INTEGER NOT NULL,
+    status_code INTEGER NOT NULL,
+    status_message TEXT NOT NULL,
+    headers TEXT,
+    etag TEXT,
+    cache_control TEXT,
+    vary TEXT,
+    cached_at INTEGER NOT NULL,
+    stale_at INTEGER NOT NULL
+  );
+  CREATE INDEX http_cache_url ON http_cache (url, method);
+  `,
 ];

@@ -3,6 +3,7 @@ import type Database from 'better-sqlite3';
 import type { Item } from '../manifest/parse.js';
 import { openDatabase } from './open.js';
 import { AttemptsTable } from './sqlite/attempts.js';
+import { HttpCacheTable } from './sqlite/http-cache.js';
 import { GroupCommit } from './sqlite/group-commit.js';
 import { HostsTable } from './sqlite/hosts.js';
 import { JobsTable } from './sqlite/jobs.js';
@@ -20,6 +21,7 @@ export class SqliteLedger implements Ledger {
   readonly runId = randomUUID();
   /** what status, export and dry-run read */
   readonly queries: LedgerQueries;
+  readonly httpCache: HttpCacheTable;
   private readonly db: Database.Database;
   private readonly group: GroupCommit;
   private readonly jobsTable: JobsTable;
@@ -42,6 +44,7 @@ export class SqliteLedger implements Ledger {
     this.hostsTable = new HostsTable(db, group);
     this.runsTable = new RunsTable(db, group, this.runId);
     this.queries = new LedgerQueries(db, () => group.flush());
+    this.httpCache = new HttpCacheTable(db, group);
   }
 
   beginRun(argv: readonly string[], now: number): void {

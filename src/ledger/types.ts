@@ -1,4 +1,14 @@
+import type { interceptors } from 'undici';
 import type { Item } from '../manifest/parse.js';
+
+/** undici's cache storage interface (its cache interceptor applies RFC 9111 on top of it). */
+export type CacheStore = NonNullable<NonNullable<Parameters<typeof interceptors.cache>[0]>['store']>;
+
+/** The ledger's HTTP cache for metadata answers (SPEC §9). */
+export interface HttpCache extends CacheStore {
+  /** drops entries past their deletion time */
+  expire(now: number): void;
+}
 
 export type JobState = 'pending' | 'active' | 'done' | 'failed';
 export type RecordStatus = 'downloaded' | 'deduped' | 'unchanged' | 'skipped' | 'failed' | 'invalid' | 'planned';
@@ -63,14 +73,28 @@ export interface JobRow {
   next_attempt_at: number | null;
   /** runs in a row that ended the job failed */
   failed_runs: number;
+  resolver: string | null;
+  landing_url: string | null;
   created_at: number;
   updated_at: number;
+}
+
+/** The row a job planned for `item` has before its first run. */
+export function pendingJob(item: Item, now: number): JobRow {
+  const canonical = item.candidates[0]?.canonical ?? item.blocked[0] ?? null;
+  const urls = JSON.stringify([...item.candidates.map((c) => c.canonical), ...item.blocked]);
+  return {
+    key: item.key, item_id: item.id, doi: item.doi, canonical_url: canonical, urls, expected_sha256: item.expectedSha256, source: item.source,
+    state: 'pending', status: null, reason: null, http_status: null, url: null, final_url: null, sha256: null, bytes: null, path: null,
+    content_type: null, etag: null, last_modified: null, resumed_from: null, attempts: 0, elapsed_ms: null, lease_owner: null,
+    lease_expires_at: null, message: null, next_attempt_at: null, failed_runs: 0, resolver: null, landing_url: null, created_at: now, updated_at: now,
+  };
 }
 
 /** The columns of a job's result, written by finish and by reconcile's repairs: the one list of them. */
 export const OUTCOME_FIELDS = [
   'status', 'reason', 'http_status', 'url', 'final_url', 'sha256', 'bytes', 'path', 'content_type', 'etag', 'last_modified',
-  'resumed_from', 'attempts', 'elapsed_ms',
+  'resumed_from', 'attempts', 'elapsed_ms', 'resolver', 'landing_url',
 ] as const satisfies readonly (keyof Outcome)[];
 
 /** What a finished job stores: the record's fields minus those the plan already holds. */
@@ -90,6 +114,9 @@ export interface Outcome {
   resumed_from: number;
   attempts: number;
   elapsed_ms: number;
+  /** the resolver that supplied `url` (null: the manifest did), and the landing page that named it */
+  resolver?: string | null;
+  landing_url?: string | null;
   /** a failed job's message, and when a later run may ask again (null: never on its own) */
   message?: string | null;
   next_attempt_at?: number | null;
@@ -196,6 +223,8 @@ export interface StatusCounts {
   byState: Record<string, number>;
   byStatus: Record<string, number>;
   byReason: Record<string, number>;
+  /** done jobs by the step that supplied their URL (`manifest`, or a resolver's name) */
+  byResolver: Record<string, number>;
   objects: number;
   bytesStored: number;
   /** failed jobs no later run asks again without --retry-failed */
@@ -211,6 +240,8 @@ export interface StatusCounts {
  */
 export interface Ledger {
   readonly runId: string;
+  /** where metadata answers are cached across runs */
+  readonly httpCache: HttpCache;
   beginRun(argv: readonly string[], now: number): void;
   endRun(counts: Record<string, number>, exitCode: number, now: number): void;
   plan(item: Item, now: number, opts?: PlanOptions): PlanResult;

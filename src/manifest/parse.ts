@@ -1,4 +1,5 @@
 import { hash } from 'node:crypto';
+import { bareIdentifier, hasIds, noIds, parseArxiv, parseDoi, parseOpenAlex, parsePmcid, withArxivDoi, type WorkIds } from '../resolve/ids.js';
 import { alreadyCanonical, canonicalizeUrl, redactCredentials } from './canonical-url.js';
 import type { ManifestLine } from './read.js';
 
@@ -15,6 +16,8 @@ export interface Item {
   key: string;
   id: string;
   doi: string | null;
+  /** identifiers the resolvers can place (SPEC §9), tried after the candidates; null when none */
+  ids: WorkIds | null;
   candidates: Candidate[];
   /** URLs given but never fetched (non-http schemes) */
   blocked: string[];
@@ -45,12 +48,18 @@ function pdfUrl(location: unknown): unknown {
 }
 
 /** OpenAlex order: best OA location, primary location, every location, then open_access.oa_url. */
-function openAlexUrls(work: Json): unknown[] {
+export function openAlexUrls(work: Json): unknown[] {
   const locations = Array.isArray(work.locations) ? work.locations : [];
   const oa = work.open_access && typeof work.open_access === 'object' ? (work.open_access as Json).oa_url : undefined;
   return [pdfUrl(work.best_oa_location), pdfUrl(work.primary_location), ...locations.map(pdfUrl), oa].filter(
     (u) => u !== null && u !== undefined,
   );
+}
+
+/** A URL found by a resolver or on a landing page, as a candidate; null when it may not be fetched. */
+export function toCandidate(raw: string): Candidate | null {
+  const c = canonicalizeUrl(raw);
+  return c.ok ? { href: c.href, canonical: c.url, host: c.host, auth: null } : null;
 }
 
 /** SHA-256 of canonical JSON (fixed key order) of the id and canonical candidate URLs. */
@@ -59,7 +68,7 @@ export function jobKey(id: string, urls: readonly string[]): string {
   return hash('sha256', JSON.stringify({ id, urls }), 'hex');
 }
 
-function build(source: string, rawUrls: unknown[], id: unknown, doi: unknown, sha256: unknown, openAlex: boolean): Parsed {
+function build(source: string, rawUrls: unknown[], id: unknown, doi: unknown, sha256: unknown, openAlex: boolean, ids: WorkIds | null = null): Parsed {
   const candidates: Candidate[] = [];
   const blocked: string[] = [];
   const seen = new Set<string>();
@@ -100,6 +109,7 @@ function build(source: string, rawUrls: unknown[], id: unknown, doi: unknown, sh
       key: jobKey(itemId, urls),
       id: itemId,
       doi: normDoi,
+      ids: hasIds(ids) ? ids : null,
       candidates,
       blocked,
       expectedSha256: typeof sha256 === 'string' ? sha256.toLowerCase() : null,
@@ -129,8 +139,10 @@ export function parseLine(line: ManifestLine): Parsed {
   const text = line.text.trim();
   if (text === '' || text.startsWith('#')) return { kind: 'empty' };
   if (!/^[{["]/.test(text)) {
-    if (/\s/.test(text)) return invalid(source, 'a bare line must be a single URL');
-    if (!/^[a-z][a-z0-9+.-]*:/i.test(text)) return invalid(source, 'not JSON and not a URL');
+    if (/\s/.test(text)) return invalid(source, 'a bare line must be a single URL or identifier');
+    const named = bareIdentifier(text);
+    if (named) return build(source, [], named.id, named.ids.doi, undefined, false, named.ids);
+    if (!/^[a-z][a-z0-9+.-]*:/i.test(text)) return invalid(source, 'not JSON, not a URL and not a DOI, OpenAlex, arXiv or PMC id');
     return build(source, [text], undefined, undefined, undefined, false);
   }
   let obj: unknown;
@@ -145,10 +157,26 @@ export function parseLine(line: ManifestLine): Parsed {
     if (o.urls !== undefined && !Array.isArray(o.urls)) return invalid(source, 'urls must be an array of strings');
     const urls = [...(o.url !== undefined ? [o.url] : []), ...((o.urls as unknown[] | undefined) ?? [])];
     if (urls.length === 0) return invalid(source, 'urls is empty');
-    return build(source, urls, o.id, o.doi, o.sha256, false);
+    return build(source, urls, o.id, o.doi, o.sha256, false, idsOf(o));
   }
   if (typeof o.id === 'string' && OPENALEX.test(o.id)) {
-    return build(source, openAlexUrls(o), o.id, o.doi, o.sha256, true);
+    return build(source, openAlexUrls(o), o.id, o.doi, o.sha256, true, idsOf(o));
   }
-  return invalid(source, 'object has neither url nor urls and is not an OpenAlex work');
+  const ids = idsOf(o);
+  if (hasIds(ids)) return build(source, [], o.id ?? ids.doi ?? (ids.arxiv ? `arXiv:${ids.arxiv}` : null) ?? ids.pmcid ?? ids.openalex, o.doi, o.sha256, false, ids);
+  return invalid(source, 'object has no url, urls, doi, arxiv or pmcid and is not an OpenAlex work');
+}
+
+/** Identifiers of a JSON line: `doi`, `arxiv`, `pmcid`, an OpenAlex `id` (or an OpenAlex work's `ids`). */
+function idsOf(o: Json): WorkIds {
+  const ids = noIds();
+  const text = (v: unknown): string | null => (typeof v === 'string' ? v : null);
+  const known = o.ids && typeof o.ids === 'object' ? (o.ids as Json) : {};
+  ids.doi = parseDoi(text(o.doi) ?? text(known.doi) ?? '');
+  ids.openalex = parseOpenAlex(text(o.id) ?? text(o.openalex) ?? '');
+  ids.arxiv = parseArxiv(text(o.arxiv) ?? '');
+  // OpenAlex writes a PMCID as a PMC article URL ending in its digits.
+  const pmcUrl = /\/pmc\/articles\/(?:PMC)?(\d+)\/?$/i.exec(text(known.pmcid) ?? '');
+  ids.pmcid = parsePmcid(text(o.pmcid) ?? (pmcUrl ? `PMC${pmcUrl[1]}` : ''));
+  return withArxivDoi(ids);
 }

@@ -5,7 +5,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } 
 import { HostBreaker } from '../../src/hosts/breaker.js';
 import { HostGate } from '../../src/hosts/gate.js';
 import { Pace } from '../../src/hosts/pace.js';
-import { builtinConfig, loadBreakers, loadRatelimits } from '../../src/hosts/policy.js';
+import { builtinConfig, gateKey, loadBreakers, loadRatelimits } from '../../src/hosts/policy.js';
 import { breakerOutcome } from '../../src/http/classify.js';
 
 let dir: string;
@@ -41,7 +41,7 @@ hosts:
     expect(p.resolve('a.example.org').windows).toEqual([{ limit: 5, ms: 1000 }]);
     expect(p.resolve('x.deep.example.org').windows).toEqual([{ limit: 1, ms: 60_000 }]);
     expect(p.resolve('other.net').windows).toEqual([{ limit: 2, ms: 1000 }, { limit: 500, ms: 3_600_000 }]);
-    expect(p.resolve('other.net', 'landing').windows).toEqual([]);
+    expect(p.resolve(gateKey('other.net', 'landing')).windows).toEqual([]);
   });
 
   it.each([

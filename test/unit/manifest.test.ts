@@ -84,7 +84,7 @@ describe('parseLine', () => {
     ['{"urls": []}', /urls is empty/],
     ['{"url": "https://a.org", "sha256": "xyz"}', /sha256/],
     ['{"url": "https://a.org", "id": {"a": 1}}', /id must be/],
-    ['{"title": "no url"}', /neither url nor urls/],
+    ['{"title": "no url"}', /no url, urls, doi, arxiv or pmcid/],
     ['{"url": "https://a.org"', /invalid JSON/],
     ['[1, 2]', /not JSON and not a URL|expected a JSON object/],
     ['just words', /single URL/],

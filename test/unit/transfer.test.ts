@@ -4,7 +4,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { emptyFacts, transfer, type RequestGate, type TransferInput } from '../../src/download/transfer.js';
+import { emptyFacts, transfer, type TransferInput } from '../../src/download/transfer.js';
+import type { RequestGate } from '../../src/http/request-gate.js';
 import { HostHeaders } from '../../src/hosts/headers.js';
 import { createAgent } from '../../src/http/client.js';
 import { UrlPolicy } from '../../src/http/url-policy.js';
@@ -40,7 +41,7 @@ describe('transfer of a part whose version changed', () => {
     const input: TransferInput = {
       url: partRow.url, part, out: dir, headers: {}, auth: null, policy, hostHeaders: new HostHeaders(), dispatcher,
       maxBytes: 1 << 24, minFree: 0, minSpeed: { bytesPerSecond: 0, windowMs: 1000 }, fsync: false, signal: new AbortController().signal,
-      held: 100_000, partRow, gate,
+      held: 100_000, partRow, gate, role: 'artifact', readPages: false,
       onFreshPart: (row) => {
         seenAtFresh.push({ row, partExists: existsSync(part) });
         return null;

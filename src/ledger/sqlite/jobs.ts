@@ -3,7 +3,7 @@ import type { Item } from '../../manifest/parse.js';
 import { RECORD_FIELDS } from '../../record.js';
 import { isDeadLocalOwner } from '../owner.js';
 import { SeenKeys } from '../seen.js';
-import { OUTCOME_FIELDS, REPAIRS, sourcesOf, type ClaimOptions, type JobRow, type JobState, type Outcome, type PlanOptions, type PlanResult, type RepairPatch } from '../types.js';
+import { OUTCOME_FIELDS, pendingJob, REPAIRS, sourcesOf, type ClaimOptions, type JobRow, type JobState, type Outcome, type PlanOptions, type PlanResult, type RepairPatch } from '../types.js';
 import type { GroupCommit } from './group-commit.js';
 
 /** How each record field reads from a done job's row in its `skipped` record (the rest by name). */
@@ -23,7 +23,7 @@ interface SkippedRow {
   json: string | null;
 }
 
-/** The record ends with `"elapsed_ms":0}`: the line's source goes before the brace. */
+/** The record built in SQL lacks only its last field, the line's source: it goes before the brace. */
 function skippedJson(json: string, source: string): string {
   return `${json.slice(0, -1)},"source":${JSON.stringify(source)}}`;
 }
@@ -132,16 +132,9 @@ export class JobsTable {
 
   /** The row of a job just planned, as the insert stored it; undefined when it already existed. */
   private insertJob(item: Item, now: number): JobRow | undefined {
-    const canonical = item.candidates[0]?.canonical ?? item.blocked[0] ?? null;
-    const urls = JSON.stringify([...item.candidates.map((c) => c.canonical), ...item.blocked]);
-    const inserted = this.group.write(() => this.stmt.plan.run(item.key, item.id, item.doi, canonical, urls, item.expectedSha256, item.source, this.runId, now, now).changes === 1);
-    if (!inserted) return undefined;
-    return {
-      key: item.key, item_id: item.id, doi: item.doi, canonical_url: canonical, urls, expected_sha256: item.expectedSha256, source: item.source,
-      state: 'pending', status: null, reason: null, http_status: null, url: null, final_url: null, sha256: null, bytes: null, path: null,
-      content_type: null, etag: null, last_modified: null, resumed_from: null, attempts: 0, elapsed_ms: null, lease_owner: null,
-      lease_expires_at: null, message: null, next_attempt_at: null, failed_runs: 0, seen_run: this.runId, created_at: now, updated_at: now,
-    } as JobRow;
+    const row = { ...pendingJob(item, now), seen_run: this.runId };
+    const inserted = this.group.write(() => this.stmt.plan.run(item.key, item.id, item.doi, row.canonical_url, row.urls, item.expectedSha256, item.source, this.runId, now, now).changes === 1);
+    return inserted ? row : undefined;
   }
 
   /**
@@ -188,7 +181,7 @@ export class JobsTable {
   }
 
   finish(key: string, owner: string, o: Outcome, now: number): boolean {
-    const values = OUTCOME_FIELDS.map((f) => o[f]);
+    const values = OUTCOME_FIELDS.map((f) => o[f] ?? null);
     return this.group.write(() => this.stmt.finish.run(o.state, ...values, o.message ?? null, o.next_attempt_at ?? null, o.state, now, key, owner).changes === 1);
   }
 

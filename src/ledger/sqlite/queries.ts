@@ -23,6 +23,7 @@ export class LedgerQueries {
       // A job never finished has no status yet: its state says where it is.
       byStatus: group('COALESCE(status, state)'),
       byReason: group('reason', 'WHERE reason IS NOT NULL'),
+      byResolver: group("COALESCE(resolver, 'manifest')", "WHERE state = 'done'"),
       objects: store.objects,
       bytesStored: store.bytes,
       failedPermanently: scalar("SELECT COUNT(*) FROM jobs WHERE state = 'failed' AND next_attempt_at IS NULL"),
