@@ -160,7 +160,8 @@ export function parseLine(line: ManifestLine): Parsed {
     return build(source, urls, o.id, o.doi, o.sha256, false, idsOf(o));
   }
   if (typeof o.id === 'string' && OPENALEX.test(o.id)) {
-    return build(source, openAlexUrls(o), o.id, o.doi, o.sha256, true, idsOf(o));
+    // The line is OpenAlex's own answer: asking its API again would tell nothing new.
+    return build(source, openAlexUrls(o), o.id, o.doi, o.sha256, true, { ...idsOf(o), openalex: null });
   }
   const ids = idsOf(o);
   if (hasIds(ids)) return build(source, [], o.id ?? ids.doi ?? (ids.arxiv ? `arXiv:${ids.arxiv}` : null) ?? ids.pmcid ?? ids.openalex, o.doi, o.sha256, false, ids);

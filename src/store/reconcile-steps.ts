@@ -45,14 +45,29 @@ function isStale(job: JobRow, now: number): boolean {
 
 const CLEARED = { status: null, reason: null, sha256: null, bytes: null, path: null } as const;
 
-/** Active jobs whose holder is gone (lease expired, or process dead) become pending: resumable. */
+/**
+ * Active jobs whose holder is gone become pending. A holder whose process is dead left a part the
+ * next run resumes. A holder whose lease only expired may be a process stopped (SIGSTOP, a
+ * suspended machine) that will go on writing when continued: its part is unlinked, as a download
+ * that takes such a job over does, so those late writes go to a file no one will read. Otherwise
+ * the next holder would append to the very file the old one still writes into.
+ */
 const expireLeases: Step = {
   name: 'expire-leases',
   async run(ctx) {
-    const s = { expired: 0, live: 0 };
+    const s = { expired: 0, live: 0, parts_dropped: 0 };
     for (const job of ctx.ledger.jobsIn('active')) {
-      if (!isStale(job, ctx.now)) s.live += 1;
-      else if (!ctx.apply || ctx.ledger.repair(job.key, 'active', 'pending', {}, ctx.now)) s.expired += 1;
+      if (!isStale(job, ctx.now)) {
+        s.live += 1;
+        continue;
+      }
+      if (ctx.apply && !ctx.ledger.repair(job.key, 'active', 'pending', {}, ctx.now)) continue;
+      s.expired += 1;
+      if (isDeadLocalOwner(job.lease_owner)) continue;
+      s.parts_dropped += 1;
+      if (!ctx.apply) continue;
+      await unlink(partPath(ctx.out, job.key)).catch(() => undefined);
+      ctx.ledger.dropPart(job.key);
     }
     return s;
   },

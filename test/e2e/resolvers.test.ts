@@ -116,7 +116,10 @@ describe('resolvers: identifiers to PDFs', () => {
     const run = await runCli(['download', manifest, '-o', join(ws.dir, 'rated-out'), '--resolvers', resolvers, '--ratelimits', rates, '--json', '-q']);
     expect(run.code).toBe(0);
     const reqs = origin.requests.slice(start);
-    expect(maxInWindow(reqs.filter((r) => r.path.startsWith('/openalex/')).map((r) => r.at), 1000)).toBeLessThanOrEqual(4);
+    // 4/s: at most four in any second, less the arrival jitter of a loaded machine.
+    const api = reqs.filter((r) => r.path.startsWith('/openalex/')).map((r) => r.at);
+    expect(api).toHaveLength(10);
+    expect(maxInWindow(api, 950), api.map((t) => t - api[0]!).join(' ')).toBeLessThanOrEqual(4);
     expect(reqs.filter((r) => r.path.startsWith('/rated/'))).toHaveLength(10);
   });
 });

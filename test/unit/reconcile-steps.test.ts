@@ -1,4 +1,6 @@
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -60,6 +62,40 @@ describe('reconcile steps on a real ledger and store', () => {
     expect(again.repaired).toBe(0);
     ledger.close();
     expect((await readdir(dirname(partPath(out, pending.key)))).length).toBeGreaterThan(0);
+  });
+});
+
+describe('reconcile and a holder that may still be alive', () => {
+  let out: string;
+  beforeEach(async () => {
+    out = await mkdtemp(join(tmpdir(), 'docstokg-reconcile-'));
+  });
+  afterEach(() => rm(out, { recursive: true, force: true }));
+
+  it("keeps a dead holder's part for a resume, and unlinks the part of one whose lease only expired", async () => {
+    const ledger = new SqliteLedger(join(out, 'docstokg.sqlite'));
+    const dead = mk('https://a.org/dead.pdf', 'dead');
+    const stopped = mk('https://a.org/stopped.pdf', 'stopped');
+    ledger.plan(dead, 1);
+    ledger.plan(stopped, 1);
+    // A process of this host that no longer exists, and one that does (stopped, say) past its lease.
+    ledger.claim(dead.key, `${hostname()}:999999999:gone`, 1, 10);
+    ledger.claim(stopped.key, `${hostname()}:${process.ppid}:stopped`, 1, 10);
+    for (const item of [dead, stopped]) {
+      await mkdir(dirname(partPath(out, item.key)), { recursive: true });
+      await writeFile(partPath(out, item.key), samplePdf(item.id, 3000));
+      ledger.savePart(item.key, { url: item.candidates[0]!.href, etag: '"e"', last_modified: null, total: 9000 }, 2);
+    }
+    ledger.flush();
+    const done = await reconcile({ ledger, out, apply: true, verify: false, now: 1000 });
+    expect(done.steps.find((s) => s.step === 'expire-leases')).toMatchObject({ expired: 2, parts_dropped: 1 });
+    expect(existsSync(partPath(out, dead.key))).toBe(true);
+    expect(ledger.getPart(dead.key)).toBeDefined();
+    // Its late writes now go to an unlinked file: the next holder starts a part of its own.
+    expect(existsSync(partPath(out, stopped.key))).toBe(false);
+    expect(ledger.getPart(stopped.key)).toBeUndefined();
+    expect([ledger.job(dead.key)!.state, ledger.job(stopped.key)!.state]).toEqual(['pending', 'pending']);
+    ledger.close();
   });
 });
 
