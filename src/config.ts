@@ -259,3 +259,8 @@ function envBytes(name: string, fallback: number): number {
 }
 /** Slots of the heap ballast a run that downloads keeps (8 bytes each: 8 MiB); see runtime-tuning.ts. */
 export const HEAP_BALLAST_SLOTS = 1024 * 1024;
+
+/** The User-Agent of every request: the option, with the --mailto address. */
+export function userAgent(opts: Pick<DownloadOptions, 'userAgent' | 'mailto'>): string {
+  return opts.mailto ? `${opts.userAgent} (mailto:${opts.mailto})` : opts.userAgent;
+}

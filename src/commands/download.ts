@@ -1,6 +1,6 @@
 import { access, mkdir } from 'node:fs/promises';
 import { constants } from 'node:fs';
-import type { DownloadOptions } from '../config.js';
+import { userAgent, type DownloadOptions } from '../config.js';
 import { linkDone } from '../download/ops.js';
 import { heartbeat, itemTask, stopLeases, type Run } from '../download/item-task.js';
 import { FatalError, UsageError } from '../errors.js';
@@ -12,7 +12,7 @@ import { HttpClient } from '../http/client.js';
 import { dbPath } from '../ledger/locate.js';
 import { SqliteLedger } from '../ledger/sqlite.js';
 import type { Ledger, PlanResult } from '../ledger/types.js';
-import type { ResolveServices } from '../download/targets.js';
+import { metadataHeaders, type ResolveServices } from '../download/targets.js';
 import { resolverConfig, type ResolverConfig } from '../resolve/config.js';
 import { RobotsRules } from '../resolve/robots.js';
 import type { Item } from '../manifest/parse.js';
@@ -50,10 +50,6 @@ async function prepareOut(opts: DownloadOptions): Promise<void> {
   }
 }
 
-function userAgent(opts: DownloadOptions): string {
-  return opts.mailto ? `${opts.userAgent} (mailto:${opts.mailto})` : opts.userAgent;
-}
-
 interface Policies {
   resolvers: ResolverConfig;
   rates: RatePolicies;
@@ -80,7 +76,7 @@ function resolveServices(opts: DownloadOptions, config: ResolverConfig, ledger: 
     mailto: opts.mailto ?? null,
     cache: { store: ledger.httpCache, ttlS: Math.floor(opts.cacheTtl / 1000) },
     robots: new RobotsRules(),
-    headers: { 'user-agent': userAgent(opts), accept: 'application/json' },
+    headers: metadataHeaders(opts),
   };
 }
 
@@ -227,7 +223,7 @@ async function planItem(run: Run, item: Item, plan: Exclude<PlanResult, { kind: 
 export async function runDownload(manifests: readonly string[], opts: DownloadOptions, argv: readonly string[]): Promise<number> {
   await checkManifests(manifests);
   const policies = loadPolicies(opts);
-  if (opts.dryRun) return planDryRun(manifests, opts, dbPath(opts), policies.urls);
+  if (opts.dryRun) return planDryRun(manifests, opts, dbPath(opts), policies.urls, policies.resolvers);
   await prepareOut(opts);
   const controller = new AbortController();
   const run = assembleRun(opts, policies, controller);

@@ -1,5 +1,16 @@
 import { existsSync } from 'node:fs';
+import type Database from 'better-sqlite3';
 import type { DownloadOptions } from '../config.js';
+import { LookupError } from '../errors.js';
+import { Events } from '../events.js';
+import { cachedGet } from '../http/cached-get.js';
+import { HttpClient } from '../http/client.js';
+import type { RequestGate } from '../http/request-gate.js';
+import { GroupCommit } from '../ledger/sqlite/group-commit.js';
+import { HttpCacheTable } from '../ledger/sqlite/http-cache.js';
+import { askNext, METADATA_MAX_BYTES } from '../resolve/chain.js';
+import type { ResolverConfig, ResolverName } from '../resolve/config.js';
+import { metadataHeaders } from './targets.js';
 import type { UrlPolicy } from '../http/url-policy.js';
 import { openDatabase } from '../ledger/open.js';
 import { SeenKeys } from '../ledger/seen.js';
@@ -17,9 +28,10 @@ import { EXIT_PIPE, onStdoutClosed } from '../stdout.js';
  * repeated items are recognised the same way as in a real run (SeenKeys). The URL policy is applied
  * to each first URL as written (no DNS): a URL it refuses is not planned.
  */
-export async function planDryRun(manifests: readonly string[], opts: DownloadOptions, db: string, policy: UrlPolicy): Promise<number> {
+export async function planDryRun(manifests: readonly string[], opts: DownloadOptions, db: string, policy: UrlPolicy, resolvers: ResolverConfig): Promise<number> {
   const ledger = existsSync(db) ? openDatabase(db, { readonly: true, lockTimeoutMs: opts.lockTimeout }) : null;
   const queries = ledger ? new LedgerQueries(ledger) : null;
+  const cached = ledger ? new CachedPlacement(ledger, opts, policy, resolvers) : null;
   const seen = new SeenKeys();
   const reporter = new Reporter({ ...opts, progress: false }, Date.now);
   // A reader that went away (`| head`) ends the planning: nothing else is for anyone.
@@ -39,6 +51,11 @@ export async function planDryRun(manifests: readonly string[], opts: DownloadOpt
       reporter.record(knownFailure(row, item.source));
     } else if (item.candidates.length > 0 && allowed.length === 0) {
       reporter.record(recordFromRow(base, { status: 'failed', reason: 'blocked', url: item.candidates[0]!.href, source: item.source }));
+    } else if (item.candidates.length === 0 && item.ids) {
+      return (cached?.lead(item) ?? Promise.resolve(null)).then((lead) => {
+        reporter.record(recordFromRow(base, { status: 'planned', reason: null, url: lead?.url ?? null, resolver: lead?.resolver ?? null, source: item.source, attempts: 0 }));
+        return reporter.writable();
+      });
     } else if (item.candidates.length === 0) {
       reporter.record(recordFromRow(base, { status: 'failed', reason: item.blocked.length ? 'blocked' : 'no_url', source: item.source }));
     } else {
@@ -53,6 +70,7 @@ export async function planDryRun(manifests: readonly string[], opts: DownloadOpt
     offStdout();
   }
   seen.close();
+  await cached?.close();
   ledger?.close();
   if (reporter.closed) return EXIT_PIPE;
   await reporter.finish();
@@ -67,3 +85,42 @@ function allows(policy: UrlPolicy, href: string): boolean {
     return false;
   }
 }
+
+/**
+ * Where the HTTP cache already places a work known only by identifiers: the resolvers asked in
+ * order through the cache, behind a gate that lets nothing through, so a fresh cached answer is
+ * read and nothing leaves the machine. (`Cache-Control: only-if-cached` would say the same, but
+ * undici 7's cache interceptor never answers it when a redirect handler sits above it.) The first
+ * lead of the first resolver whose answer is cached, or null.
+ */
+class CachedPlacement {
+  private readonly http: HttpClient;
+  private readonly store: HttpCacheTable;
+  private readonly signal = new AbortController().signal;
+
+  constructor(db: Database.Database, private readonly opts: DownloadOptions, private readonly policy: UrlPolicy, private readonly config: ResolverConfig) {
+    this.http = new HttpClient({ connectTimeout: opts.connectTimeout, stallTimeout: opts.stallTimeout, concurrency: 1, blocked: null });
+    this.store = new HttpCacheTable(db, new GroupCommit(db));
+  }
+
+  async lead(item: Item): Promise<{ url: string; resolver: ResolverName } | null> {
+    const get = async (url: string) => {
+      const ctx = { dispatcher: await this.http.dispatcher(), cache: { store: this.store, ttlS: Math.floor(this.opts.cacheTtl / 1000) }, headers: metadataHeaders(this.opts), policy: this.policy, gate: NO_NETWORK, signal: this.signal };
+      return cachedGet(ctx, url, 'metadata', METADATA_MAX_BYTES);
+    };
+    for (let from = 0; ; ) {
+      const got = await askNext({ config: this.config, mailto: this.opts.mailto ?? null, get, events: new Events(), itemId: item.id }, item.ids!, from);
+      if (!got) return null;
+      if ('leads' in got.asked && got.asked.leads[0]) return { url: got.asked.leads[0].url, resolver: got.asked.resolver };
+      from = got.next;
+    }
+  }
+
+  close(): Promise<void> {
+    return this.http.close();
+  }
+}
+
+const NO_NETWORK: RequestGate = {
+  enter: () => Promise.reject(new LookupError('connect_error', '--dry-run sends no request')),
+};

@@ -1,3 +1,4 @@
+import { userAgent, type DownloadOptions } from '../config.js';
 import type { Events } from '../events.js';
 import { cachedGet, type CachedAnswer, type CachedGetContext } from '../http/cached-get.js';
 import type { RequestGate } from '../http/request-gate.js';
@@ -18,6 +19,11 @@ export interface ResolveServices {
   robots: RobotsRules;
   /** headers of metadata requests (a JSON Accept, the User-Agent with --mailto) */
   headers: Record<string, string>;
+}
+
+/** Headers of metadata requests: the same in a run and in --dry-run, whose cache look-ups must match. */
+export function metadataHeaders(opts: Pick<DownloadOptions, 'userAgent' | 'mailto'>): Record<string, string> {
+  return { 'user-agent': userAgent(opts), accept: 'application/json' };
 }
 
 /** One URL to try for an item, with where it came from. */

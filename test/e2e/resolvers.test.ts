@@ -65,6 +65,16 @@ describe('resolvers: identifiers to PDFs', () => {
     expect(env.origin.requests.slice(before).map((r) => r.path)).toEqual([]);
     expect(queryLedger<{ n: number }>(env.ws.out, 'SELECT count(*) AS n FROM http_cache')[0]!.n).toBeGreaterThan(10);
 
+    // --dry-run places works from the cache alone, and sends nothing.
+    const fresh = await env.ws.file('fresh.txt', '{"id": "two-again", "doi": "10.1000/two"}\n{"id": "never-asked", "doi": "10.1000/never"}\narXiv:2303.00003\n');
+    const dryBefore = env.origin.requests.length;
+    // The same --mailto: it is part of the requests the cache knows.
+    const dry = await runCli(['download', fresh, '-o', env.ws.out, '--resolvers', resolvers, '--mailto', 'team@example.org', '--dry-run', '--json']);
+    expect(env.origin.requests.length).toBe(dryBefore);
+    expect(byId(dry.records).get('two-again')).toMatchObject({ status: 'planned', resolver: 'openalex', url: env.origin.url('/pub/article/2') });
+    expect(byId(dry.records).get('never-asked')).toMatchObject({ status: 'planned', resolver: null, url: null });
+    expect(byId(dry.records).get('arXiv:2303.00003')).toMatchObject({ status: 'planned', resolver: 'arxiv', url: env.origin.url('/arxiv/pdf/2303.00003') });
+
     const status = await runCli(['status', '-o', env.ws.out, '--json']);
     expect(JSON.parse(status.stdout).resolvers).toEqual({ openalex: 2, unpaywall: 1, crossref: 1, arxiv: 2, europepmc: 1 });
   });
