@@ -121,7 +121,13 @@ export async function replayStream(ctx: OpsContext, job: JobRow, row: PartRow | 
   return 'stale';
 }
 
-export async function discardPart(ctx: Pick<OpsContext, 'opts' | 'ledger'>, job: JobRow): Promise<void> {
+/**
+ * Drops the item's part and its row. Only its holder may: a holder stopped past its lease and
+ * continued would otherwise delete the part its successor is writing (which then ends `not-ours`
+ * at finalize, and its body is fetched again in full).
+ */
+export async function discardPart(ctx: OpsContext, job: JobRow): Promise<void> {
+  if (!ctx.ledger.holds(job.key, ctx.owner, ctx.now())) throw new LeaseLost();
   await unlink(partPath(ctx.opts.out, job.key)).catch(() => undefined);
   ctx.ledger.dropPart(job.key);
 }
@@ -165,6 +171,7 @@ export class StreamOp {
   done(body: { sha256: string; size: number }): void {
     const result: StreamResult = { ...body, fsynced: false };
     const { ctx, job, small } = this;
+    if ((small || this.key) && !this.holds()) return;
     if (small) {
       // A small body's part row and its stream op, begun and finished at once: two writes.
       ctx.ledger.savePart(job.key, small, ctx.now());
@@ -177,6 +184,11 @@ export class StreamOp {
 
   /** The attempt failed and keeps its part for the next one: a small body's validators go with it. */
   kept(): void {
-    if (this.small) this.ctx.ledger.savePart(this.job.key, this.small, this.ctx.now());
+    if (this.small && this.holds()) this.ctx.ledger.savePart(this.job.key, this.small, this.ctx.now());
+  }
+
+  /** Part rows and stream ops are written by the job's holder only (see discardPart). */
+  private holds(): boolean {
+    return this.ctx.ledger.holds(this.job.key, this.ctx.owner, this.ctx.now());
   }
 }
