@@ -1,4 +1,5 @@
 import { link, readFile, readdir, stat, unlink, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { jobKey } from '../../src/manifest/parse.js';
@@ -59,14 +60,14 @@ describe('reconcile', () => {
   });
 
   it('expires a stale lease so the job resumes instead of being stranded', async () => {
-    // r0 crashed mid-transfer: leased, no object yet, a part on disk.
-    writeLedger(out, "UPDATE jobs SET state = 'active', lease_owner = 'elsewhere:1:x', lease_expires_at = 5, sha256 = NULL, path = NULL WHERE key = ?", key(0));
+    // r0 crashed mid-transfer (its process on this machine is gone): leased, no object yet, a part on disk.
+    writeLedger(out, "UPDATE jobs SET state = 'active', lease_owner = ?, lease_expires_at = 5, sha256 = NULL, path = NULL WHERE key = ?", `${hostname()}:999999999:x`, key(0));
     writeLedger(out, 'DELETE FROM ops WHERE job_key = ?', key(0));
     await unlink(objectOf(0).abs);
     await writeFile(partPath(out, key(0)), bodies[0]!.subarray(0, 1000));
     writeLedger(out, "UPDATE jobs SET state = 'active', lease_owner = 'elsewhere:1:y', lease_expires_at = ? WHERE key = ?", Date.now() + 600_000, key(1));
     const { code, step } = await reconcileJson();
-    expect(step('expire-leases')).toMatchObject({ expired: 1, live: 1 });
+    expect(step('expire-leases')).toMatchObject({ expired: 1, live: 1, parts_dropped: 0 });
     expect(code).toBe(0);
     expect(state(0).state).toBe('pending');
     expect(state(1).state).toBe('active');
