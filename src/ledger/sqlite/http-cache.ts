@@ -1,4 +1,5 @@
 import { Writable } from 'node:stream';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import type Database from 'better-sqlite3';
 import type { CacheStore, HttpCache } from '../types.js';
 import type { GroupCommit } from './group-commit.js';
@@ -54,7 +55,7 @@ export class HttpCacheTable implements HttpCache {
     const row = this.find(key, false);
     if (!row) return undefined;
     return {
-      body: row.body ?? undefined,
+      body: row.body ? gunzipSync(row.body) : undefined,
       statusCode: row.status_code,
       statusMessage: row.status_message,
       headers: row.headers ? JSON.parse(row.headers) : {},
@@ -95,7 +96,8 @@ export class HttpCacheTable implements HttpCache {
 
   private save(key: Key, value: Value, body: Buffer): void {
     const row = {
-      body,
+      // JSON answers shrink several times: a million works' answers would otherwise weigh gigabytes.
+      body: gzipSync(body),
       delete_at: value.deleteAt,
       status_code: value.statusCode,
       status_message: value.statusMessage,
