@@ -118,6 +118,7 @@ async function transferInput(ctx: ItemContext, job: JobRow, candidate: Candidate
     partRow: found.partRow,
     conditional,
     gate: ctx.gate,
+    holds: () => ctx.ledger.holds(job.key, ctx.owner, ctx.now()),
     onFreshPart: (row) => stream.fresh(row),
     onBodyComplete: (body) => stream.done(body),
   };

@@ -13,6 +13,7 @@ import type { PartRow } from '../ledger/types.js';
 import { redactCredentials } from '../manifest/canonical-url.js';
 import { gateKey, type Role } from '../hosts/policy.js';
 import { DecodingSink, decoderFor } from './decode.js';
+import { LeaseLost } from './ops.js';
 import { HtmlPage, PageFull, PageSink } from './page-sink.js';
 import { Discard, DiscardOverflow, OverlapMismatch, PartWriter, readHeld, type HeldState } from './part-writer.js';
 import { isStrongEtag, judgeResponse, planResume, rangeFrom, resumeHeaders, type ResumePlan } from './resume.js';
@@ -45,6 +46,8 @@ export interface TransferInput {
    * reach the part only once the promise it may return resolves.
    */
   onFreshPart: (row: PartRow) => Promise<void> | null;
+  /** whether this process still holds the item: checked before the part's path is touched */
+  holds: () => boolean;
   /** a kept body is whole in its part (not yet fsync'd): see PartWriterOptions.onComplete */
   onBodyComplete: (body: { sha256: string; size: number }) => void;
   /** every request, each redirect hop included, passes the host's gate and reports back to it */
@@ -182,7 +185,7 @@ async function gatedExchange(input: TransferInput, target: URL, headers: Record<
   try {
     answer = await exchange({ ...input, onSent: () => permit.sent() }, target, headers, plan, conditional, facts, seed);
   } catch (err) {
-    permit.settle(err instanceof ItemError ? err.code : 'connect_error', null, facts.httpStatus);
+    permit.settle(err instanceof ItemError ? err.code : err instanceof LeaseLost ? null : 'connect_error', null, facts.httpStatus);
     throw err;
   }
   if (answer.kind === 'error') {
@@ -327,6 +330,10 @@ function bodyWriter(input: TransferInput, asked: Asked, statusCode: number, rh: 
   // Content-Length counts encoded bytes; undici itself holds the body to it.
   const declared = length !== null && /^\d+$/.test(length) && !encoded ? Number(length) : null;
   let writesAfter: Promise<void> | null = null;
+  // The answer may come long after the request left (a process stopped in between, past its
+  // lease): by then the part's path may be its successor's, which must not be unlinked, truncated
+  // or appended to.
+  if (!input.holds()) throw new LeaseLost();
   if (verdict === 'restart') {
     // The bytes of an earlier version go before the new validators are stored: the part is
     // truncated only when its file opens, on the thread pool, which may come after the ledger's

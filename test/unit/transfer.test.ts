@@ -4,6 +4,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LeaseLost } from '../../src/download/ops.js';
 import { emptyFacts, transfer, type TransferInput } from '../../src/download/transfer.js';
 import type { RequestGate } from '../../src/http/request-gate.js';
 import { HostHeaders } from '../../src/hosts/headers.js';
@@ -41,7 +42,7 @@ describe('transfer of a part whose version changed', () => {
     const input: TransferInput = {
       url: partRow.url, part, out: dir, headers: {}, auth: null, policy, hostHeaders: new HostHeaders(), dispatcher,
       maxBytes: 1 << 24, minFree: 0, minSpeed: { bytesPerSecond: 0, windowMs: 1000 }, fsync: false, signal: new AbortController().signal,
-      held: 100_000, partRow, gate, role: 'artifact', readPages: false,
+      held: 100_000, partRow, gate, role: 'artifact', readPages: false, holds: () => true,
       onFreshPart: (row) => {
         seenAtFresh.push({ row, partExists: existsSync(part) });
         return null;
@@ -55,5 +56,25 @@ describe('transfer of a part whose version changed', () => {
     expect(completed).toEqual([{ sha256: sha(B), size: B.length }]);
     expect(result).toMatchObject({ sha256: sha(B), size: B.length, resumeFrom: 0 });
     expect((await readFile(part)).equals(B)).toBe(true);
+  });
+
+  it("leaves the part alone when the answer comes after the lease went to another holder", async () => {
+    const part = join(dir, 'taken.part');
+    const successors = Buffer.from('bytes the successor is writing');
+    await writeFile(part, successors);
+    const policy = new UrlPolicy({ allowHost: [], denyHost: [], denyPrivate: false });
+    const gate: RequestGate = { enter: async () => ({ sent: () => undefined, settle: () => true }) };
+    const dispatcher = await createAgent({ connectTimeout: 2000, stallTimeout: 2000, concurrency: 4, blocked: policy.ranges });
+    const input: TransferInput = {
+      url: origin.url('/doc.pdf'), part, out: dir, headers: {}, auth: null, policy, hostHeaders: new HostHeaders(), dispatcher,
+      maxBytes: 1 << 24, minFree: 0, minSpeed: { bytesPerSecond: 0, windowMs: 1000 }, fsync: false, signal: new AbortController().signal,
+      held: 0, partRow: undefined, gate, role: 'artifact', readPages: false,
+      holds: () => false,
+      onFreshPart: () => null,
+      onBodyComplete: () => undefined,
+    };
+    await expect(transfer(input, emptyFacts())).rejects.toBeInstanceOf(LeaseLost);
+    await dispatcher.close();
+    expect((await readFile(part)).equals(successors)).toBe(true);
   });
 });
