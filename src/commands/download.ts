@@ -1,5 +1,6 @@
 import { access, mkdir } from 'node:fs/promises';
-import { constants } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { constants, readFileSync } from 'node:fs';
 import { userAgent, type DownloadOptions } from '../config.js';
 import { linkDone } from '../download/ops.js';
 import { heartbeat, itemTask, stopLeases, type Run } from '../download/item-task.js';
@@ -51,6 +52,8 @@ async function prepareOut(opts: DownloadOptions): Promise<void> {
 }
 
 interface Policies {
+  /** --ca-file's certificates */
+  ca: string | null;
   resolvers: ResolverConfig;
   rates: RatePolicies;
   breakers: BreakerPolicies;
@@ -58,9 +61,30 @@ interface Policies {
   hostHeaders: HostHeaders;
 }
 
+/** A PEM file of certificates; anything else is a usage error before the run starts. */
+function readCaFile(file: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`--ca-file ${file}: cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  const certs = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  if (certs.length === 0) throw new UsageError(`--ca-file ${file}: no PEM certificate in it (-----BEGIN CERTIFICATE-----)`);
+  certs.forEach((pem, i) => {
+    try {
+      new X509Certificate(pem);
+    } catch (err) {
+      throw new UsageError(`--ca-file ${file}: certificate ${i + 1} cannot be read: ${(err as Error).message}`);
+    }
+  });
+  return certs.join('\n');
+}
+
 /** Policy files and host lists are read and validated before anything starts: a bad one is exit 2. */
 function loadPolicies(opts: DownloadOptions): Policies {
   return {
+    ca: opts.caFile ? readCaFile(opts.caFile) : null,
     resolvers: resolverConfig(opts.resolvers),
     rates: loadRatelimits(opts.ratelimits ?? builtinConfig('ratelimits.default.yaml')),
     breakers: loadBreakers(opts.breakers ?? builtinConfig('breakers.default.yaml')),
@@ -136,7 +160,7 @@ function assembleRun(opts: DownloadOptions, policies: Policies, controller: Abor
   // With JSON events the stderr stream is for machines: the summary travels in run_end.
   const reporter = new Reporter(opts.logFormat === 'json' ? { ...opts, quiet: true } : opts, now, events);
   // Tuned only once something is fetched: a re-run with nothing to fetch stays as small as it can.
-  const http = new HttpClient({ connectTimeout: opts.connectTimeout, stallTimeout: opts.stallTimeout, concurrency: opts.concurrency, blocked: policies.urls.ranges, beforeFirstUse: tuneForTransfers });
+  const http = new HttpClient({ connectTimeout: opts.connectTimeout, stallTimeout: opts.stallTimeout, concurrency: opts.concurrency, blocked: policies.urls.ranges, ca: policies.ca, beforeFirstUse: tuneForTransfers });
   const ctx = {
     opts,
     ledger,

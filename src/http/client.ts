@@ -1,4 +1,5 @@
 import type { BlockList } from 'node:net';
+import { rootCertificates } from 'node:tls';
 import type { Agent, Dispatcher } from 'undici';
 import { cachedLookup } from './dns-cache.js';
 
@@ -8,6 +9,8 @@ export interface ClientOptions {
   concurrency: number;
   /** --deny-private: addresses a connection may not use */
   blocked: BlockList | null;
+  /** --ca-file: PEM certificates trusted beside the system's (a private CA, an institutional proxy) */
+  ca?: string | null;
   /** called once, before undici loads: the run's process-wide tuning (see runtime-tuning.ts) */
   beforeFirstUse?: () => void;
 }
@@ -42,7 +45,7 @@ export async function createAgent(opts: ClientOptions): Promise<Agent> {
     keepAliveMaxTimeout: 60_000,
     headersTimeout: opts.stallTimeout,
     bodyTimeout: opts.stallTimeout,
-    connect: { timeout: opts.connectTimeout, lookup: cachedLookup(opts.blocked) },
+    connect: { timeout: opts.connectTimeout, lookup: cachedLookup(opts.blocked), ...(opts.ca ? { ca: [...rootCertificates, opts.ca] } : {}) },
     maxHeaderSize: 64 * 1024,
   });
 }

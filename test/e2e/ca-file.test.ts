@@ -1,0 +1,53 @@
+import { execFileSync } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli, workspace, type Workspace } from '../helpers/cli.js';
+import { samplePdf } from '../helpers/origin.js';
+
+/** An HTTPS origin whose certificate no public CA signed: a self-signed one for 127.0.0.1, made by openssl. */
+describe('--ca-file', () => {
+  let ws: Workspace;
+  let server: Server;
+  let url: string;
+  let caFile: string;
+  const body = samplePdf('over tls', 40_000);
+
+  beforeAll(async () => {
+    ws = await workspace();
+    const key = join(ws.dir, 'key.pem');
+    caFile = join(ws.dir, 'cert.pem');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', caFile, '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+    server = createServer({ key: await readFile(key), cert: await readFile(caFile) }, (_req, res) => res.writeHead(200, { 'content-type': 'application/pdf', 'content-length': body.length }).end(body));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/paper.pdf`;
+  });
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+    await ws.cleanup();
+  });
+
+  it('an unknown CA is a tls_error; trusted through --ca-file it downloads', async () => {
+    const manifest = await ws.file('tls.txt', `${url}\n`);
+    const refused = await runCli(['download', manifest, '-o', join(ws.dir, 'a'), '--json', '-q', '--retries', '0']);
+    expect(refused.records[0]).toMatchObject({ status: 'failed', reason: 'tls_error' });
+    const trusted = await runCli(['download', manifest, '-o', join(ws.dir, 'b'), '--json', '-q', '--ca-file', caFile]);
+    expect(trusted.code).toBe(0);
+    expect(trusted.records[0]).toMatchObject({ status: 'downloaded', bytes: body.length });
+    expect((await readFile(join(ws.dir, 'b', trusted.records[0]!.path as string))).equals(body)).toBe(true);
+  });
+
+  it('a file without a readable certificate is a usage error before anything starts', async () => {
+    const manifest = await ws.file('tls2.txt', `${url}\n`);
+    const junk = await ws.file('junk.pem', 'not a certificate\n');
+    const bad = await ws.file('bad.pem', '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n');
+    for (const [file, message] of [[junk, /no PEM certificate/], [bad, /certificate 1 cannot be read/], [join(ws.dir, 'missing.pem'), /cannot read: ENOENT/]] as const) {
+      const res = await runCli(['download', manifest, '-o', join(ws.dir, 'c'), '--ca-file', file]);
+      expect(res.code).toBe(2);
+      expect(res.stderr).toMatch(message);
+    }
+  });
+});
