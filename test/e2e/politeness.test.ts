@@ -2,17 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jsonl, runCli, workspace, type Workspace } from '../helpers/cli.js';
 import { queryLedger } from '../helpers/ledger.js';
 import { samplePdf, startOrigin, type Origin, type RequestLog } from '../helpers/origin.js';
-
-/** The most requests that fell into any window of `ms`, wherever it is placed. */
-function maxInWindow(times: number[], ms: number): number {
-  const t = [...times].sort((a, b) => a - b);
-  let best = 0;
-  for (let i = 0, j = 0; i < t.length; i += 1) {
-    while (t[i]! - t[j]! >= ms) j += 1;
-    best = Math.max(best, i - j + 1);
-  }
-  return best;
-}
+import { maxInWindow } from '../helpers/windows.js';
 
 const at = (reqs: RequestLog[]) => reqs.map((r) => r.at);
 

@@ -5,20 +5,9 @@ import { byId, originAndWorkspace, runCli } from '../helpers/cli.js';
 import { queryLedger } from '../helpers/ledger.js';
 import { resolversYaml, serveScholarly } from '../fixtures/scholarly.js';
 import { samplePdf, startOrigin } from '../helpers/origin.js';
+import { maxInWindow } from '../helpers/windows.js';
 
 const API = /^\/(openalex|unpaywall|crossref|europepmc)\//;
-
-/** The most requests that fell into any window of `ms`. */
-function maxInWindow(times: number[], ms: number): number {
-  const t = [...times].sort((a, b) => a - b);
-  let best = 0;
-  for (let i = 0, j = 0; i < t.length; i += 1) {
-    while (t[i]! - t[j]! >= ms) j += 1;
-    best = Math.max(best, i - j + 1);
-  }
-  return best;
-}
-
 
 describe('resolvers: identifiers to PDFs', () => {
   const env = originAndWorkspace(() => startOrigin());
