@@ -49,7 +49,9 @@ describe('politeness: rate limits, Retry-After, breakers', () => {
     expect(res.records.filter((r) => String(r.id).startsWith('d')).map((r) => r.reason)).toEqual(Array(8).fill('breaker_open'));
 
     const lt = at(limited.requests);
-    expect(maxInWindow(lt, 1000), lt.map((t) => t - lt[0]!).join(" ")).toBeLessThanOrEqual(5);
+    // 5/s at the gate; arrival times carry each connection's own set-up time (up to ~30 ms on a
+    // loaded machine), so the window is taken 50 ms short.
+    expect(maxInWindow(lt, 950), lt.map((t) => t - lt[0]!).join(" ")).toBeLessThanOrEqual(5);
     // fail_max failures open the breaker; after that only one probe per reset timeout (plus jitter).
     expect(dead.requests.length).toBeGreaterThanOrEqual(3);
     expect(dead.requests.length).toBeLessThanOrEqual(3 + Math.ceil(runMs / 500));
