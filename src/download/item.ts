@@ -196,10 +196,8 @@ export async function downloadItem(ctx: ItemContext, item: Item, job: JobRow, pr
   return { outcome: failure(last.error.code, attempts.n, ctx.now() - started, last), canonicalUrl: last.candidate.canonical, message, later };
 }
 
-/** No URL to try: none given, and no resolver could place the work. */
+/** No URL to try: none given, and no resolver could place the work (an API that could not be asked may, later). */
 function noUrl(item: Item, state: TargetState): ItemResult {
   const why = item.ids ? `no resolver found a URL${state.notes.length > 0 ? `: ${state.notes.join('; ')}` : ''}` : 'the line names no URL to fetch';
-  // A resolver that could not be asked (an API down) may know the work next time.
-  const transient = state.notes.some((n) => /\((?:http_5\d\d|http_429|timeout|connect_error|dns_error|tls_error|stalled)\)$/.test(n));
-  return { outcome: failure('no_url', 0, 0), canonicalUrl: null, message: why, later: transient ? 'backoff' : 'never' };
+  return { outcome: failure('no_url', 0, 0), canonicalUrl: null, message: why, later: state.unreachable ? 'backoff' : 'never' };
 }

@@ -1,5 +1,6 @@
 import { userAgent, type DownloadOptions } from '../config.js';
 import type { Events } from '../events.js';
+import { laterFor } from '../http/classify.js';
 import { cachedGet, type CachedAnswer, type CachedGetContext } from '../http/cached-get.js';
 import type { RequestGate } from '../http/request-gate.js';
 import type { Role } from '../hosts/policy.js';
@@ -45,11 +46,13 @@ export interface TargetState {
   nextResolver: number;
   /** why resolvers and landing pages gave nothing, for the no_url message */
   notes: string[];
+  /** an API could not be asked (down, throttled, unreachable): it may place the work later */
+  unreachable: boolean;
 }
 
 export function initialTargets(item: Item): TargetState {
   const queue = item.candidates.map((candidate): Target => ({ candidate, role: 'artifact', resolver: null, landingUrl: null, fromPage: false }));
-  return { queue, tried: new Set(), nextResolver: 0, notes: [] };
+  return { queue, tried: new Set(), nextResolver: 0, notes: [], unreachable: false };
 }
 
 export interface TargetContext {
@@ -87,11 +90,6 @@ export class Targets {
     }
   }
 
-  /** Whether more resolvers could still be asked (an item with none is not rehomed). */
-  get resolving(): boolean {
-    return this.ctx.resolve !== null && this.item.ids !== null;
-  }
-
   /** An HTML answer: the PDF links it names go first, if robots.txt lets the page be read. */
   async fromPage(from: Target, page: HtmlPage): Promise<void> {
     if (!this.ctx.resolve?.config.landing || from.fromPage) return;
@@ -114,6 +112,7 @@ export class Targets {
     const { asked } = got;
     if ('failed' in asked) {
       this.state.notes.push(`${asked.resolver}: ${asked.message} (${asked.failed})`);
+      if (asked.failed !== 'bad_json' && asked.failed !== 'bad_shape' && laterFor(asked.failed) === 'backoff') this.state.unreachable = true;
       return true;
     }
     for (const lead of asked.leads) {

@@ -22,9 +22,6 @@ export interface CachedGetContext {
 
 export interface CachedAnswer {
   status: number;
-  /** the URL that answered (after redirects) */
-  url: string;
-  contentType: string | null;
   body: Buffer;
 }
 
@@ -116,10 +113,7 @@ export async function cachedGet(ctx: CachedGetContext, url: string, role: Role, 
     res.body.destroy();
     throw new LookupError('too_many_redirects', `more than ${MAX_REDIRECTS} redirects from ${url}`);
   }
-  const body = await readBounded(res.body, maxBytes, url);
-  const type = res.headers['content-type'];
-  const history = (res as { context?: { history?: URL[] } }).context?.history;
-  return { status, url: history?.at(-1)?.href ?? url, contentType: Array.isArray(type) ? type[0]! : (type ?? null), body };
+  return { status, body: await readBounded(res.body, maxBytes, url) };
 }
 
 async function readBounded(body: Dispatcher.ResponseData['body'], maxBytes: number, url: string): Promise<Buffer> {

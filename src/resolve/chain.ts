@@ -1,4 +1,4 @@
-import { LookupError } from '../errors.js';
+import { LookupError, type LookupCode } from '../errors.js';
 import type { Events } from '../events.js';
 import type { CachedAnswer } from '../http/cached-get.js';
 import type { ResolverConfig, ResolverName } from './config.js';
@@ -19,7 +19,7 @@ export interface ChainContext {
 }
 
 /** What one resolver gave: its leads, or why none (a stable code and a sentence). */
-export type Asked = { resolver: ResolverName; leads: Lead[] } | { resolver: ResolverName; failed: string; message: string };
+export type Asked = { resolver: ResolverName; leads: Lead[] } | { resolver: ResolverName; failed: LookupCode; message: string };
 
 /**
  * Resolvers are asked one at a time, in the configured order, and only when the leads of the one
@@ -47,7 +47,7 @@ async function askApi(ctx: ChainContext, name: ResolverName, url: string): Promi
     throw err;
   }
   if (answer.status === 404) return { resolver: name, failed: 'http_404', message: 'does not know the work' };
-  if (answer.status !== 200) return { resolver: name, failed: `http_${answer.status}`, message: `answered HTTP ${answer.status}` };
+  if (answer.status !== 200) return { resolver: name, failed: `http_${answer.status}` as const, message: `answered HTTP ${answer.status}` };
   let json: unknown;
   try {
     json = JSON.parse(answer.body.toString('utf8'));

@@ -100,6 +100,20 @@ describe('resolvers: identifiers to PDFs', () => {
     }
   });
 
+  it('a work no resolver places is a permanent no_url, unless an API could not be asked', async () => {
+    const { origin, ws } = env;
+    origin.set(`/openalex/works/doi:${encodeURIComponent('10.3000/down')}`, { body: Buffer.from('busy'), status: 503, headers: { 'content-type': 'text/plain' } });
+    const manifest = await ws.file('later.txt', '10.3000/down\n10.3000/nobody\n');
+    const resolvers = await ws.file('resolvers.yaml', resolversYaml(origin));
+    const out = join(ws.dir, 'later-out');
+    const run = await runCli(['download', manifest, '-o', out, '--resolvers', resolvers, '--json', '-q', '--retries', '0']);
+    expect(run.code).toBe(1);
+    expect(byId(run.records).get('10.3000/down')).toMatchObject({ reason: 'no_url', message: expect.stringMatching(/openalex: answered HTTP 503 \(http_503\)/) });
+    const rows = new Map(queryLedger<{ item_id: string; next_attempt_at: number | null }>(out, 'SELECT item_id, next_attempt_at FROM jobs').map((r) => [r.item_id, r.next_attempt_at]));
+    expect(rows.get('10.3000/down')).toEqual(expect.any(Number));
+    expect(rows.get('10.3000/nobody')).toBeNull();
+  });
+
   it('metadata requests keep their role\'s rate, apart from the PDF host\'s', async () => {
     const { origin, ws } = env;
     const lines: string[] = [];
