@@ -18,11 +18,14 @@ export interface OptionSpec {
   help: string;
 }
 
+/** How long a ledger write waits for another process's transaction, unless --lock-timeout says. */
+export const LOCK_TIMEOUT_S = 15;
+
 export const SHARED_OPTIONS: readonly OptionSpec[] = [
   { flag: 'out', short: 'o', kind: 'string', arg: 'dir', default: './pdfs', help: 'content-addressed store' },
   { flag: 'db', kind: 'string', arg: 'path', help: 'ledger file (default: <out>/docstokg.sqlite)' },
   { flag: 'json', kind: 'bool', default: false, help: 'machine-readable output on stdout' },
-  { flag: 'lock-timeout', kind: 'seconds', arg: 's', default: 15, min: 0, help: 'how long to wait for a ledger locked by another process' },
+  { flag: 'lock-timeout', kind: 'seconds', arg: 's', default: LOCK_TIMEOUT_S, min: 0, help: 'how long to wait for a ledger locked by another process' },
 ];
 
 const QUIET: OptionSpec = { flag: 'quiet', short: 'q', kind: 'bool', default: false, help: 'no progress or summary on stderr' };

@@ -100,7 +100,7 @@ class CachedPlacement {
 
   constructor(db: Database.Database, private readonly opts: DownloadOptions, private readonly policy: UrlPolicy, private readonly config: ResolverConfig) {
     this.http = new HttpClient({ connectTimeout: opts.connectTimeout, stallTimeout: opts.stallTimeout, concurrency: 1, blocked: null });
-    this.store = new HttpCacheTable(db, new GroupCommit(db));
+    this.store = new HttpCacheTable(db, new GroupCommit(db, opts.lockTimeout));
   }
 
   async lead(item: Item): Promise<{ url: string; resolver: ResolverName } | null> {

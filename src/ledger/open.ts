@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
+import { LOCK_TIMEOUT_S } from '../config.js';
 import { FatalError } from '../errors.js';
 import { MIGRATIONS } from './migrations.js';
 
@@ -16,7 +17,7 @@ export function openDatabase(path: string, opts: { readonly?: boolean; lockTimeo
   try {
     if (!opts.readonly) mkdirSync(dirname(path), { recursive: true });
     db = new Database(path, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false });
-    db.pragma(`busy_timeout = ${Math.round(opts.lockTimeoutMs ?? 15_000)}`);
+    db.pragma(`busy_timeout = ${Math.round(opts.lockTimeoutMs ?? LOCK_TIMEOUT_S * 1000)}`);
     if (!opts.readonly) {
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type Database from 'better-sqlite3';
+import { LOCK_TIMEOUT_S } from '../config.js';
 import type { Item } from '../manifest/parse.js';
 import { openDatabase } from './open.js';
 import { AttemptsTable } from './sqlite/attempts.js';
@@ -36,7 +37,7 @@ export class SqliteLedger implements Ledger {
     // 4 MB holds the interior pages of every index of a ledger of millions of jobs; a larger cache
     // only raised the peak RSS of a re-run (docs/decisions.md).
     db.pragma('cache_size = -4096');
-    const group = (this.group = new GroupCommit(db));
+    const group = (this.group = new GroupCommit(db, opts.lockTimeoutMs ?? LOCK_TIMEOUT_S * 1000));
     this.jobsTable = new JobsTable(db, group, this.runId);
     this.opsTable = new OpsTable(db, group);
     this.parts = new PartsTable(db, group);

@@ -1,5 +1,6 @@
 import type Database from 'better-sqlite3';
 import { LEDGER_BATCH } from '../../config.js';
+import { WriteLock } from './write-lock.js';
 
 /** Longest a write waits for its group's commit, unless someone asks for it sooner. */
 const COMMIT_AFTER_MS = 25;
@@ -15,12 +16,16 @@ export class GroupCommit {
   /** callers of committed() waiting for the open group's commit */
   private waiting: { resolve: () => void; reject: (err: Error) => void }[] = [];
 
-  constructor(private readonly db: Database.Database) {}
+  private readonly lock: WriteLock;
+
+  constructor(db: Database.Database, lockTimeoutMs: number) {
+    this.lock = new WriteLock(db, lockTimeoutMs);
+  }
 
   /** Runs `fn` inside the open group (opening one if needed). */
   write<T>(fn: () => T): T {
     if (this.pending === 0) {
-      this.db.exec('BEGIN IMMEDIATE');
+      this.lock.begin();
       this.timer = setTimeout(() => this.flush(), COMMIT_AFTER_MS);
     }
     this.pending += 1;
@@ -39,7 +44,7 @@ export class GroupCommit {
     const waiting = this.waiting;
     this.waiting = [];
     try {
-      this.db.exec('COMMIT');
+      this.lock.commit();
     } catch (err) {
       for (const w of waiting) w.reject(err as Error);
       throw err;
