@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// node bench/floor.js <url list> <out dir> [--fsync]
+// node bench/floor.js <url list> <out dir> [--h2] [--fsync]
 // The least a Node.js client on docstokg's stack does for each verified file: one GET through
 // undici's dispatcher, SHA-256 of the body as it arrives, the body written to a part file, and a
 // rename to <out>/<ab>/<sha256>.pdf (with --fsync: the file and its directory fsynced first).
@@ -15,10 +15,11 @@ const CONCURRENCY = 16;
 /** Bytes queued for the part file at which the connection is paused until the queue is written. */
 const HIGH_WATER = 4 * 1024 * 1024;
 
-const [list, out, flag] = process.argv.slice(2);
-const durable = flag === '--fsync';
+const [list, out, ...flags] = process.argv.slice(2);
+const durable = flags.includes('--fsync');
 const urls = readFileSync(list, 'utf8').split('\n').filter(Boolean);
-const agent = new Agent({ connections: CONCURRENCY });
+// --h2: HTTP/2 where the server offers it, as docstokg does.
+const agent = new Agent({ connections: CONCURRENCY, allowH2: flags.includes('--h2') });
 const staging = join(out, '.staging');
 const shards = new Map();
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// npm run bench [-- --runs 5 --sets small,medium,large --no-scale --no-many-hosts --latencies 50,200,1000]
+// npm run bench [-- --runs 5 --sets small,medium,large --protocols http,https,h2 --no-scale --no-many-hosts --latencies 50,200,1000]
 // Measures docstokg against curl --parallel, aria2c, wget and a Node.js floor (floor.js) on the
-// same sets, served by a local nginx (a node:http static server when nginx is not installed).
+// same sets, served by a local nginx (a node:http static server when nginx is not installed) over
+// plain HTTP, HTTPS with HTTP/1.1 only, and HTTPS offering HTTP/2 (self-signed certificate).
 // Outputs are deleted and `sync` run before every timed run; tools alternate; medians and ratios
 // come from the same run.
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -9,7 +10,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { sets, makeFile, makeSets } from './datasets.js';
-import { startServer } from './server.js';
+import { connectionUse, startServer } from './server.js';
 import { scaleBenchmarks } from './scale.js';
 import { manyHostsBenchmark } from './many-hosts.js';
 
@@ -31,6 +32,8 @@ const SETS = opt('sets', 'small,medium,large').split(',').filter((s) => s !== 'n
 const SCALE = !argv.includes('--no-scale');
 const MANY_HOSTS = !argv.includes('--no-many-hosts');
 const LATENCIES = opt('latencies', '50,200,1000').split(',').map(Number);
+const PROTOCOLS = opt('protocols', 'http,https,h2').split(',');
+const PROTOCOL_LABEL = { http: 'HTTP/1.1', https: 'HTTPS, HTTP/1.1', h2: 'HTTPS, HTTP/2 offered' };
 
 const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 
@@ -55,7 +58,14 @@ function fresh(dir) {
   execFileSync('sync');
 }
 
-function tools(set, base) {
+/** The flags that make each client trust the bench's certificate (none over plain HTTP). */
+function trust(cert) {
+  if (!cert) return { docstokg: '', curl: '', aria: '', wget: '', floor: '' };
+  return { docstokg: `--ca-file ${cert}`, curl: `--cacert ${cert}`, aria: `--ca-certificate=${cert}`, wget: `--ca-certificate=${cert}`, floor: `NODE_EXTRA_CA_CERTS=${cert} ` };
+}
+
+function tools(set, base, cert, h2) {
+  const ca = trust(cert);
   const dir = join(OUT, 'dl');
   const urls = set.files.map((f) => `${base}/${set.name}/${f}`);
   const curlCfg = join(OUT, `${set.name}.curl`);
@@ -68,11 +78,11 @@ function tools(set, base) {
   writeFileSync(wgetIn, urls.map((u) => `${u}\n`).join(''));
   const policy = `--ratelimits ${join(ROOT, 'bench', 'ratelimits.bench.yaml')} --breakers ${join(ROOT, 'bench', 'breakers.bench.yaml')}`;
   const docstokg = (extra) =>
-    `node ${BIN} download ${manifest} -o ${dir} -c ${CONCURRENCY} --per-host ${CONCURRENCY} ${policy} --no-progress -q --min-free 0 ${extra}`;
-  const curl = `curl --silent --fail --parallel --parallel-max ${CONCURRENCY} --parallel-immediate --config ${curlCfg}`;
-  const aria = `aria2c --quiet -j${CONCURRENCY} -x1 --max-connection-per-server=${CONCURRENCY} --file-allocation=none --allow-overwrite=true -d ${dir} -i ${ariaIn}`;
-  const wget = `wget --quiet -P ${dir} -i ${wgetIn}`;
-  const floor = (extra) => `node ${FLOOR} ${manifest} ${dir} ${extra}`;
+    `node ${BIN} download ${manifest} -o ${dir} -c ${CONCURRENCY} --per-host ${CONCURRENCY} ${policy} --no-progress -q --min-free 0 ${ca.docstokg} ${extra}`;
+  const curl = `curl --silent --fail --parallel --parallel-max ${CONCURRENCY} --parallel-immediate ${ca.curl} --config ${curlCfg}`;
+  const aria = `aria2c --quiet -j${CONCURRENCY} -x1 --max-connection-per-server=${CONCURRENCY} --file-allocation=none --allow-overwrite=true ${ca.aria} -d ${dir} -i ${ariaIn}`;
+  const wget = `wget --quiet ${ca.wget} -P ${dir} -i ${wgetIn}`;
+  const floor = (extra) => `${ca.floor}node ${FLOOR} ${manifest} ${dir} ${h2 ? '--h2' : ''} ${extra}`;
   const durable = {
     docstokg: docstokg(''),
     'curl+sha256sum+sync': `${curl} && sha256sum ${dir}/* > /dev/null && sync`,
@@ -119,6 +129,19 @@ function report(title, set, results) {
   return lines.join('\n');
 }
 
+/** One more run of each client over TLS, to read from nginx's log how it used connections. */
+function connections(t, tlsLog) {
+  const lines = ['', '| client | requests | connections | TLS sessions resumed | HTTP versions |', '|---|---|---|---|---|'];
+  for (const [name, cmd] of Object.entries(t.pagecache)) {
+    fresh(t.dir);
+    writeFileSync(tlsLog, '');
+    timed(cmd);
+    const u = connectionUse(tlsLog);
+    lines.push(`| ${name} | ${u.requests} | ${u.connections} | ${u.resumed} | ${u.protocols} |`);
+  }
+  return lines.join('\n');
+}
+
 mkdirSync(OUT, { recursive: true });
 console.log(`docstokg benchmark: ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}; ${new Date().toISOString()}`);
 makeSets(DATA, SETS);
@@ -127,13 +150,19 @@ const server = await startServer(DATA, OUT);
 console.log(`origin: ${server.kind} on ${server.base}`);
 const out = [];
 try {
-  for (const name of SETS) {
-    const set = sets[name];
-    const t = tools(set, server.base);
-    out.push(report('durable', set, measure(t.durable, t.dir)));
-    console.log(out.at(-1));
-    out.push(report('page cache', set, measure(t.pagecache, t.dir)));
-    console.log(out.at(-1));
+  for (const proto of PROTOCOLS.filter((p) => server.bases[p])) {
+    for (const name of SETS) {
+      const set = sets[name];
+      const t = tools(set, server.bases[proto], proto === 'http' ? null : server.cert, proto === 'h2');
+      out.push(report(`durable, ${PROTOCOL_LABEL[proto]}`, set, measure(t.durable, t.dir)));
+      console.log(out.at(-1));
+      out.push(report(`page cache, ${PROTOCOL_LABEL[proto]}`, set, measure(t.pagecache, t.dir)));
+      console.log(out.at(-1));
+      if (proto !== 'http') {
+        out.push(connections(t, server.tlsLog));
+        console.log(out.at(-1));
+      }
+    }
   }
   if (MANY_HOSTS) {
     const many = await manyHostsBenchmark({ root: ROOT, out: OUT, bin: BIN, median, runs: Math.min(RUNS, 3), latencies: LATENCIES });

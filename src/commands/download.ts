@@ -160,7 +160,7 @@ function assembleRun(opts: DownloadOptions, policies: Policies, controller: Abor
   // With JSON events the stderr stream is for machines: the summary travels in run_end.
   const reporter = new Reporter(opts.logFormat === 'json' ? { ...opts, quiet: true } : opts, now, events);
   // Tuned only once something is fetched: a re-run with nothing to fetch stays as small as it can.
-  const http = new HttpClient({ connectTimeout: opts.connectTimeout, stallTimeout: opts.stallTimeout, concurrency: opts.concurrency, blocked: policies.urls.ranges, ca: policies.ca, beforeFirstUse: tuneForTransfers });
+  const http = new HttpClient({ connectTimeout: opts.connectTimeout, stallTimeout: opts.stallTimeout, concurrency: opts.concurrency, blocked: policies.urls.ranges, ca: policies.ca, http2: opts.http2, beforeFirstUse: tuneForTransfers });
   const ctx = {
     opts,
     ledger,

@@ -126,8 +126,11 @@ const CODE_TO_REASON: Record<string, Reason> = {
 };
 
 const TLS = /^(ERR_TLS_|ERR_SSL_|CERT_|UNABLE_TO_|DEPTH_ZERO_|SELF_SIGNED_|ERR_OSSL_)/;
-/** A response that breaks HTTP/1.1 (parser errors, a socket lost mid-message): like a reset. */
-const PROTOCOL = /^(HPE_|UND_ERR_(?!INVALID_ARG|NOT_SUPPORTED))/;
+/**
+ * A response that breaks HTTP/1.1 (parser errors, a socket lost mid-message), or an HTTP/2 stream
+ * or session that fails (a stream reset, GOAWAY): like a reset.
+ */
+const PROTOCOL = /^(HPE_|ERR_HTTP2_|UND_ERR_(?!INVALID_ARG|NOT_SUPPORTED))/;
 
 /** Maps a thrown network error (undici or node) to a reason code; unknown errors are rethrown. */
 export function toItemError(err: unknown): ItemError {

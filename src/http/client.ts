@@ -11,6 +11,8 @@ export interface ClientOptions {
   blocked: BlockList | null;
   /** --ca-file: PEM certificates trusted beside the system's (a private CA, an institutional proxy) */
   ca?: string | null;
+  /** HTTP/2 where the server offers it (ALPN); one connection then carries many requests */
+  http2?: boolean;
   /** called once, before undici loads: the run's process-wide tuning (see runtime-tuning.ts) */
   beforeFirstUse?: () => void;
 }
@@ -47,6 +49,7 @@ export async function createAgent(opts: ClientOptions): Promise<Agent> {
     bodyTimeout: opts.stallTimeout,
     connect: { timeout: opts.connectTimeout, lookup: cachedLookup(opts.blocked), ...(opts.ca ? { ca: [...rootCertificates, opts.ca] } : {}) },
     maxHeaderSize: 64 * 1024,
+    allowH2: opts.http2 ?? false,
   });
 }
 
