@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run bench [-- --runs 5 --sets small,medium,large --protocols http,https,h2 --no-scale --no-many-hosts --latencies 50,200,1000]
+// npm run bench [-- --runs 5 --sets small,medium,large --protocols http,https,h2 --no-scale --no-many-hosts --no-s3 --latencies 50,200,1000]
 // Measures docstokg against curl --parallel, aria2c, wget and a Node.js floor (floor.js) on the
 // same sets, served by a local nginx (a node:http static server when nginx is not installed) over
 // plain HTTP, HTTPS with HTTP/1.1 only, and HTTPS offering HTTP/2 (self-signed certificate).
@@ -13,6 +13,7 @@ import { sets, makeFile, makeSets } from './datasets.js';
 import { connectionUse, startServer } from './server.js';
 import { scaleBenchmarks } from './scale.js';
 import { manyHostsBenchmark } from './many-hosts.js';
+import { s3Benchmark } from './s3.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const DATA = join(ROOT, 'bench', '.data');
@@ -31,6 +32,7 @@ const RUNS = Number(opt('runs', 5));
 const SETS = opt('sets', 'small,medium,large').split(',').filter((s) => s !== 'none');
 const SCALE = !argv.includes('--no-scale');
 const MANY_HOSTS = !argv.includes('--no-many-hosts');
+const S3 = !argv.includes('--no-s3');
 const LATENCIES = opt('latencies', '50,200,1000').split(',').map(Number);
 const PROTOCOLS = opt('protocols', 'http,https,h2').split(',');
 const PROTOCOL_LABEL = { http: 'HTTP/1.1', https: 'HTTPS, HTTP/1.1', h2: 'HTTPS, HTTP/2 offered' };
@@ -96,7 +98,7 @@ function tools(set, base, cert, h2) {
     ...(has('aria2c') ? { aria2c: aria } : {}),
     ...(has('wget') && set.name !== 'small' ? { 'wget (sequential)': wget } : {}),
   };
-  return { dir, durable, pagecache };
+  return { dir, manifest, durable, pagecache };
 }
 
 function measure(pairing, dir) {
@@ -162,6 +164,13 @@ try {
         out.push(connections(t, server.tlsLog));
         console.log(out.at(-1));
       }
+    }
+  }
+  if (S3) {
+    for (const name of SETS.filter((n) => n !== 'large')) {
+      const t = tools(sets[name], server.bases.http, null, false);
+      out.push(await s3Benchmark({ out: OUT, bin: BIN, set: sets[name], manifest: t.manifest, median, runs: Math.min(RUNS, 3) }));
+      console.log(out.at(-1));
     }
   }
   if (MANY_HOSTS) {

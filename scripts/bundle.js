@@ -15,7 +15,8 @@ await build({
   platform: 'node',
   target: 'node20',
   // A native addon: loaded from node_modules at run time.
-  external: ['better-sqlite3'],
+  // The S3 SDK: loaded from node_modules, and only by a run with an s3:// store.
+  external: ['better-sqlite3', '@aws-sdk/*'],
   // Bundled CommonJS dependencies (undici, commander) call require() for Node's own modules.
   banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
   logLevel: 'warning',

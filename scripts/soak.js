@@ -9,7 +9,7 @@
 // received), and bytes fetched beyond the corpus's size. Results go to bench/.out/soak.md.
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { rng } from '../dist/fixtures/rng.js';
 import { safeName } from '../dist/store/link.js';
@@ -72,6 +72,8 @@ function cli(args) {
 }
 
 function reconcile(out, where) {
+  // A process killed before it made the ledger left nothing to repair.
+  if (!existsSync(join(out, 'docstokg.sqlite'))) return;
   const r = cli(['reconcile', '-o', out, '--json']);
   if (r.code !== 0) problems.push(`${where}: reconcile exit ${r.code}: ${r.stderr.trim().split('\n').pop()}`);
 }

@@ -22,8 +22,10 @@ export interface OptionSpec {
 export const LOCK_TIMEOUT_S = 15;
 
 export const SHARED_OPTIONS: readonly OptionSpec[] = [
-  { flag: 'out', short: 'o', kind: 'string', arg: 'dir', default: './pdfs', help: 'content-addressed store' },
-  { flag: 'db', kind: 'string', arg: 'path', help: 'ledger file (default: <out>/docstokg.sqlite)' },
+  { flag: 'out', short: 'o', kind: 'string', arg: 'dir', default: './pdfs', help: 'content-addressed store: a directory, or s3://bucket/prefix' },
+  { flag: 'db', kind: 'string', arg: 'path', help: 'ledger file (default: <out>/docstokg.sqlite; ./docstokg.sqlite for an s3:// store)' },
+  { flag: 's3-endpoint', kind: 'string', arg: 'url', help: 'S3-compatible service other than AWS (MinIO, Ceph, R2): its URL, path-style addressing' },
+  { flag: 'staging', kind: 'string', arg: 'dir', help: 'local directory for parts of an s3:// store (default: docstokg-staging beside the ledger)' },
   { flag: 'json', kind: 'bool', default: false, help: 'machine-readable output on stdout' },
   { flag: 'lock-timeout', kind: 'seconds', arg: 's', default: LOCK_TIMEOUT_S, min: 0, help: 'how long to wait for a ledger locked by another process' },
 ];
@@ -160,6 +162,8 @@ export function resolveOptions<T>(specs: readonly OptionSpec[], given: Record<st
 export interface SharedOptions {
   out: string;
   db: string | undefined;
+  s3Endpoint: string | undefined;
+  staging: string | undefined;
   json: boolean;
   lockTimeout: number;
 }
@@ -228,6 +232,8 @@ export const RETRY_LATER_MAX_MS = 24 * 60 * 60 * 1000;
 export const PLAN_WINDOW = 2048;
 /** Ledger writes grouped per transaction (see DESIGN: one commit per item blocks the loop). */
 export const LEDGER_BATCH = 256;
+/** Items past their transfer (finishing locally) allowed per network slot (--concurrency). */
+export const FINISHING_PER_SLOT = 4;
 export const PDF_MAGIC_WINDOW = 1024;
 /**
  * Distinct items per run whose keys are remembered in memory (12 bytes each, in a table of at
@@ -259,6 +265,12 @@ export const KEY_THREAD_MIN_BYTES = envBytes('DOCSTOKG_KEY_THREAD_MIN_BYTES', 4 
  * lived, and a second heap that size raised the peak RSS of a 1M-line re-run (docs/decisions.md).
  */
 export const KEY_THREAD_YOUNG_MB = 2;
+
+/**
+ * Objects at least this large go to an S3 store in parts (16 MiB each, four at a time).
+ * DOCSTOKG_S3_MULTIPART_MIN_BYTES overrides it.
+ */
+export const S3_MULTIPART_MIN_BYTES = envBytes('DOCSTOKG_S3_MULTIPART_MIN_BYTES', 64 * 1024 * 1024);
 
 function envBytes(name: string, fallback: number): number {
   const v = process.env[name];

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import pLimit, { type LimitFunction } from 'p-limit';
-import { PLAN_WINDOW } from './config.js';
+import { FINISHING_PER_SLOT, PLAN_WINDOW } from './config.js';
 import { ItemError } from './errors.js';
 import { Deferred, type Blocked, type HostGate, type Permit } from './hosts/gate.js';
 import { HostSlots, holdSlot, type Free } from './hosts/slots.js';
@@ -261,8 +261,9 @@ export class Pool {
   }
 
   private async grant(free: Free): Promise<void> {
-    // Tasks that have left the network still finish locally; no more than `concurrency` do.
-    while (this.finishing >= this.concurrency && !this.stopped) await this.change();
+    // Tasks that have left the network still finish locally (fsync, the finalize's wait for its
+    // group commit, the move); a few per network slot may, so those waits do not hold transfers back.
+    while (this.finishing >= this.concurrency * FINISHING_PER_SLOT && !this.stopped) await this.change();
     // The task that freed this slot may have freed its host's slot too: the next task of that
     // host joins the line before the slot is given.
     await new Promise(setImmediate);

@@ -27,6 +27,8 @@ import { Reporter, type Interruption } from '../report.js';
 import { tuneForTransfers } from '../runtime-tuning.js';
 import { closeDirHandles } from '../store/fsync.js';
 import { prepareStaging } from '../store/staging.js';
+import type { ObjectStore } from '../store/object-store.js';
+import { openStore } from '../store/open-store.js';
 import { planDryRun } from '../download/dry-run.js';
 
 async function checkManifests(files: readonly string[]): Promise<void> {
@@ -41,14 +43,19 @@ async function checkManifests(files: readonly string[]): Promise<void> {
   }
 }
 
-async function prepareOut(opts: DownloadOptions): Promise<void> {
+/** The store and its staging directory, checked writable before anything is fetched. */
+async function prepareOut(opts: DownloadOptions): Promise<ObjectStore> {
+  const store = await openStore(opts);
+  if (opts.linkDir && store.kind !== 'dir') throw new UsageError(`--link-dir needs a local store: objects in ${store.display} have no file to link to`);
   try {
-    await prepareStaging(opts.out);
-    await access(opts.out, constants.W_OK);
+    await prepareStaging(store.local);
+    await access(store.local, constants.W_OK);
     if (opts.linkDir) await mkdir(opts.linkDir, { recursive: true });
   } catch (err) {
-    throw new FatalError(`output directory ${opts.out} is not writable: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new FatalError(`${store.kind === 'dir' ? 'output' : 'staging'} directory ${store.local} is not writable: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
+  await store.preflight();
+  return store;
 }
 
 interface Policies {
@@ -151,7 +158,7 @@ class Stopper {
 }
 
 /** The pieces of one run, wired together: ledger, telemetry, reporter, HTTP client, hosts, pool. */
-function assembleRun(opts: DownloadOptions, policies: Policies, controller: AbortController): Run & { http: HttpClient; telemetry: Telemetry } {
+function assembleRun(opts: DownloadOptions, policies: Policies, store: ObjectStore, controller: AbortController): Run & { http: HttpClient; telemetry: Telemetry } {
   const now = (): number => Date.now();
   const ledger = new SqliteLedger(dbPath(opts), { lockTimeoutMs: opts.lockTimeout });
   ledger.httpCache.expire(now());
@@ -164,6 +171,7 @@ function assembleRun(opts: DownloadOptions, policies: Policies, controller: Abor
   const ctx = {
     opts,
     ledger,
+    store,
     http,
     owner: newOwnerId(),
     headers: { 'user-agent': userAgent(opts), accept: 'application/pdf,*/*;q=0.8', 'accept-encoding': 'identity' },
@@ -248,9 +256,9 @@ export async function runDownload(manifests: readonly string[], opts: DownloadOp
   await checkManifests(manifests);
   const policies = loadPolicies(opts);
   if (opts.dryRun) return planDryRun(manifests, opts, dbPath(opts), policies.urls, policies.resolvers);
-  await prepareOut(opts);
+  const store = await prepareOut(opts);
   const controller = new AbortController();
-  const run = assembleRun(opts, policies, controller);
+  const run = assembleRun(opts, policies, store, controller);
   const { ledger, reporter, pool, http, telemetry } = run;
   const { events, now } = run.ctx;
   const stopper = new Stopper(() => {
@@ -270,6 +278,7 @@ export async function runDownload(manifests: readonly string[], opts: DownloadOp
     clearInterval(beat);
     stopper.remove();
     await http.close().catch(() => undefined);
+    store.close();
   }
   await reporter.finish(stopper.interruption());
   // Every item has settled (the pool drained): no fsync can still be using a kept directory.

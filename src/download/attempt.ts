@@ -80,7 +80,7 @@ function attemptRecorder(ctx: ItemContext, job: JobRow, candidate: Candidate, fa
 
 /** The part an earlier attempt or run left: replayed when its stream is done, else continued. */
 async function heldPart(ctx: ItemContext, job: JobRow, conditional: Conditional): Promise<Held> {
-  const { size: held, id } = conditional ? { size: 0, id: null } : heldPartFile(partPath(ctx.opts.out, job.key));
+  const { size: held, id } = conditional ? { size: 0, id: null } : heldPartFile(partPath(ctx.store.local, job.key));
   // No bytes held (the usual case): nothing to continue or replay, so no look-up.
   const partRow = held === 0 ? undefined : ctx.ledger.getPart(job.key);
   const replayed = await replayStream(ctx, job, partRow, held);
@@ -102,8 +102,8 @@ function heldPartFile(path: string): { size: number; id: string | null } {
 async function transferInput(ctx: ItemContext, job: JobRow, candidate: Candidate, found: { held: number; partRow: PartRow | undefined }, conditional: Conditional, stream: StreamOp): Promise<Omit<TransferInput, keyof Asking>> {
   return {
     url: candidate.href,
-    part: partPath(ctx.opts.out, job.key),
-    out: ctx.opts.out,
+    part: partPath(ctx.store.local, job.key),
+    out: ctx.store.local,
     headers: ctx.headers,
     auth: candidate.auth,
     policy: ctx.policy,

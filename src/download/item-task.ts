@@ -136,7 +136,7 @@ async function claim(run: Run, item: Item, row: JobRow, previous: JobRow | null)
   if (row.state === 'active' && !steal) {
     // Taken over after expiry from a holder that may still be alive and writing: its part cannot
     // be trusted, and unlinking it sends any late writes of the old holder to a dead inode.
-    await unlink(partPath(ctx.opts.out, item.key)).catch(() => undefined);
+    await unlink(partPath(ctx.store.local, item.key)).catch(() => undefined);
     ledger.dropPart(item.key);
   }
   return true;

@@ -17,10 +17,12 @@ import { initialTargets, Targets, type ResolveServices, type Target, type Target
 import { attemptOnce, type Fetched, type Tried } from './attempt.js';
 import { discardPart, finalizeOnce, linkOnce } from './ops.js';
 import type { RequestGate } from '../http/request-gate.js';
+import type { ObjectStore } from '../store/object-store.js';
 
 export interface ItemContext {
   opts: DownloadOptions;
   ledger: Ledger;
+  store: ObjectStore;
   http: HttpClient;
   owner: string;
   headers: Record<string, string>;

@@ -4,9 +4,10 @@ import { resolve } from 'node:path';
 import { DURABLE_PART_BYTES, type DownloadOptions } from '../config.js';
 import type { Events } from '../events.js';
 import type { JobRow, Ledger, PartRow } from '../ledger/types.js';
-import { finalizePart, objectExists, type Finalized } from '../store/finalize.js';
+import type { Finalized } from '../store/finalize.js';
+import type { ObjectStore } from '../store/object-store.js';
 import { linkItem } from '../store/link.js';
-import { objectPath, objectRelPath, partPath } from '../store/paths.js';
+import { objectRelPath, partPath } from '../store/paths.js';
 import { readHeld } from './part-writer.js';
 
 /**
@@ -16,6 +17,7 @@ import { readHeld } from './part-writer.js';
 export interface OpsContext {
   opts: DownloadOptions;
   ledger: Ledger;
+  store: ObjectStore;
   owner: string;
   now: () => number;
   events: Events;
@@ -54,13 +56,13 @@ export interface StreamResult {
  * finished without moving anything, as `reconcile` would.
  */
 export async function finalizeOnce(ctx: OpsContext, job: JobRow, sha256: string, identity: string | null): Promise<Finalized> {
-  const part = partPath(ctx.opts.out, job.key);
+  const part = partPath(ctx.store.local, job.key);
   // A holder that lost its lease must leave no trace: the new holder owns the part now.
   if (!ctx.ledger.holds(job.key, ctx.owner, ctx.now())) throw new LeaseLost();
   const key = opKey('finalize', job.key, sha256);
   const op = ctx.ledger.beginOp(key, job.key, 'finalize', ctx.owner, ctx.now(), sha256);
   let done: Finalized;
-  if (op.state !== 'new' && objectExists(ctx.opts.out, sha256)) {
+  if (op.state !== 'new' && (await ctx.store.exists(sha256))) {
     await unlink(part).catch(() => undefined);
     done = op.state === 'done' ? (op.result as Finalized) : { path: objectRelPath(sha256), deduped: false };
     if (op.state === 'started') ctx.ledger.finishOp(key, done, ctx.now());
@@ -69,11 +71,13 @@ export async function finalizeOnce(ctx: OpsContext, job: JobRow, sha256: string,
     // The op (and the part's stream op) are committed before the part moves: once the part is
     // gone, the started op is what lets `reconcile` give the object to its job. Without it a kill
     // after the rename leaves an object no job knows, and the body is fetched again in full.
-    await ctx.ledger.committed();
+    // The item is off the network by now, so it waits for the group's own commit rather than
+    // forcing one: finalizes of many turns share it.
+    await ctx.ledger.committed('with-group');
     // Checked again after the wait, right before the move: a holder stopped past its lease
     // meanwhile must not move the part its successor is writing.
     if (!ctx.ledger.holds(job.key, ctx.owner, ctx.now())) throw new LeaseLost();
-    const moved = await finalizePart(ctx.opts.out, part, sha256, ctx.opts.fsync, identity);
+    const moved = await ctx.store.place(part, sha256, identity);
     if (moved === 'not-ours') throw new LeaseLost();
     done = moved;
     ctx.ledger.finishOp(key, done, ctx.now());
@@ -88,15 +92,23 @@ export async function finalizeOnce(ctx: OpsContext, job: JobRow, sha256: string,
  * finalize and link): so a skipped item still ends up linked.
  */
 export async function linkDone(ctx: OpsContext, job: JobRow): Promise<void> {
-  if (ctx.opts.linkDir && job.sha256) await linkOnce(ctx, job, job.sha256);
+  if (ctx.opts.linkDir && job.sha256) await link(ctx, job, job.sha256);
 }
 
+/** The link of an item this process holds, right after its finalize. */
 export async function linkOnce(ctx: OpsContext, job: JobRow, sha256: string): Promise<void> {
   if (!ctx.opts.linkDir) return;
-  const dir = resolve(ctx.opts.linkDir);
+  // A holder stopped after its finalize and continued past its lease must not link: its
+  // successor may have stored another version, which the link must name.
+  if (!ctx.ledger.holds(job.key, ctx.owner, ctx.now())) throw new LeaseLost();
+  await link(ctx, job, sha256);
+}
+
+async function link(ctx: OpsContext, job: JobRow, sha256: string): Promise<void> {
+  const dir = resolve(ctx.opts.linkDir!);
   const key = opKey('link', job.key, `${sha256}\0${dir}`);
   if (ctx.ledger.beginOp(key, job.key, 'link', ctx.owner, ctx.now(), JSON.stringify({ dir, sha256 })).state === 'done') return;
-  const name = await linkItem(dir, job.item_id, objectPath(ctx.opts.out, sha256));
+  const name = await linkItem(dir, job.item_id, ctx.store.localPath(sha256)!);
   ctx.ledger.finishOp(key, { name }, ctx.now());
   ctx.events.emit('op', { kind: 'link', action: 'executed', id: job.item_id, op: key, name });
 }
@@ -114,7 +126,7 @@ export async function replayStream(ctx: OpsContext, job: JobRow, row: PartRow | 
   const result = op.result as StreamResult | null;
   if (op.state !== 'done' || !result || result.size !== held) return null;
   if (result.fsynced === true) return result;
-  const { hash: digest } = await readHeld(partPath(ctx.opts.out, job.key), held, 0);
+  const { hash: digest } = await readHeld(partPath(ctx.store.local, job.key), held, 0);
   if (digest.digest('hex') === result.sha256) return result;
   await discardPart(ctx, job);
   ctx.events.emit('op', { kind: 'stream', action: 'discarded', id: job.item_id });
@@ -128,7 +140,7 @@ export async function replayStream(ctx: OpsContext, job: JobRow, row: PartRow | 
  */
 export async function discardPart(ctx: OpsContext, job: JobRow): Promise<void> {
   if (!ctx.ledger.holds(job.key, ctx.owner, ctx.now())) throw new LeaseLost();
-  await unlink(partPath(ctx.opts.out, job.key)).catch(() => undefined);
+  await unlink(partPath(ctx.store.local, job.key)).catch(() => undefined);
   ctx.ledger.dropPart(job.key);
 }
 

@@ -183,7 +183,13 @@ async function gatedExchange(input: TransferInput, target: URL, headers: Record<
   facts.httpStatus = null;
   let answer: Answer;
   try {
-    answer = await exchange({ ...input, onSent: () => permit.sent() }, target, headers, plan, conditional, facts, seed);
+    // Checked again as the request leaves: it may have waited for a connection, or its process
+    // may have been stopped since the gate let it through, past its lease.
+    const onSent = (): void => {
+      if (!input.holds()) throw new LeaseLost();
+      permit.sent();
+    };
+    answer = await exchange({ ...input, onSent }, target, headers, plan, conditional, facts, seed);
   } catch (err) {
     permit.settle(err instanceof ItemError ? err.code : err instanceof LeaseLost ? null : 'connect_error', null, facts.httpStatus);
     throw err;

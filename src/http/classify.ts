@@ -146,3 +146,22 @@ export function toItemError(err: unknown): ItemError {
   if ((err as Error)?.name === 'AbortError') return new ItemError('interrupted', 'aborted', { cause: err });
   throw err;
 }
+
+/** Error names S3-compatible services give a request to slow down. */
+const THROTTLED = new Set(['SlowDown', 'Throttling', 'ThrottlingException', 'RequestTimeout', 'RequestTimeTooSkewed', 'InternalError', 'ServiceUnavailable']);
+
+/**
+ * A failed call to the object store (S3): transient (5xx, 408, 429, throttling, a reset or a
+ * timeout, the same transport codes as downloads) is retried; anything else (access denied, no
+ * such bucket, bad credentials) ends the run.
+ */
+export function storeErrorIsTransient(err: unknown): boolean {
+  const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+  if (THROTTLED.has((err as Error).name)) return true;
+  if (typeof status === 'number') return status >= 500 || status === 408 || status === 429;
+  try {
+    return actionFor(toItemError(err).code) === 'retry';
+  } catch {
+    return false;
+  }
+}

@@ -78,10 +78,18 @@ class SinkHandler implements Dispatcher.DispatchHandler {
   }
 
   // undici calls this as it writes the request to a connected socket: the moment it leaves.
+  // `onSent` may refuse it (by throwing): the request is then never written.
   onRequestStart(c: Dispatcher.DispatchController): void {
     this.controller = c;
-    if (this.failure) c.abort(this.failure);
-    else this.onSent?.();
+    if (this.failure) {
+      c.abort(this.failure);
+      return;
+    }
+    try {
+      this.onSent?.();
+    } catch (err) {
+      this.fail(err as Error);
+    }
   }
 
   onResponseStart(_c: Dispatcher.DispatchController, status: number, responseHeaders: IncomingHttpHeaders): void {

@@ -164,8 +164,8 @@ export class SqliteLedger implements Ledger {
     this.group.flush();
   }
 
-  committed(): Promise<void> {
-    return this.group.committed();
+  committed(when: 'soon' | 'with-group' = 'soon'): Promise<void> {
+    return this.group.committed(when);
   }
 
   close(): void {

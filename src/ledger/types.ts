@@ -283,10 +283,10 @@ export interface Ledger {
   /** commit what is pending now (a durability point), instead of at the end of the group */
   flush(): void;
   /**
-   * Resolves once every write made so far is committed: by the group's commit, brought forward to
-   * the end of the current turn when someone waits (writes of that turn share it). Rejects if that
-   * commit fails.
+   * Resolves once every write made so far is committed, by the group's commit. `soon`: brought
+   * forward to the end of the current turn (writes of that turn share it); otherwise the group
+   * commits when it would anyway (a few milliseconds). Rejects if that commit fails.
    */
-  committed(): Promise<void>;
+  committed(when?: 'soon' | 'with-group'): Promise<void>;
   close(): void;
 }

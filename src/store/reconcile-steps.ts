@@ -1,12 +1,10 @@
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { mkdir, readdir, rename, stat, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { stat, unlink } from 'node:fs/promises';
 import type { Events } from '../events.js';
 import { isDeadLocalOwner } from '../ledger/owner.js';
 import type { JobRow, JobState, Ledger, OpRow } from '../ledger/types.js';
 import { linkItem } from './link.js';
-import { objectPath, objectRelPath, partPath } from './paths.js';
+import type { ObjectStore } from './object-store.js';
+import { objectRelPath, partPath } from './paths.js';
 import { moveLegacyParts, stagedFiles } from './staging.js';
 
 /**
@@ -16,7 +14,7 @@ import { moveLegacyParts, stagedFiles } from './staging.js';
  */
 export interface ReconcileContext {
   ledger: Ledger;
-  out: string;
+  store: ObjectStore;
   apply: boolean;
   verify: boolean;
   now: number;
@@ -28,15 +26,6 @@ export type StepStats = Record<string, number>;
 export interface Step {
   name: string;
   run: (ctx: ReconcileContext) => Promise<StepStats>;
-}
-
-export const QUARANTINE_DIR = '.quarantine';
-
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    () => false,
-  );
 }
 
 function isStale(job: JobRow, now: number): boolean {
@@ -66,7 +55,7 @@ const expireLeases: Step = {
       if (isDeadLocalOwner(job.lease_owner)) continue;
       s.parts_dropped += 1;
       if (!ctx.apply) continue;
-      await unlink(partPath(ctx.out, job.key)).catch(() => undefined);
+      await unlink(partPath(ctx.store.local, job.key)).catch(() => undefined);
       ctx.ledger.dropPart(job.key);
     }
     return s;
@@ -75,24 +64,24 @@ const expireLeases: Step = {
 
 async function finishOp(ctx: ReconcileContext, op: OpRow, job: JobRow | undefined): Promise<'finished' | 'rolled_back'> {
   if (op.kind === 'finalize' && op.detail) {
-    const object = objectPath(ctx.out, op.detail);
-    if (!(await exists(object))) {
+    const size = await ctx.store.size(op.detail);
+    const part = await stat(partPath(ctx.store.local, op.job_key)).catch(() => null);
+    // Absent, or cut off (a bucket that kept an interrupted upload): the part is placed again.
+    if (size === null || (part !== null && part.size !== size)) {
       if (ctx.apply) ctx.ledger.dropOp(op.key);
       return 'rolled_back';
     }
     if (ctx.apply) {
-      const part = partPath(ctx.out, op.job_key);
-      // Crashed between link and unlink: the part is the object itself (same inode).
-      const [p, o] = await Promise.all([stat(part).catch(() => null), stat(object)]);
-      if (p && p.ino === o.ino && p.dev === o.dev) await unlink(part);
+      await dropPlacedPart(ctx.store, partPath(ctx.store.local, op.job_key), op.detail);
       ctx.ledger.finishOp(op.key, { path: objectRelPath(op.detail), deduped: false }, ctx.now);
     }
     return 'finished';
   }
-  if (op.kind === 'link' && op.detail && job?.state === 'done' && job.sha256) {
+  const object = job?.sha256 ? ctx.store.localPath(job.sha256) : null;
+  if (op.kind === 'link' && op.detail && job?.state === 'done' && object) {
     const { dir } = JSON.parse(op.detail) as { dir: string };
     if (ctx.apply) {
-      const name = await linkItem(dir, job.item_id, objectPath(ctx.out, job.sha256));
+      const name = await linkItem(dir, job.item_id, object);
       ctx.ledger.finishOp(op.key, { name }, ctx.now);
     }
     return 'finished';
@@ -100,6 +89,21 @@ async function finishOp(ctx: ReconcileContext, op: OpRow, job: JobRow | undefine
   // An unfinished stream leaves a part that the next run resumes; the op is begun again then.
   if (ctx.apply) ctx.ledger.dropOp(op.key);
   return 'rolled_back';
+}
+
+/**
+ * The part of a finalize that placed its object and crashed before dropping the part. In a
+ * directory the part can be the object itself (an older version linked, then unlinked: same
+ * inode); uploaded to a bucket, the part is a copy whose object is confirmed.
+ */
+async function dropPlacedPart(store: ObjectStore, part: string, sha256: string): Promise<void> {
+  const local = store.localPath(sha256);
+  if (local === null) {
+    await unlink(part).catch(() => undefined);
+    return;
+  }
+  const [p, o] = await Promise.all([stat(part).catch(() => null), stat(local)]);
+  if (p && p.ino === o.ino && p.dev === o.dev) await unlink(part);
 }
 
 /** Ops that started and never finished: finished when their effect is complete, else rolled back. */
@@ -127,23 +131,35 @@ const adoptObjects: Step = {
     for (const op of ctx.ledger.unrecordedFinalizes()) {
       const job = ctx.ledger.job(op.job_key);
       if (!job || !op.detail) continue;
-      const st = await stat(objectPath(ctx.out, op.detail)).catch(() => null);
-      if (!st) continue;
-      const patch = { status: 'downloaded' as const, reason: null, sha256: op.detail, path: objectRelPath(op.detail), bytes: st.size };
+      const size = await ctx.store.size(op.detail);
+      if (size === null) continue;
+      const patch = { status: 'downloaded' as const, reason: null, sha256: op.detail, path: objectRelPath(op.detail), bytes: size };
       if (!ctx.apply || ctx.ledger.repair(job.key, job.state as JobState, 'done', patch, ctx.now)) s.adopted += 1;
     }
     return s;
   },
 };
 
+/**
+ * Whether an object is present: asked of a directory one by one (a stat), of a bucket from one
+ * listing (a request per done job would take hours for millions).
+ */
+async function presence(store: ObjectStore): Promise<(sha256: string) => Promise<boolean>> {
+  if (store.kind === 'dir') return (sha) => store.exists(sha);
+  const listed = new Set<string>();
+  for await (const sha of store.objects()) listed.add(sha);
+  return (sha) => Promise.resolve(listed.has(sha));
+}
+
 /** Done jobs whose object is gone go back to pending, so the next run fetches them again. */
 const requeueMissing: Step = {
   name: 'requeue-missing',
   async run(ctx) {
     const s = { checked: 0, requeued: 0 };
+    const present = await presence(ctx.store);
     for (const job of ctx.ledger.jobsIn('done')) {
       s.checked += 1;
-      if (job.path && (await exists(join(ctx.out, job.path)))) continue;
+      if (job.path && job.sha256 && (await present(job.sha256))) continue;
       if (!ctx.apply || ctx.ledger.repair(job.key, 'done', 'pending', CLEARED, ctx.now)) s.requeued += 1;
     }
     return s;
@@ -156,9 +172,9 @@ const sweepParts: Step = {
   async run(ctx) {
     const s = { kept: 0, deleted: 0, records_dropped: 0 };
     // Parts an earlier version left directly in .staging move to their place first.
-    if (ctx.apply) await moveLegacyParts(ctx.out);
+    if (ctx.apply) await moveLegacyParts(ctx.store.local);
     const onDisk = new Set<string>();
-    for (const f of await stagedFiles(ctx.out)) {
+    for (const f of await stagedFiles(ctx.store.local)) {
       const job = f.key ? ctx.ledger.job(f.key) : undefined;
       if (f.key && job && job.state !== 'done') {
         s.kept += 1;
@@ -180,33 +196,20 @@ const sweepParts: Step = {
   },
 };
 
-async function sha256File(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 })) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
-
 /** --verify: every object is hashed again; one whose bytes do not match its name is quarantined. */
 const verifyObjects: Step = {
   name: 'verify-objects',
   async run(ctx) {
     const s = { checked: 0, corrupt: 0, requeued: 0 };
     if (!ctx.verify) return s;
-    const shards = (await readdir(ctx.out).catch(() => [] as string[])).filter((d) => /^[0-9a-f]{2}$/.test(d));
-    for (const shard of shards) {
-      for (const f of await readdir(join(ctx.out, shard))) {
-        const sha = /^([0-9a-f]{64})\.pdf$/.exec(f)?.[1];
-        if (!sha) continue;
-        s.checked += 1;
-        const path = join(ctx.out, shard, f);
-        if ((await sha256File(path)) === sha) continue;
-        s.corrupt += 1;
-        if (!ctx.apply) continue;
-        await mkdir(join(ctx.out, QUARANTINE_DIR), { recursive: true });
-        await rename(path, join(ctx.out, QUARANTINE_DIR, `${f}.${ctx.now}`));
-        for (const key of ctx.ledger.doneKeysBySha(sha)) {
-          if (ctx.ledger.repair(key, 'done', 'pending', CLEARED, ctx.now)) s.requeued += 1;
-        }
+    for await (const sha of ctx.store.objects()) {
+      s.checked += 1;
+      if ((await ctx.store.hash(sha)) === sha) continue;
+      s.corrupt += 1;
+      if (!ctx.apply) continue;
+      await ctx.store.quarantine(sha, ctx.now);
+      for (const key of ctx.ledger.doneKeysBySha(sha)) {
+        if (ctx.ledger.repair(key, 'done', 'pending', CLEARED, ctx.now)) s.requeued += 1;
       }
     }
     return s;

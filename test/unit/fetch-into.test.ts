@@ -45,6 +45,22 @@ describe('fetchInto', () => {
 
   const agent = () => createAgent({ connectTimeout: 5_000, stallTimeout: 5_000, concurrency: 2, blocked: null });
 
+  it('never writes a request that onSent refuses as it leaves (a holder that lost its lease)', async () => {
+    const dispatcher = await agent();
+    const before = origin.requests.filter((r) => r.path === '/big').length;
+    const refused = new Error('lease lost');
+    const { sink, log } = recorder();
+    const got = fetchInto(dispatcher, new URL(origin.url('/big')), {}, new AbortController().signal, () => sink, () => {
+      throw refused;
+    });
+    await expect(got).rejects.toBe(refused);
+    // Another request on the same agent goes through: the refused one never reached the origin.
+    await fetchInto(dispatcher, new URL(origin.url('/big')), {}, new AbortController().signal, () => recorder().sink);
+    expect(origin.requests.filter((r) => r.path === '/big').length).toBe(before + 1);
+    expect(log.chunks).toEqual([]);
+    await dispatcher.close();
+  });
+
   it('feeds every byte in order, and a sink that asked to pause is resumed', async () => {
     const dispatcher = await agent();
     const { sink, log } = recorder({ pauseEvery: 3 });

@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Deferred, HostGate } from '../../src/hosts/gate.js';
 import { loadBreakers, loadRatelimits } from '../../src/hosts/policy.js';
+import { FINISHING_PER_SLOT } from '../../src/config.js';
 import { Pool, type Lane, type Task } from '../../src/pool.js';
 import type { HostRow } from '../../src/ledger/types.js';
 
@@ -117,15 +118,15 @@ describe('Pool (p-limit adapter)', () => {
         peakFinishing = Math.max(peakFinishing, finishing);
         lane.offNetwork();
         lane.offNetwork();
-        await sleep(40);
+        await sleep(100);
         finishing -= 1;
       },
     });
-    for (let i = 0; i < 6; i += 1) await pool.add(t());
+    for (let i = 0; i < 30; i += 1) await pool.add(t());
     await pool.drain();
     expect(peakTransferring).toBe(1);
     expect(overlapped).toBe(true);
-    expect(peakFinishing).toBe(2);
+    expect(peakFinishing).toBe(2 * FINISHING_PER_SLOT);
     expect(finishing).toBe(0);
   });
 

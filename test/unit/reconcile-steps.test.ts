@@ -9,6 +9,7 @@ import { SqliteLedger } from '../../src/ledger/sqlite.js';
 import { parseLine, type Item } from '../../src/manifest/parse.js';
 import { Metrics } from '../../src/metrics.js';
 import { objectPath, partPath } from '../../src/store/paths.js';
+import { DirStore } from '../../src/store/dir-store.js';
 import { reconcile } from '../../src/store/reconcile-steps.js';
 import { samplePdf } from '../helpers/origin.js';
 
@@ -45,11 +46,11 @@ describe('reconcile steps on a real ledger and store', () => {
     await writeFile(partPath(out, 'f'.repeat(64)), 'orphan');
     ledger.flush();
 
-    const dry = await reconcile({ ledger, out, apply: false, verify: false, now: 1000 });
+    const dry = await reconcile({ ledger, store: new DirStore(out, false), apply: false, verify: false, now: 1000 });
     expect(dry.repaired).toBeGreaterThan(0);
     expect(ledger.job(moved.key)!.state).toBe('active');
 
-    const done = await reconcile({ ledger, out, apply: true, verify: true, now: 1000 });
+    const done = await reconcile({ ledger, store: new DirStore(out, false), apply: true, verify: true, now: 1000 });
     const step = (name: string) => done.steps.find((s) => s.step === name)!;
     expect(step('expire-leases')).toMatchObject({ expired: 1 });
     expect(step('finish-abandoned-ops')).toMatchObject({ finished: 1 });
@@ -58,7 +59,7 @@ describe('reconcile steps on a real ledger and store', () => {
     expect(ledger.job(moved.key)).toMatchObject({ state: 'done', sha256: sha, bytes: body.length });
     expect(ledger.job(pending.key)!.state).toBe('pending');
 
-    const again = await reconcile({ ledger, out, apply: false, verify: false, now: 2000 });
+    const again = await reconcile({ ledger, store: new DirStore(out, false), apply: false, verify: false, now: 2000 });
     expect(again.repaired).toBe(0);
     ledger.close();
     expect((await readdir(dirname(partPath(out, pending.key)))).length).toBeGreaterThan(0);
@@ -87,7 +88,7 @@ describe('reconcile and a holder that may still be alive', () => {
       ledger.savePart(item.key, { url: item.candidates[0]!.href, etag: '"e"', last_modified: null, total: 9000 }, 2);
     }
     ledger.flush();
-    const done = await reconcile({ ledger, out, apply: true, verify: false, now: 1000 });
+    const done = await reconcile({ ledger, store: new DirStore(out, false), apply: true, verify: false, now: 1000 });
     expect(done.steps.find((s) => s.step === 'expire-leases')).toMatchObject({ expired: 2, parts_dropped: 1 });
     expect(existsSync(partPath(out, dead.key))).toBe(true);
     expect(ledger.getPart(dead.key)).toBeDefined();

@@ -15,6 +15,8 @@ export class GroupCommit {
   private timer: NodeJS.Timeout | null = null;
   /** callers of committed() waiting for the open group's commit */
   private waiting: { resolve: () => void; reject: (err: Error) => void }[] = [];
+  /** a commit at the end of this turn is asked for */
+  private soon = false;
 
   private readonly lock: WriteLock;
 
@@ -39,6 +41,7 @@ export class GroupCommit {
   flush(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    this.soon = false;
     if (this.pending === 0) return;
     this.pending = 0;
     const waiting = this.waiting;
@@ -56,9 +59,12 @@ export class GroupCommit {
    * Resolves once every write made so far is committed. A waiter brings the group's commit forward
    * to the end of this turn of the event loop: the writes of that turn still share one commit.
    */
-  committed(): Promise<void> {
+  committed(when: 'soon' | 'with-group' = 'soon'): Promise<void> {
     if (this.pending === 0) return Promise.resolve();
-    if (this.waiting.length === 0) setImmediate(() => this.flushFor(this.waiting));
+    if (when === 'soon' && !this.soon) {
+      this.soon = true;
+      setImmediate(() => this.flushFor(this.waiting));
+    }
     return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
   }
 

@@ -1,0 +1,159 @@
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rng } from '../fixtures/rng.js';
+import { BIN, byId, runCli, workspace, type Workspace } from '../helpers/cli.js';
+import { samplePdf, startOrigin, type Origin } from '../helpers/origin.js';
+import { sha256, startS3, type S3Origin } from '../helpers/s3.js';
+
+/** A store in a bucket (s3rver on loopback): the same items, records and repairs as a directory. */
+describe('an s3:// store', () => {
+  let ws: Workspace;
+  let origin: Origin;
+  let s3: S3Origin;
+  const bodies = Array.from({ length: 20 }, (_, i) => samplePdf(`s3 ${i}`, 5_000 + i * 13_000));
+  // Large enough for a multipart upload at the threshold the tests set (two parts of 16 MiB and 4).
+  const large = samplePdf('s3 large', 20 * 1024 * 1024);
+  /** writes per object key (the preflight's test object aside) */
+  const objectWrites = (): number[] => [...s3.writes].filter(([k]) => /^pdfs\/[0-9a-f]{2}\//.test(k)).map(([, n]) => n);
+  const env = (): Record<string, string> => ({ ...s3.env, DOCSTOKG_S3_MULTIPART_MIN_BYTES: String(8 * 1024 * 1024) });
+  const args = (db: string, extra: string[] = []): string[] => ['-o', `s3://${s3.bucket}/pdfs`, '--s3-endpoint', s3.endpoint, '--db', join(ws.dir, db), ...extra];
+
+  beforeAll(async () => {
+    ws = await workspace();
+    s3 = await startS3();
+    origin = await startOrigin();
+    bodies.forEach((body, i) => origin.set(`/${i}.pdf`, { body, ranges: true, etag: `"${i}"` }));
+    origin.set('/copy.pdf', { body: bodies[3]!, ranges: true });
+    origin.set('/large.pdf', { body: large, ranges: true, etag: '"large"' });
+  });
+  afterAll(async () => {
+    await origin.close();
+    await s3.close();
+    await ws.cleanup();
+  });
+
+  it('uploads every item once, verified, to <prefix>/<aa>/<sha256>.pdf; a re-run uploads nothing', async () => {
+    const urls = [...bodies.map((_, i) => origin.url(`/${i}.pdf`)), origin.url('/copy.pdf'), origin.url('/large.pdf')];
+    const manifest = await ws.file('s3.txt', `${urls.join('\n')}\n`);
+    const res = await runCli(['download', manifest, ...args('a.sqlite'), '--json', '-q'], { env: env() });
+    expect(res.stderr).toBe('');
+    expect(res.code).toBe(0);
+    const records = byId(res.records);
+    for (const [i, body] of [...bodies, bodies[3]!, large].entries()) {
+      const r = records.get(urls[i]!)!;
+      expect(r).toMatchObject({ sha256: sha256(body), path: `${sha256(body).slice(0, 2)}/${sha256(body)}.pdf` });
+      expect((await s3.get(`pdfs/${r.path as string}`))?.equals(body)).toBe(true);
+    }
+    expect(records.get(origin.url('/copy.pdf'))!.status).toBe('deduped');
+    expect(objectWrites()).toEqual(Array(bodies.length + 1).fill(1));
+    expect((await s3.keys('pdfs/')).length).toBe(bodies.length + 1);
+    // Parts were staged beside the ledger, and are gone.
+    const staging = join(ws.dir, 'docstokg-staging', '.staging');
+    expect(readdirSync(staging).flatMap((d) => readdirSync(join(staging, d)))).toEqual([]);
+
+    const again = await runCli(['download', manifest, ...args('a.sqlite'), '--json', '-q'], { env: env() });
+    expect(again.records.every((r) => r.status === 'skipped')).toBe(true);
+    expect(objectWrites().every((n) => n === 1)).toBe(true);
+  });
+
+  it('reconcile --verify re-hashes the objects in the bucket and requeues a corrupt one', async () => {
+    const ok = await runCli(['reconcile', ...args('a.sqlite'), '--verify', '--json'], { env: env() });
+    expect(ok.code).toBe(0);
+    expect(JSON.parse(ok.stdout).steps.find((s: { step: string }) => s.step === 'verify-objects')).toMatchObject({ checked: bodies.length + 1, corrupt: 0 });
+
+    const victim = sha256(bodies[5]!);
+    const client = new S3Client({ endpoint: s3.endpoint, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
+    await client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: `pdfs/${victim.slice(0, 2)}/${victim}.pdf`, Body: 'not the bytes' }));
+    client.destroy();
+    const fixed = await runCli(['reconcile', ...args('a.sqlite'), '--verify', '--json'], { env: env() });
+    expect(JSON.parse(fixed.stdout).steps.find((s: { step: string }) => s.step === 'verify-objects')).toMatchObject({ corrupt: 1, requeued: 1 });
+    expect((await s3.keys('pdfs/.quarantine/')).length).toBe(1);
+    const manifest = await ws.file('s3-one.txt', `${origin.url('/5.pdf')}\n`);
+    const refetch = await runCli(['download', manifest, ...args('a.sqlite'), '--json', '-q'], { env: env() });
+    expect(refetch.records[0]).toMatchObject({ status: 'downloaded', sha256: victim });
+    expect((await s3.get(`pdfs/${victim.slice(0, 2)}/${victim}.pdf`))?.equals(bodies[5]!)).toBe(true);
+  });
+
+  it('refuses what cannot work before anything is fetched', async () => {
+    const manifest = await ws.file('s3-two.txt', `${origin.url('/1.pdf')}\n`);
+    const before = origin.requests.length;
+    const noBucket = await runCli(['download', manifest, '-o', 's3://no-such-bucket/x', '--s3-endpoint', s3.endpoint, '--db', join(ws.dir, 'b.sqlite'), '--retries', '0'], { env: env() });
+    expect(noBucket.code).toBe(3);
+    expect(noBucket.stderr).toMatch(/s3:\/\/no-such-bucket\/x: a test write failed: NoSuchBucket/);
+    const link = await runCli(['download', manifest, ...args('c.sqlite', ['--link-dir', join(ws.dir, 'links')])], { env: env() });
+    expect(link.code).toBe(2);
+    expect(link.stderr).toMatch(/--link-dir needs a local store/);
+    const badUrl = await runCli(['download', manifest, '-o', 's3://B/x', '--db', join(ws.dir, 'd.sqlite')], { env: env() });
+    expect(badUrl.code).toBe(2);
+    expect(badUrl.stderr).toMatch(/not an S3 location/);
+    expect(origin.requests.length).toBe(before);
+    expect(existsSync(join(ws.dir, 'links'))).toBe(false);
+  });
+});
+
+/** kill -9 while a run uploads, then reconcile and the same run: every object right, none uploaded twice. */
+describe('an s3:// store across kill -9', () => {
+  const CYCLES = Number(process.env.CRASH_CYCLES ?? 4);
+  const SEED = Number(process.env.CRASH_SEED ?? Date.now() % 100_000);
+  let ws: Workspace;
+  let origin: Origin;
+  let s3: S3Origin;
+  beforeAll(async () => {
+    ws = await workspace();
+    s3 = await startS3();
+    origin = await startOrigin();
+  });
+  afterAll(async () => {
+    await origin.close();
+    await s3.close();
+    await ws.cleanup();
+  });
+
+  it(`ends every cycle with each object uploaded once (seed ${SEED})`, { timeout: 60_000 + CYCLES * 30_000 }, async () => {
+    const random = rng(SEED);
+    const env = { ...s3.env, DOCSTOKG_S3_MULTIPART_MIN_BYTES: String(8 * 1024 * 1024) };
+    for (let cycle = 0; cycle < CYCLES; cycle += 1) {
+      const slow = { chunk: 256 * 1024, ms: 10 };
+      const bodies = [
+        ...Array.from({ length: 12 }, (_, i) => samplePdf(`k${cycle} small ${i}`, 8_000 + i * 3_000)),
+        ...Array.from({ length: 4 }, (_, i) => samplePdf(`k${cycle} mid ${i}`, 1024 * 1024 + i)),
+        samplePdf(`k${cycle} large`, 18 * 1024 * 1024),
+      ];
+      bodies.forEach((body, i) => origin.set(`/k${cycle}/${i}.pdf`, (n) => ({ body, ranges: true, etag: `"k${cycle}-${i}"`, trickle: n === 1 && body.length > 100_000 ? slow : undefined })));
+      const manifest = await ws.file(`k${cycle}.txt`, bodies.map((_, i) => `${origin.url(`/k${cycle}/${i}.pdf`)}\n`).join(''));
+      const prefix = `k${cycle}`;
+      const db = join(ws.dir, `k${cycle}.sqlite`);
+      const args = ['download', manifest, '-o', `s3://${s3.bucket}/${prefix}`, '--s3-endpoint', s3.endpoint, '--db', db, '--retry-delay', '5', '-c', '6', '--no-progress', '-q'];
+      const where = `cycle ${cycle} (seed ${SEED})`;
+
+      const child = spawn(process.execPath, [BIN, ...args], { stdio: 'ignore', env: { ...process.env, ...env } });
+      const closed = new Promise((r) => child.on('close', r));
+      await Promise.race([closed, new Promise((r) => setTimeout(r, 200 + random() * 2500))]);
+      child.kill('SIGKILL');
+      await closed;
+      if (existsSync(db)) {
+        const rec = await runCli(['reconcile', '-o', `s3://${s3.bucket}/${prefix}`, '--s3-endpoint', s3.endpoint, '--db', db, '--json'], { env });
+        expect(rec.code, `${where}: ${rec.stderr}${rec.stdout}`).toBe(0);
+      }
+      const rerun = await runCli([...args.filter((a) => a !== '-q'), '--json'], { env });
+      expect(rerun.code, `${where}: ${rerun.stderr}`).toBe(0);
+      for (const [i, body] of bodies.entries()) {
+        const r = rerun.records.find((x) => x.id === origin.url(`/k${cycle}/${i}.pdf`))!;
+        expect(r.sha256, `${where}: ${i}`).toBe(sha256(body));
+        const got = await s3.get(`${prefix}/${r.path as string}`);
+        expect(got?.equals(body), `${where}: ${i} bytes ${got?.length} of ${body.length} ${JSON.stringify(r)}`).toBe(true);
+      }
+      const keys = (await s3.keys(`${prefix}/`)).filter((k) => !k.includes('/.'));
+      expect(keys.sort(), where).toEqual(bodies.map((b) => `${prefix}/${sha256(b).slice(0, 2)}/${sha256(b)}.pdf`).sort());
+      const twice = [...s3.writes].filter(([k, n]) => k.startsWith(`${prefix}/`) && !k.includes('/.') && n > 1);
+      expect(twice, `${where}: uploaded more than once`).toEqual([]);
+      const final = await runCli(['reconcile', '-o', `s3://${s3.bucket}/${prefix}`, '--s3-endpoint', s3.endpoint, '--db', db, '--json', '--verify'], { env });
+      expect(JSON.parse(final.stdout), where).toMatchObject({ repaired: 0, consistent: true });
+      const staging = join(ws.dir, 'docstokg-staging', '.staging');
+      expect(readdirSync(staging).flatMap((d) => readdirSync(join(staging, d))), where).toEqual([]);
+    }
+  });
+});

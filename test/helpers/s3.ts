@@ -1,0 +1,68 @@
+import { createHash } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import S3rver from 's3rver';
+
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
+
+/**
+ * An S3-protocol server on loopback (s3rver, files in a temp directory) with one bucket, and what
+ * the tests ask of it: objects by key, and how many times each key was written.
+ */
+export interface S3Origin {
+  endpoint: string;
+  bucket: string;
+  /** the environment a docstokg process needs to reach it */
+  env: Record<string, string>;
+  /** writes (PUT, multipart completions, copies) per key */
+  writes: Map<string, number>;
+  get: (key: string) => Promise<Buffer | null>;
+  keys: (prefix?: string) => Promise<string[]>;
+  close: () => Promise<void>;
+}
+
+export async function startS3(bucket = 'corpus'): Promise<S3Origin> {
+  const dir = await mkdtemp(join(tmpdir(), 'docstokg-s3-'));
+  const server = new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory: dir, configureBuckets: [{ name: bucket }] });
+  const { port } = await server.run();
+  const writes = new Map<string, number>();
+  server.on('event', (e) => {
+    for (const r of e.Records) if (r.eventName.startsWith('ObjectCreated')) writes.set(r.s3.object.key, (writes.get(r.s3.object.key) ?? 0) + 1);
+  });
+  const endpoint = `http://127.0.0.1:${port}`;
+  const env = { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_REGION: 'us-east-1' };
+  const client = new S3Client({ endpoint, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
+  return {
+    endpoint,
+    bucket,
+    env,
+    writes,
+    async get(key) {
+      try {
+        const res = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+        return Buffer.from(await res.Body!.transformToByteArray());
+      } catch {
+        return null;
+      }
+    },
+    async keys(prefix = '') {
+      const out: string[] = [];
+      let token: string | undefined;
+      do {
+        const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+        out.push(...(page.Contents ?? []).map((c) => c.Key!));
+        token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      } while (token);
+      return out;
+    },
+    async close() {
+      client.destroy();
+      await server.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
