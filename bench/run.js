@@ -84,16 +84,19 @@ function tools(set, base, cert, h2) {
   const curl = `curl --silent --fail --parallel --parallel-max ${CONCURRENCY} --parallel-immediate ${ca.curl} --config ${curlCfg}`;
   const aria = `aria2c --quiet -j${CONCURRENCY} -x1 --max-connection-per-server=${CONCURRENCY} --file-allocation=none --allow-overwrite=true ${ca.aria} -d ${dir} -i ${ariaIn}`;
   const wget = `wget --quiet ${ca.wget} -P ${dir} -i ${wgetIn}`;
+  // Where HTTP/2 is offered the floor takes it (undici's allowH2), as docstokg --http2 does.
   const floor = (extra) => `${ca.floor}node ${FLOOR} ${manifest} ${dir} ${h2 ? '--h2' : ''} ${extra}`;
   const durable = {
     docstokg: docstokg(''),
     'curl+sha256sum+sync': `${curl} && sha256sum ${dir}/* > /dev/null && sync`,
+    ...(h2 ? { 'docstokg --http2': docstokg('--http2') } : {}),
     'node floor --fsync': floor('--fsync'),
     ...(has('aria2c') ? { 'aria2c+sync': `${aria} && sync` } : {}),
   };
   const pagecache = {
     'docstokg --no-fsync': docstokg('--no-fsync'),
     curl,
+    ...(h2 ? { 'docstokg --no-fsync --http2': docstokg('--no-fsync --http2') } : {}),
     'node floor': floor(''),
     ...(has('aria2c') ? { aria2c: aria } : {}),
     ...(has('wget') && set.name !== 'small' ? { 'wget (sequential)': wget } : {}),

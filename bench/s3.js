@@ -4,8 +4,17 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
+
+function run(args, env) {
+  return new Promise((resolve) => {
+    const child = spawn('node', args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('close', (status) => resolve({ status, stderr }));
+  });
+}
 
 export async function s3Benchmark({ out, bin, set, manifest, median, runs = 3 }) {
   let S3rver;
@@ -31,7 +40,8 @@ export async function s3Benchmark({ out, bin, set, manifest, median, runs = 3 })
       for (const name of order) {
         rmSync(dir, { recursive: true, force: true });
         const t0 = performance.now();
-        const p = spawnSync('node', targets[name](r), { env, stdio: ['ignore', 'ignore', 'pipe'] });
+        // Not spawnSync: s3rver answers from this process's event loop.
+        const p = await run(targets[name](r), env);
         walls[name].push(performance.now() - t0);
         if (p.status !== 0) throw new Error(`${name} failed (${p.status}): ${p.stderr}`);
       }

@@ -11,7 +11,7 @@ export interface ClientOptions {
   blocked: BlockList | null;
   /** --ca-file: PEM certificates trusted beside the system's (a private CA, an institutional proxy) */
   ca?: string | null;
-  /** HTTP/2 where the server offers it (ALPN); one connection then carries many requests */
+  /** --http2: HTTP/2 where the server offers it (ALPN); off by default (docs/decisions.md) */
   http2?: boolean;
   /** called once, before undici loads: the run's process-wide tuning (see runtime-tuning.ts) */
   beforeFirstUse?: () => void;

@@ -56,10 +56,10 @@ describe('HTTP/2', () => {
 
   const manifest = () => ws.file('h2.txt', bodies.map((_, i) => `${base}/${i}.pdf\n`).join(''));
 
-  it('speaks HTTP/2 where the server offers it: every body whole, a cut stream resumed with a range', async () => {
+  it('--http2 speaks HTTP/2 where the server offers it: every body whole, a cut stream resumed with a range', async () => {
     seen.length = 0;
     sessions = 0;
-    const res = await runCli(['download', await manifest(), '-o', join(ws.dir, 'a'), '--json', '-q', '--ca-file', caFile, '--retry-delay', '10', '-c', '8', '--per-host', '8']);
+    const res = await runCli(['download', await manifest(), '-o', join(ws.dir, 'a'), '--json', '-q', '--ca-file', caFile, '--http2', '--retry-delay', '10', '-c', '8', '--per-host', '8']);
     expect(res.code).toBe(0);
     const records = byId(res.records);
     for (const [i, body] of bodies.entries()) {
@@ -76,9 +76,9 @@ describe('HTTP/2', () => {
     expect(sessions).toBeLessThanOrEqual(8);
   });
 
-  it('--no-http2 keeps to HTTP/1.1', async () => {
+  it('by default keeps to HTTP/1.1', async () => {
     seen.length = 0;
-    const res = await runCli(['download', await manifest(), '-o', join(ws.dir, 'b'), '--json', '-q', '--ca-file', caFile, '--no-http2']);
+    const res = await runCli(['download', await manifest(), '-o', join(ws.dir, 'b'), '--json', '-q', '--ca-file', caFile]);
     expect(res.code).toBe(0);
     expect(res.records.every((r) => r.status === 'downloaded')).toBe(true);
     expect(new Set(seen.map((s) => s.version))).toEqual(new Set(['1.1']));

@@ -1,5 +1,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
+import { createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -91,6 +93,74 @@ describe('an s3:// store', () => {
     expect(badUrl.stderr).toMatch(/not an S3 location/);
     expect(origin.requests.length).toBe(before);
     expect(existsSync(join(ws.dir, 'links'))).toBe(false);
+  });
+});
+
+/**
+ * A proxy in front of s3rver that answers some PUTs itself: `refuse(method, key)` returns a status
+ * and S3 error code to send instead of passing the request on, or null.
+ */
+async function faultyS3(target: string, refuse: (method: string, key: string) => [number, string] | null): Promise<{ endpoint: string; close: () => Promise<void> }> {
+  const server: Server = createServer((req, res) => {
+    const fault = refuse(req.method ?? '', decodeURIComponent((req.url ?? '').split('?')[0]!));
+    if (fault) {
+      req.resume();
+      req.on('end', () => res.writeHead(fault[0], { 'content-type': 'application/xml' }).end(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>${fault[1]}</Code><Message>injected</Message></Error>`));
+      return;
+    }
+    const up = request(`${target}${req.url}`, { method: req.method, headers: req.headers }, (r) => {
+      res.writeHead(r.statusCode ?? 502, r.headers);
+      r.pipe(res);
+    });
+    req.pipe(up);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => new Promise((r) => server.close(() => r())) };
+}
+
+describe('an s3:// store that fails', () => {
+  let ws: Workspace;
+  let origin: Origin;
+  let s3: S3Origin;
+  beforeAll(async () => {
+    ws = await workspace();
+    s3 = await startS3();
+    origin = await startOrigin();
+  });
+  afterAll(async () => {
+    await origin.close();
+    await s3.close();
+    await ws.cleanup();
+  });
+
+  it('retries throttling and 5xx like a download, and stores every object once', async () => {
+    const bodies = Array.from({ length: 6 }, (_, i) => samplePdf(`flaky s3 ${i}`, 20_000 + i));
+    bodies.forEach((body, i) => origin.set(`/f/${i}.pdf`, { body }));
+    const refused = new Map<string, number>();
+    const proxy = await faultyS3(s3.endpoint, (method, key) => {
+      if (method !== 'PUT' || !/\/flaky\/[0-9a-f]{2}\//.test(key)) return null;
+      const n = (refused.get(key) ?? 0) + 1;
+      refused.set(key, n);
+      return n === 1 ? [503, 'SlowDown'] : n === 2 ? [500, 'InternalError'] : null;
+    });
+    const manifest = await ws.file('flaky.txt', bodies.map((_, i) => `${origin.url(`/f/${i}.pdf`)}\n`).join(''));
+    const res = await runCli(['download', manifest, '-o', `s3://${s3.bucket}/flaky`, '--s3-endpoint', proxy.endpoint, '--db', join(ws.dir, 'flaky.sqlite'), '--json', '-q', '--retry-delay', '10'], { env: s3.env });
+    await proxy.close();
+    expect(res.code, res.stderr).toBe(0);
+    expect(res.records.every((r) => r.status === 'downloaded')).toBe(true);
+    expect([...refused.values()]).toEqual(Array(6).fill(3));
+    for (const body of bodies) expect((await s3.get(`flaky/${sha256(body).slice(0, 2)}/${sha256(body)}.pdf`))?.equals(body)).toBe(true);
+  });
+
+  it('a bucket that refuses writes ends the run with exit 3 before any download', async () => {
+    const proxy = await faultyS3(s3.endpoint, (method) => (method === 'PUT' ? [403, 'AccessDenied'] : null));
+    const manifest = await ws.file('denied.txt', `${origin.url('/f/0.pdf')}\n`);
+    const before = origin.requests.length;
+    const res = await runCli(['download', manifest, '-o', `s3://${s3.bucket}/denied`, '--s3-endpoint', proxy.endpoint, '--db', join(ws.dir, 'denied.sqlite')], { env: s3.env });
+    await proxy.close();
+    expect(res.code).toBe(3);
+    expect(res.stderr).toMatch(/store s3:\/\/corpus\/denied: a test write failed: AccessDenied \(HTTP 403\)/);
+    expect(origin.requests.length).toBe(before);
   });
 });
 
