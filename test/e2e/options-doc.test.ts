@@ -20,7 +20,7 @@ describe('options: one table, its docs and --help agree', () => {
       if (defaultOf(spec)) expect(help, spec.flag).toContain(`[${defaultOf(spec)}]`);
     }
     // Nothing in the help that the table does not hold.
-    const flags = [...help.matchAll(/ (--[a-z][a-z-]+)/g)].map((m) => m[1]);
+    const flags = [...help.matchAll(/ (--[a-z][a-z0-9-]+)/g)].map((m) => m[1]);
     const known = new Set([...SHARED_OPTIONS, ...specs].map((s) => (s.kind === 'negbool' ? `--no-${s.flag}` : `--${s.flag}`)).concat('--help'));
     expect(flags.filter((f) => !known.has(f!))).toEqual([]);
   });
