@@ -16,6 +16,8 @@ export interface StoreOptions extends SharedOptions {
 export async function openStore(opts: StoreOptions): Promise<ObjectStore> {
   if (!isS3(opts.out)) {
     if (opts.s3Endpoint) throw new UsageError('--s3-endpoint applies to an s3:// --out only');
+    // A directory store stages its parts inside itself (the move into place must be a rename).
+    if (opts.staging) throw new UsageError('--staging applies to an s3:// --out only (a directory store stages its parts in <out>/.staging)');
     return new DirStore(opts.out, opts.fsync ?? true);
   }
   const { parseS3Url, S3Store } = await import('./s3-store.js');

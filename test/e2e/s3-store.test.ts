@@ -91,6 +91,9 @@ describe('an s3:// store', () => {
     const badUrl = await runCli(['download', manifest, '-o', 's3://B/x', '--db', join(ws.dir, 'd.sqlite')], { env: env() });
     expect(badUrl.code).toBe(2);
     expect(badUrl.stderr).toMatch(/not an S3 location/);
+    const stagingForDir = await runCli(['download', manifest, '-o', join(ws.dir, 'dir-out'), '--staging', join(ws.dir, 'st')]);
+    expect(stagingForDir.code).toBe(2);
+    expect(stagingForDir.stderr).toMatch(/--staging applies to an s3:\/\/ --out only/);
     expect(origin.requests.length).toBe(before);
     expect(existsSync(join(ws.dir, 'links'))).toBe(false);
   });
