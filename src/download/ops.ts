@@ -5,7 +5,7 @@ import { DURABLE_PART_BYTES, type DownloadOptions } from '../config.js';
 import type { Events } from '../events.js';
 import type { JobRow, Ledger, PartRow } from '../ledger/types.js';
 import type { Finalized } from '../store/finalize.js';
-import type { ObjectStore } from '../store/object-store.js';
+import { placedSize, type ObjectStore } from '../store/object-store.js';
 import { linkItem } from '../store/link.js';
 import { objectRelPath, partPath } from '../store/paths.js';
 import { readHeld } from './part-writer.js';
@@ -62,7 +62,7 @@ export async function finalizeOnce(ctx: OpsContext, job: JobRow, sha256: string,
   const key = opKey('finalize', job.key, sha256);
   const op = ctx.ledger.beginOp(key, job.key, 'finalize', ctx.owner, ctx.now(), sha256);
   let done: Finalized;
-  if (op.state !== 'new' && (await ctx.store.exists(sha256))) {
+  if (op.state !== 'new' && (await placedSize(ctx.store, part, sha256)) !== null) {
     await unlink(part).catch(() => undefined);
     done = op.state === 'done' ? (op.result as Finalized) : { path: objectRelPath(sha256), deduped: false };
     if (op.state === 'started') ctx.ledger.finishOp(key, done, ctx.now());

@@ -51,6 +51,10 @@ export class DirStore implements ObjectStore {
     }
   }
 
+  presence(): Promise<(sha256: string) => Promise<boolean>> {
+    return Promise.resolve((sha) => this.exists(sha));
+  }
+
   hash(sha256: string): Promise<string> {
     return sha256File(objectPath(this.local, sha256));
   }

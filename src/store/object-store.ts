@@ -1,3 +1,4 @@
+import { stat } from 'node:fs/promises';
 import type { Finalized } from './finalize.js';
 
 /**
@@ -24,6 +25,11 @@ export interface ObjectStore {
   place(part: string, sha256: string, identity: string | null): Promise<Finalized | 'not-ours'>;
   /** The digests of every object, for `reconcile --verify`. */
   objects(): AsyncIterable<string>;
+  /**
+   * A test of presence for many digests (`reconcile`): a directory answers each with a stat, a
+   * bucket from one listing (a request per done job would take hours for millions).
+   */
+  presence(): Promise<(sha256: string) => Promise<boolean>>;
   /** SHA-256 of the object's bytes as stored. */
   hash(sha256: string): Promise<string>;
   /** Moves a corrupt object out of the way (kept for inspection). */
@@ -31,6 +37,18 @@ export interface ObjectStore {
   /** A local file path of the object, for --link-dir; null when the store has none. */
   localPath(sha256: string): string | null;
   close(): void;
+}
+
+/**
+ * The size of the object a finalize placed, or null when it did not: absent, or of another size
+ * than the part still staged for it (a bucket that kept an interrupted upload; S3 itself never
+ * does), in which case the part is to be placed again.
+ */
+export async function placedSize(store: ObjectStore, part: string, sha256: string): Promise<number | null> {
+  const size = await store.size(sha256);
+  if (size === null) return null;
+  const staged = await stat(part).catch(() => null);
+  return staged === null || staged.size === size ? size : null;
 }
 
 export const S3_PREFIX = 's3://';

@@ -3,7 +3,7 @@ import type { Events } from '../events.js';
 import { isDeadLocalOwner } from '../ledger/owner.js';
 import type { JobRow, JobState, Ledger, OpRow } from '../ledger/types.js';
 import { linkItem } from './link.js';
-import type { ObjectStore } from './object-store.js';
+import { placedSize, type ObjectStore } from './object-store.js';
 import { objectRelPath, partPath } from './paths.js';
 import { moveLegacyParts, stagedFiles } from './staging.js';
 
@@ -64,10 +64,7 @@ const expireLeases: Step = {
 
 async function finishOp(ctx: ReconcileContext, op: OpRow, job: JobRow | undefined): Promise<'finished' | 'rolled_back'> {
   if (op.kind === 'finalize' && op.detail) {
-    const size = await ctx.store.size(op.detail);
-    const part = await stat(partPath(ctx.store.local, op.job_key)).catch(() => null);
-    // Absent, or cut off (a bucket that kept an interrupted upload): the part is placed again.
-    if (size === null || (part !== null && part.size !== size)) {
+    if ((await placedSize(ctx.store, partPath(ctx.store.local, op.job_key), op.detail)) === null) {
       if (ctx.apply) ctx.ledger.dropOp(op.key);
       return 'rolled_back';
     }
@@ -140,23 +137,12 @@ const adoptObjects: Step = {
   },
 };
 
-/**
- * Whether an object is present: asked of a directory one by one (a stat), of a bucket from one
- * listing (a request per done job would take hours for millions).
- */
-async function presence(store: ObjectStore): Promise<(sha256: string) => Promise<boolean>> {
-  if (store.kind === 'dir') return (sha) => store.exists(sha);
-  const listed = new Set<string>();
-  for await (const sha of store.objects()) listed.add(sha);
-  return (sha) => Promise.resolve(listed.has(sha));
-}
-
 /** Done jobs whose object is gone go back to pending, so the next run fetches them again. */
 const requeueMissing: Step = {
   name: 'requeue-missing',
   async run(ctx) {
     const s = { checked: 0, requeued: 0 };
-    const present = await presence(ctx.store);
+    const present = await ctx.store.presence();
     for (const job of ctx.ledger.jobsIn('done')) {
       s.checked += 1;
       if (job.path && job.sha256 && (await present(job.sha256))) continue;

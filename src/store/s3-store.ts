@@ -184,6 +184,12 @@ export class S3Store implements ObjectStore {
     } while (ContinuationToken);
   }
 
+  async presence(): Promise<(sha256: string) => Promise<boolean>> {
+    const listed = new Set<string>();
+    for await (const sha of this.objects()) listed.add(sha);
+    return (sha) => Promise.resolve(listed.has(sha));
+  }
+
   async hash(sha256: string): Promise<string> {
     return this.call('GET', async () => {
       const res = await this.client.send(new this.sdk.GetObjectCommand({ Bucket: this.at.bucket, Key: this.key(sha256) }));

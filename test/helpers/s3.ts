@@ -4,6 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import S3rver from 's3rver';
+import { afterAll, beforeAll } from 'vitest';
+import { originAndWorkspace, type Workspace } from './cli.js';
+import type { Origin } from './origin.js';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 
@@ -66,3 +69,16 @@ export async function startS3(bucket = 'corpus'): Promise<S3Origin> {
 }
 
 export const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+/**
+ * A real origin, an S3-protocol server and a temporary workspace for one describe block, started
+ * before its tests and torn down after them. Read the fields inside tests (set by beforeAll).
+ */
+export function s3OriginAndWorkspace(): { origin: Origin; s3: S3Origin; ws: Workspace } {
+  const at = originAndWorkspace() as { origin: Origin; s3: S3Origin; ws: Workspace };
+  beforeAll(async () => {
+    at.s3 = await startS3();
+  });
+  afterAll(() => at.s3.close());
+  return at;
+}
