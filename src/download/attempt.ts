@@ -99,7 +99,7 @@ function heldPartFile(path: string): { size: number; id: string | null } {
   }
 }
 
-async function transferInput(ctx: ItemContext, job: JobRow, candidate: Candidate, found: { held: number; partRow: PartRow | undefined }, conditional: Conditional, stream: StreamOp): Promise<Omit<TransferInput, keyof Asking>> {
+async function transferInput(ctx: ItemContext, job: JobRow, candidate: Candidate, found: { held: number; partRow: PartRow | undefined; id: string | null }, conditional: Conditional, stream: StreamOp): Promise<Omit<TransferInput, keyof Asking>> {
   return {
     url: candidate.href,
     part: partPath(ctx.store.local, job.key),
@@ -115,6 +115,8 @@ async function transferInput(ctx: ItemContext, job: JobRow, candidate: Candidate
     fsync: ctx.opts.fsync,
     signal: ctx.signal,
     held: found.held,
+    // a revalidation does not look for a part
+    partFile: conditional !== undefined || found.id !== null,
     partRow: found.partRow,
     conditional,
     gate: ctx.gate,

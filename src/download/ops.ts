@@ -74,9 +74,10 @@ export async function finalizeOnce(ctx: OpsContext, job: JobRow, sha256: string,
     // The item is off the network by now, so it waits for the group's own commit rather than
     // forcing one: finalizes of many turns share it.
     await ctx.ledger.committed('with-group');
-    // Checked again after the wait, right before the move: a holder stopped past its lease
-    // meanwhile must not move the part its successor is writing.
-    if (!ctx.ledger.holds(job.key, ctx.owner, ctx.now())) throw new LeaseLost();
+    // Checked again after the wait, right before the move, in the table itself: a holder stopped
+    // past its lease meanwhile, or one whose clock lags its successor's, must not move the part
+    // that successor is writing.
+    if (!ctx.ledger.holdsInTable(job.key, ctx.owner, ctx.now())) throw new LeaseLost();
     const moved = await ctx.store.place(part, sha256, identity);
     if (moved === 'not-ours') throw new LeaseLost();
     done = moved;
@@ -100,7 +101,7 @@ export async function linkOnce(ctx: OpsContext, job: JobRow, sha256: string): Pr
   if (!ctx.opts.linkDir) return;
   // A holder stopped after its finalize and continued past its lease must not link: its
   // successor may have stored another version, which the link must name.
-  if (!ctx.ledger.holds(job.key, ctx.owner, ctx.now())) throw new LeaseLost();
+  if (!ctx.ledger.holdsInTable(job.key, ctx.owner, ctx.now())) throw new LeaseLost();
   await link(ctx, job, sha256);
 }
 

@@ -37,6 +37,8 @@ export interface TransferInput {
   signal: AbortSignal;
   /** bytes already in the part file */
   held: number;
+  /** whether a part file may be there (one of 0 bytes counts): false only when none was found */
+  partFile: boolean;
   /** validators the part was started with, if recorded */
   partRow: PartRow | undefined;
   /** --revalidate: validators of the stored object */
@@ -345,7 +347,9 @@ function bodyWriter(input: TransferInput, asked: Asked, statusCode: number, rh: 
     // truncated only when its file opens, on the thread pool, which may come after the ledger's
     // commit; a kill in between left old bytes under new validators, and the next resume spliced
     // the new version's tail onto them.
-    dropOldPart(input.part);
+    // No part found at the attempt's start and none made since: no file to drop (an unlink that
+    // fails costs a thrown error per item).
+    if (input.partFile || plan.kind !== 'fresh' || plan.why !== 'no-part') dropOldPart(input.part);
     // An encoded body's part keeps no validators: it is never continued with a range.
     const strong = !encoded && isStrongEtag(facts.etag);
     writesAfter = input.onFreshPart({ url: input.url, etag: strong ? facts.etag : null, last_modified: encoded ? null : facts.lastModified, total: declared });

@@ -92,6 +92,10 @@ export class SqliteLedger implements Ledger {
     return this.jobsTable.holds(key, owner, now);
   }
 
+  holdsInTable(key: string, owner: string, now: number): boolean {
+    return this.jobsTable.holdsInTable(key, owner, now);
+  }
+
   repair(key: string, from: JobState, to: JobState, patch: RepairPatch, now: number): boolean {
     return this.jobsTable.repair(key, from, to, patch, now);
   }

@@ -263,7 +263,13 @@ export interface Ledger {
   beginOp(key: string, jobKey: string, kind: OpRow['kind'], owner: string, now: number, detail?: string | null): OpResult;
   /** keys this owner still holds; a key missing here was lost (expired and taken over) */
   heldKeys(owner: string): Set<string>;
+  /**
+   * Whether `owner` still holds the job's lease, from the leases this ledger object claimed and
+   * renewed (no query): lost only by expiry, or to a writer that broke the lease protocol.
+   */
   holds(key: string, owner: string, now: number): boolean;
+  /** The same, asked of the table itself: also sees a lease taken over early (clocks that disagree). */
+  holdsInTable(key: string, owner: string, now: number): boolean;
   /** reconcile only: one of the REPAIRS moves, guarded by the expected current state */
   repair(key: string, from: JobState, to: JobState, patch: RepairPatch, now: number): boolean;
   ops(state: OpRow['state']): OpRow[];

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { leads, pdf, resolver, type Resolver } from './types.js';
 
 /** arXiv: the PDF's URL follows from the id (`<base>/pdf/<id>`); nothing is asked. */

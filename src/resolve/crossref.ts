@@ -1,11 +1,11 @@
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { leads, page, pdf, resolver, withContact, type Resolver } from './types.js';
 
 const answer = z.object({
   message: z.object({
-    link: z.array(z.object({ URL: z.string(), 'content-type': z.string().nullish() })).nullish(),
-    resource: z.object({ primary: z.object({ URL: z.string().nullish() }).nullish() }).nullish(),
-    URL: z.string().nullish(),
+    link: z.nullish(z.array(z.object({ URL: z.string(), 'content-type': z.nullish(z.string()) }))),
+    resource: z.nullish(z.object({ primary: z.nullish(z.object({ URL: z.nullish(z.string()) })) })),
+    URL: z.nullish(z.string()),
   }),
 });
 

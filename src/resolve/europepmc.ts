@@ -1,10 +1,10 @@
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { leads, page, pdf, resolver, type Resolver } from './types.js';
 
-const fullText = z.object({ url: z.string(), documentStyle: z.string().nullish(), availabilityCode: z.string().nullish() });
+const fullText = z.object({ url: z.string(), documentStyle: z.nullish(z.string()), availabilityCode: z.nullish(z.string()) });
 const answer = z.object({
   resultList: z.object({
-    result: z.array(z.object({ fullTextUrlList: z.object({ fullTextUrl: z.array(fullText).nullish() }).nullish() })).nullish(),
+    result: z.nullish(z.array(z.object({ fullTextUrlList: z.nullish(z.object({ fullTextUrl: z.nullish(z.array(fullText)) })) }))),
   }),
 });
 

@@ -1,12 +1,12 @@
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { leads, page, pdf, resolver, withContact, type Resolver } from './types.js';
 
-const location = z.object({ pdf_url: z.string().nullish(), landing_page_url: z.string().nullish() }).nullish();
+const location = z.nullish(z.object({ pdf_url: z.nullish(z.string()), landing_page_url: z.nullish(z.string()) }));
 const work = z.object({
   best_oa_location: location,
   primary_location: location,
-  locations: z.array(location).nullish(),
-  open_access: z.object({ oa_url: z.string().nullish() }).nullish(),
+  locations: z.nullish(z.array(location)),
+  open_access: z.nullish(z.object({ oa_url: z.nullish(z.string()) })),
 });
 
 /**

@@ -1,4 +1,5 @@
-import type { z } from 'zod';
+import * as z from 'zod/mini';
+import en from 'zod/v4/locales/en.js';
 import type { ResolverName } from './config.js';
 import type { WorkIds } from './ids.js';
 
@@ -19,6 +20,9 @@ export interface Resolver {
   leadsFrom(answer: unknown): Lead[];
 }
 
+// zod/mini (a small fraction of zod's load time at every start) with zod's English messages.
+z.config(en());
+
 /** An API answer that is not the shape its documentation gives. */
 export class ShapeError extends Error {}
 
@@ -26,7 +30,7 @@ export class ShapeError extends Error {}
  * A resolver from its request, the part of the documented answer it reads (`schema`) and how it
  * reads it: any answer the schema refuses fails the resolver (`bad_shape`), and the next is tried.
  */
-export function resolver<T>(def: { name: ResolverName; step: Resolver['step']; schema: z.ZodType<T>; read: (answer: T) => Lead[] }): Resolver {
+export function resolver<T>(def: { name: ResolverName; step: Resolver['step']; schema: z.ZodMiniType<T>; read: (answer: T) => Lead[] }): Resolver {
   return {
     name: def.name,
     step: def.step,

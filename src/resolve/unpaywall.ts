@@ -1,8 +1,8 @@
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { leads, page, pdf, resolver, type Resolver } from './types.js';
 
-const location = z.object({ url_for_pdf: z.string().nullish(), url_for_landing_page: z.string().nullish(), url: z.string().nullish() }).nullish();
-const answer = z.object({ best_oa_location: location, oa_locations: z.array(location).nullish() });
+const location = z.nullish(z.object({ url_for_pdf: z.nullish(z.string()), url_for_landing_page: z.nullish(z.string()), url: z.nullish(z.string()) }));
+const answer = z.object({ best_oa_location: location, oa_locations: z.nullish(z.array(location)) });
 
 /**
  * Unpaywall (`/v2/<doi>?email=`): its terms ask for an address on every request, so it runs only

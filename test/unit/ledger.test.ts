@@ -201,6 +201,46 @@ describe('SqliteLedger', () => {
     l.close();
   });
 
+  it('knows the leases it holds without asking the table, and agrees with the table', () => {
+    const a = new SqliteLedger(path);
+    const b = new SqliteLedger(path);
+    const item = mk('https://a.org/held.pdf');
+    const agree = (owner: string, now: number): boolean => {
+      const held = a.holds(item.key, owner, now);
+      expect(a.holdsInTable(item.key, owner, now)).toBe(held);
+      return held;
+    };
+    a.plan(item, 0);
+    expect(agree('p1', 0)).toBe(false);
+    expect(a.claim(item.key, 'p1', 0, 100)).toBe(true);
+    expect(agree('p1', 100)).toBe(true);
+    expect(agree('p1', 101)).toBe(false);
+    expect(a.renew('p1', 90, 100)).toBe(1);
+    expect(agree('p1', 190)).toBe(true);
+    a.flush();
+    // Another process takes the job once the lease expired: a's renewal then finds it gone.
+    expect(b.claim(item.key, 'p2', 191, 100)).toBe(true);
+    b.flush();
+    expect(a.renew('p1', 200, 100)).toBe(0);
+    a.flush();
+    expect(agree('p1', 200)).toBe(false);
+    expect(a.holds(item.key, 'p2', 200)).toBe(false);
+    expect(b.holds(item.key, 'p2', 200)).toBe(true);
+    expect(b.release(item.key, 'p2', 250)).toBe(true);
+    b.flush();
+    expect(b.holds(item.key, 'p2', 250)).toBe(false);
+    // A writer that breaks the protocol (a live lease taken early) shows only in the table.
+    expect(a.claim(item.key, 'p1', 300, 100)).toBe(true);
+    a.flush();
+    const db = new Database(path);
+    db.prepare("UPDATE jobs SET lease_owner = 'thief' WHERE key = ?").run(item.key);
+    db.close();
+    expect(a.holds(item.key, 'p1', 310)).toBe(true);
+    expect(a.holdsInTable(item.key, 'p1', 310)).toBe(false);
+    a.close();
+    b.close();
+  });
+
   it('replays an op that already ran from its stored result', () => {
     const l = new SqliteLedger(path);
     expect(l.beginOp('op1', 'job', 'finalize', 'me', 1)).toEqual({ state: 'new', result: null });

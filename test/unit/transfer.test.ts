@@ -42,7 +42,7 @@ describe('transfer of a part whose version changed', () => {
     const input: TransferInput = {
       url: partRow.url, part, out: dir, headers: {}, auth: null, policy, hostHeaders: new HostHeaders(), dispatcher,
       maxBytes: 1 << 24, minFree: 0, minSpeed: { bytesPerSecond: 0, windowMs: 1000 }, fsync: false, signal: new AbortController().signal,
-      held: 100_000, partRow, gate, role: 'artifact', readPages: false, holds: () => true,
+      held: 100_000, partFile: true, partRow, gate, role: 'artifact', readPages: false, holds: () => true,
       onFreshPart: (row) => {
         seenAtFresh.push({ row, partExists: existsSync(part) });
         return null;
@@ -68,7 +68,7 @@ describe('transfer of a part whose version changed', () => {
     const input: TransferInput = {
       url: origin.url('/doc.pdf'), part, out: dir, headers: {}, auth: null, policy, hostHeaders: new HostHeaders(), dispatcher,
       maxBytes: 1 << 24, minFree: 0, minSpeed: { bytesPerSecond: 0, windowMs: 1000 }, fsync: false, signal: new AbortController().signal,
-      held: 0, partRow: undefined, gate, role: 'artifact', readPages: false,
+      held: 0, partFile: true, partRow: undefined, gate, role: 'artifact', readPages: false,
       holds: () => false,
       onFreshPart: () => null,
       onBodyComplete: () => undefined,

@@ -94,7 +94,7 @@ describe('a redirect hop to a refused address (real HTTP)', () => {
     const input = {
       url: origin.url('/hop'), part: join(dir, 'p.part'), out: dir, headers: {}, auth: null, policy, hostHeaders: new HostHeaders(), dispatcher,
       maxBytes: 1 << 20, minFree: 0, minSpeed: { bytesPerSecond: 0, windowMs: 1000 }, fsync: false, signal: new AbortController().signal,
-      held: 0, partRow: undefined, onFreshPart: () => null, onBodyComplete: () => undefined, gate, role: 'artifact' as const, readPages: false, holds: () => true,
+      held: 0, partFile: false, partRow: undefined, onFreshPart: () => null, onBodyComplete: () => undefined, gate, role: 'artifact' as const, readPages: false, holds: () => true,
     };
     await expect(transfer(input, facts)).rejects.toMatchObject({ code: 'blocked', message: expect.stringMatching(/127\.0\.0\.2 is not a public address/) });
     expect(facts.finalUrl).toBe('http://127.0.0.2:9/x.pdf');

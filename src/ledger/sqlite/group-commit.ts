@@ -19,6 +19,7 @@ export class GroupCommit {
   private soon = false;
 
   private readonly lock: WriteLock;
+  private readonly failureListeners: (() => void)[] = [];
 
   constructor(db: Database.Database, lockTimeoutMs: number) {
     this.lock = new WriteLock(db, lockTimeoutMs);
@@ -38,6 +39,11 @@ export class GroupCommit {
     }
   }
 
+  /** Called when a group's commit fails: its writes are gone. */
+  onFailedCommit(listener: () => void): void {
+    this.failureListeners.push(listener);
+  }
+
   flush(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
@@ -49,6 +55,7 @@ export class GroupCommit {
     try {
       this.lock.commit();
     } catch (err) {
+      for (const l of this.failureListeners) l();
       for (const w of waiting) w.reject(err as Error);
       throw err;
     }

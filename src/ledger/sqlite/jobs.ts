@@ -51,7 +51,7 @@ function statements(db: Database.Database) {
       UPDATE jobs SET state = 'active', lease_owner = @owner, lease_expires_at = @expires, updated_at = @now
       WHERE key = @key AND (state IN (${inList(sourcesOf('active').filter((x) => x !== 'done'))}) OR (state = 'done' AND @reopen = 1)
         OR (state = 'active' AND (lease_expires_at < @now OR lease_owner = @steal)))`),
-    renew: db.prepare(`UPDATE jobs SET lease_expires_at = @expires WHERE lease_owner = @owner AND state = 'active'`),
+    renew: db.prepare(`UPDATE jobs SET lease_expires_at = @expires WHERE lease_owner = @owner AND state = 'active' RETURNING key`).pluck(),
     // Positional: binding 20 named parameters looks each one up on the object by name.
     finish: db.prepare(`
       UPDATE jobs SET state = ?, ${OUTCOME_FIELDS.map((f) => `${f} = ?`).join(', ')}, message = ?, next_attempt_at = ?,
@@ -88,9 +88,19 @@ export class JobsTable {
   private aheadMisses = 0;
   /** the key planByKey last sent on to be parsed, and whether the ledger had no row for it */
   private checked: { key: string; absent: boolean } | null = null;
+  /**
+   * The leases this process wrote, by key: the owner and the expiry its claim or last renewal
+   * stored. Another process can take a job only once the stored expiry has passed (or its holder
+   * is dead), and each of these writes runs inside a transaction that holds the write lock until
+   * it commits, so no other writer ever sees an older expiry than this one. Asking here is
+   * therefore the same as asking the table, without a query per request and per write.
+   */
+  private readonly leases = new Map<string, { owner: string; expires: number }>();
 
   constructor(private readonly db: Database.Database, private readonly group: GroupCommit, private readonly runId: string) {
     this.stmt = statements(db);
+    // A failed commit takes its claims and renewals with it: nothing held is known any more.
+    group.onFailedCommit(() => this.leases.clear());
   }
 
   /**
@@ -173,20 +183,36 @@ export class JobsTable {
 
   claim(key: string, owner: string, now: number, ttlMs: number, opts: ClaimOptions = {}): boolean {
     const params = { key, owner, now, expires: now + ttlMs, reopen: opts.reopen ? 1 : 0, steal: opts.steal ?? null };
-    return this.group.write(() => this.stmt.claim.run(params).changes === 1);
+    const claimed = this.group.write(() => this.stmt.claim.run(params).changes === 1);
+    if (claimed) this.leases.set(key, { owner, expires: params.expires });
+    return claimed;
   }
 
+  /** Extends every lease `owner` still holds; one it no longer holds in the table is forgotten. */
   renew(owner: string, now: number, ttlMs: number): number {
-    return this.group.write(() => this.stmt.renew.run({ owner, expires: now + ttlMs }).changes);
+    const expires = now + ttlMs;
+    const renewed = new Set(this.group.write(() => this.stmt.renew.all({ owner, expires }) as string[]));
+    for (const [key, lease] of this.leases) {
+      if (lease.owner !== owner) continue;
+      if (renewed.has(key)) lease.expires = expires;
+      else this.leases.delete(key);
+    }
+    return renewed.size;
   }
 
   finish(key: string, owner: string, o: Outcome, now: number): boolean {
     const values = OUTCOME_FIELDS.map((f) => o[f] ?? null);
+    this.forget(key, owner);
     return this.group.write(() => this.stmt.finish.run(o.state, ...values, o.message ?? null, o.next_attempt_at ?? null, o.state, now, key, owner).changes === 1);
   }
 
   release(key: string, owner: string, now: number): boolean {
+    this.forget(key, owner);
     return this.group.write(() => this.stmt.release.run({ key, owner, now }).changes === 1);
+  }
+
+  private forget(key: string, owner: string): void {
+    if (this.leases.get(key)?.owner === owner) this.leases.delete(key);
   }
 
   heldKeys(owner: string): Set<string> {
@@ -194,6 +220,11 @@ export class JobsTable {
   }
 
   holds(key: string, owner: string, now: number): boolean {
+    const lease = this.leases.get(key);
+    return lease !== undefined && lease.owner === owner && lease.expires >= now;
+  }
+
+  holdsInTable(key: string, owner: string, now: number): boolean {
     return this.stmt.holds.get({ key, owner, now }) !== undefined;
   }
 
@@ -202,6 +233,7 @@ export class JobsTable {
     const fields = Object.keys(patch).filter((f) => REPAIR_FIELDS.has(f));
     const sets = [...fields.map((f) => `${f} = @${f}`), 'state = @to', 'lease_owner = NULL', 'lease_expires_at = NULL', 'updated_at = @now'];
     const sql = `UPDATE jobs SET ${sets.join(', ')} WHERE key = @key AND state = @from`;
+    this.leases.delete(key);
     return this.group.write(() => this.db.prepare(sql).run({ ...patch, key, from, to, now }).changes === 1);
   }
 
