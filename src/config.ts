@@ -232,6 +232,13 @@ export const RETRY_LATER_MAX_MS = 24 * 60 * 60 * 1000;
 export const PLAN_WINDOW = 2048;
 /** Ledger writes grouped per transaction (see DESIGN: one commit per item blocks the loop). */
 export const LEDGER_BATCH = 256;
+/**
+ * How often a host in use reads its row again, for a pause or an open breaker another process
+ * sharing the ledger has stored.
+ */
+export const HOST_ROW_REFRESH_MS = 100;
+/** A request that leaves this much after its slot pushes the host's next shared slot back. */
+export const LATE_SEND_MS = 5;
 /** Items past their transfer (finishing locally) allowed per network slot (--concurrency). */
 export const FINISHING_PER_SLOT = 4;
 export const PDF_MAGIC_WINDOW = 1024;

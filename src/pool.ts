@@ -75,6 +75,12 @@ export class Pool {
   private waiters: (() => void)[] = [];
   /** called once, with the first error a task throws (the run is ending: abort what is in flight) */
   onFailure: ((err: unknown) => void) | null = null;
+  /**
+   * What the first request needs ready (the HTTP client), awaited before the first slot is taken:
+   * a request leaves right after its slot, not a module load later.
+   */
+  warmUp: (() => Promise<unknown>) | null = null;
+  private warm: Promise<unknown> | null = null;
 
   constructor(
     private readonly concurrency: number,
@@ -171,6 +177,7 @@ export class Pool {
 
   /** Waits at the host's gate holding no network slot; a string is the reason to give up. */
   private async firstRequest(host: string): Promise<{ permit: Permit; free: Free } | string> {
+    if (this.warmUp) await (this.warm ??= this.warmUp());
     for (;;) {
       if (this.stopped) throw new Stopped();
       const blocked = this.gate.check(host);

@@ -5,7 +5,7 @@ import { userAgent, type DownloadOptions } from '../config.js';
 import { linkDone } from '../download/ops.js';
 import { heartbeat, itemTask, stopLeases, type Run } from '../download/item-task.js';
 import { FatalError, UsageError } from '../errors.js';
-import { HostGate } from '../hosts/gate.js';
+import { HostGate, type SharedPace } from '../hosts/gate.js';
 import { HostHeaders, loadHostHeaders } from '../hosts/headers.js';
 import { UrlPolicy } from '../http/url-policy.js';
 import { builtinConfig, loadBreakers, loadRatelimits, type BreakerPolicies, type RatePolicies } from '../hosts/policy.js';
@@ -182,10 +182,18 @@ function assembleRun(opts: DownloadOptions, policies: Policies, store: ObjectSto
     events,
     resolve: resolveServices(opts, policies.resolvers, ledger),
   };
-  const hosts = new HostGate(policies.rates, policies.breakers, opts.retryAfterCap, (host) => ledger.host(host), (row) => ledger.saveHost(row, now()), now, events);
+  const shared: SharedPace = {
+    book: (host, spacingMs, at) => ({ slot: ledger.bookHostSlot(host, spacingMs, at), durable: ledger.committed() }),
+    notBefore: (host, at) => {
+      ledger.hostNotBefore(host, at);
+      ledger.committed().catch(() => undefined);
+    },
+  };
+  const hosts = new HostGate(policies.rates, policies.breakers, opts.retryAfterCap, (host) => ledger.host(host), (row, at) => ledger.saveHost(row, at), now, events, shared);
   const pool = new Pool(opts.concurrency, opts.perHost, hosts);
   // A fatal error in one item ends the run: the others stop now, keeping their parts.
   pool.onFailure = () => controller.abort();
+  pool.warmUp = () => http.dispatcher();
   return { ctx, ledger, reporter, hosts, pool, leases: new Map(), http, telemetry };
 }
 

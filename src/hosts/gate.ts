@@ -1,3 +1,4 @@
+import { HOST_ROW_REFRESH_MS, LATE_SEND_MS } from '../config.js';
 import { Events } from '../events.js';
 import type { HostRow } from '../ledger/types.js';
 import { HostBreaker, type BreakerCall, type Verdict } from './breaker.js';
@@ -42,7 +43,28 @@ interface HostState {
   cooldownUntil: number;
   inflight: number;
   lastError: string | null;
+  /** when the host's row was last read, and when this process last wrote it */
+  readAt: number;
+  savedAt: number;
+  /** until when another process's breaker holds the host shut (0: it does not) */
+  shutUntil: number;
+  /** a shared slot booked and not yet used by a request (null: none) */
+  booked: number | null;
+  /** the booking is committed: a request may use it (one killed before the commit never booked) */
+  bookedDurable: boolean;
 }
+
+/**
+ * What processes sharing a ledger share of a paced host: its next request slot. Each process's
+ * own limiter paces its requests; a slot booked here spaces them from every other process's.
+ */
+export interface SharedPace {
+  book(host: string, spacingMs: number, now: number): { slot: number; durable: Promise<void> };
+  notBefore(host: string, at: number): void;
+}
+
+/** How often a host whose booking is not committed yet is looked at again. */
+const BOOKING_POLL_MS = 1;
 
 /** Per-host state beyond this many hosts is swept of idle entries (see `sweep`). */
 const KEEP_HOSTS = 4096;
@@ -68,9 +90,10 @@ export class HostGate {
     private readonly retryAfterCapMs: number,
     /** the host's row in the ledger: state of a host forgotten (or from an earlier run) comes back from it */
     private readonly stored: (host: string) => (HostRow & { updated_at?: number }) | undefined,
-    private readonly persist: (row: HostRow) => void,
+    private readonly persist: (row: HostRow, now: number) => void,
     private readonly now: () => number = Date.now,
     private readonly events: Events = new Events(),
+    private readonly shared: SharedPace | null = null,
   ) {
     this.startedAt = now();
   }
@@ -90,7 +113,11 @@ export class HostGate {
       this.events.emit('breaker', { host, state: b.state, open_until: b.state === 'closed' ? null : new Date(b.openUntil).toISOString(), failures: b.failures });
       this.save(host);
     });
-    s = { policy, pace: new Pace(policy.windows), breaker, cooldownUntil: row?.cooldown_until ?? 0, inflight: 0, lastError: row?.last_error ?? null };
+    const now = this.now();
+    s = {
+      policy, pace: new Pace(policy.windows), breaker, cooldownUntil: row?.cooldown_until ?? 0, inflight: 0, lastError: row?.last_error ?? null,
+      readAt: now, savedAt: 0, shutUntil: 0, booked: null, bookedDurable: false,
+    };
     this.hosts.set(host, s);
     return s;
   }
@@ -113,14 +140,16 @@ export class HostGate {
   private save(host: string): void {
     const s = this.hosts.get(host);
     if (!s) return;
-    this.persist({
+    s.savedAt = this.now();
+    const row: HostRow = {
       host,
       breaker_state: s.breaker.state,
       open_until: s.breaker.state === 'closed' ? 0 : s.breaker.openUntil,
       cooldown_until: s.cooldownUntil,
       failures: s.breaker.failures,
       last_error: s.lastError,
-    });
+    };
+    this.persist(row, s.savedAt);
   }
 
   maxConcurrent(host: string): number {
@@ -138,7 +167,8 @@ export class HostGate {
   /** How long before a request to `host` may start, and what holds it; null when it may go now. */
   check(host: string, now = this.now()): Blocked | null {
     const s = this.state(host);
-    const b = s.breaker.waitMs(now);
+    if (now - s.readAt >= HOST_ROW_REFRESH_MS) this.reread(host, s, now);
+    const b = Math.max(s.breaker.waitMs(now), s.shutUntil - now);
     if (b > 0) return { waitMs: b, why: 'breaker' };
     // Once a host has failed, never more in flight than failures its breaker still allows, so a
     // dead host receives at most max(fail_max, per-host cap) requests before the breaker opens.
@@ -146,12 +176,43 @@ export class HostGate {
       return { waitMs: 20, why: 'busy' };
     }
     if (s.cooldownUntil > now) return { waitMs: s.cooldownUntil - now, why: 'cooldown' };
-    const r = s.pace.waitMs();
+    let r = s.pace.waitMs();
+    // This process's pace allows a request: with others on the ledger, it also needs a slot of
+    // theirs. The slot is booked once and kept until a request uses it.
+    if (r === 0 && this.shared && s.pace.spacingMs() > 0) {
+      if (s.booked === null) this.book(host, s, now);
+      r = s.bookedDurable ? Math.max(0, s.booked! - now) : BOOKING_POLL_MS;
+    }
     if (r > 0) {
       this.events.emit('rate_limit_wait', { host, wait_ms: r });
       return { waitMs: r, why: 'rate' };
     }
     return null;
+  }
+
+  private book(host: string, s: HostState, now: number): void {
+    const { slot, durable } = this.shared!.book(host, s.pace.spacingMs(), now);
+    s.booked = slot;
+    s.bookedDurable = false;
+    durable.then(
+      () => {
+        if (s.booked === slot) s.bookedDurable = true;
+      },
+      // The commit failed: the run is ending on that error; this slot is never used.
+      () => undefined,
+    );
+  }
+
+  /**
+   * Takes up what another process sharing the ledger stored of the host since this one last
+   * wrote it: a Retry-After pause, a breaker it opened.
+   */
+  private reread(host: string, s: HostState, now: number): void {
+    s.readAt = now;
+    const row = this.stored(host);
+    if (!row || (row.updated_at ?? 0) <= s.savedAt) return;
+    s.cooldownUntil = Math.max(s.cooldownUntil, row.cooldown_until);
+    s.shutUntil = row.breaker_state === 'closed' ? 0 : row.open_until;
   }
 
   /** ms between two requests to `host` at its pace (0 when unpaced). */
@@ -174,13 +235,19 @@ export class HostGate {
     const s = this.state(host);
     const granted = performance.now();
     s.pace.take();
+    const slot = s.booked;
+    s.booked = null;
     s.inflight += 1;
     const call: BreakerCall = s.breaker.admit();
     let open = true;
+    let wentOut = false;
     return {
       host,
       sent: () => {
-        s.pace.charge(performance.now() - granted);
+        wentOut = true;
+        const late = performance.now() - granted;
+        s.pace.charge(late);
+        if (late >= LATE_SEND_MS && this.shared && s.pace.spacingMs() > 0) this.shared.notBefore(host, this.now() + s.pace.spacingMs());
         call.sent();
       },
       settle: (verdict, error, retryAfterMs) => {
@@ -191,6 +258,15 @@ export class HostGate {
         this.slotMs = this.slotMs === 0 ? took : 0.9 * this.slotMs + 0.1 * took;
         if (verdict === null) {
           call.drop();
+          // Never sent (its job was taken by another process, the run stopped): the token and
+          // the shared slot are this host's next request's.
+          if (!wentOut) {
+            s.pace.refund();
+            if (slot !== null && s.booked === null) {
+              s.booked = slot;
+              s.bookedDurable = true;
+            }
+          }
           return true;
         }
         return this.settled(host, s, call, verdict, error, retryAfterMs);

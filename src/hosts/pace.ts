@@ -51,6 +51,14 @@ export class Pace {
     }
   }
 
+  /** A token taken for a request that never left goes back (a bucket holds at most one). */
+  refund(): void {
+    for (const b of this.buckets) {
+      b.drip();
+      b.content = Math.min(b.bucketSize, b.content + 1);
+    }
+  }
+
   /** The time between two requests at this pace, in ms (0 when unpaced). */
   spacingMs(): number {
     return Math.max(0, ...this.buckets.map((b) => b.interval / b.tokensPerInterval));

@@ -137,4 +137,10 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX http_cache_url ON http_cache (url, method);
   `,
+  /* 8: each paced host's next free request slot, booked by every process sharing the ledger */ `
+  CREATE TABLE host_pace (
+    host TEXT PRIMARY KEY,
+    next_at REAL NOT NULL
+  );
+  `,
 ];

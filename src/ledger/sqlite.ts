@@ -164,6 +164,14 @@ export class SqliteLedger implements Ledger {
     this.hostsTable.save(row, now);
   }
 
+  bookHostSlot(host: string, spacingMs: number, now: number): number {
+    return this.hostsTable.book(host, spacingMs, now);
+  }
+
+  hostNotBefore(host: string, at: number): void {
+    this.hostsTable.notBefore(host, at);
+  }
+
   flush(): void {
     this.group.flush();
   }

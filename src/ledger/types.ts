@@ -286,6 +286,13 @@ export interface Ledger {
   /** one host's stored row (its breaker, pause and failures), as written so far in this run too */
   host(name: string): (HostRow & { updated_at: number }) | undefined;
   saveHost(row: HostRow, now: number): void;
+  /**
+   * Books the next request slot of a paced host, shared by every process on this ledger: the
+   * later of the host's next free slot and `now`, which moves on by `spacingMs`. Returns the slot.
+   */
+  bookHostSlot(host: string, spacingMs: number, now: number): number;
+  /** No slot of the host before `at` (a request left later than its slot). */
+  hostNotBefore(host: string, at: number): void;
   /** commit what is pending now (a durability point), instead of at the end of the group */
   flush(): void;
   /**

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { HostBreaker } from '../../src/hosts/breaker.js';
-import { HostGate } from '../../src/hosts/gate.js';
+import { HostGate, type SharedPace } from '../../src/hosts/gate.js';
+import type { HostRow } from '../../src/ledger/types.js';
 import { Pace } from '../../src/hosts/pace.js';
 import { builtinConfig, gateKey, loadBreakers, loadRatelimits } from '../../src/hosts/policy.js';
 import { breakerOutcome } from '../../src/http/classify.js';
@@ -211,6 +212,64 @@ describe('HostGate', () => {
     const stored = new Map([['dead.org', { host: 'dead.org', breaker_state: 'open' as const, open_until: 50_000, cooldown_until: 0, failures: 2, last_error: 'http_503' }]]);
     const gate = new HostGate(rates, breakers, 60_000, (h) => stored.get(h), () => {}, () => 1000);
     expect(gate.check('dead.org', 1000)).toEqual({ waitMs: 49_000, why: 'breaker' });
+  });
+
+  it("takes up another process's pause and open breaker from the ledger, but not its own row", async () => {
+    let now = 10_000;
+    const rates = loadRatelimits(await yaml('g4.yaml', 'version: 1\ndefaults: {artifact: {rates: [], max_delay_ms: 100}}'));
+    const breakers = loadBreakers(await yaml('gb4.yaml', 'defaults: {fail_max: 5, reset_timeout_s: 30}'));
+    const rows = new Map<string, HostRow & { updated_at: number }>();
+    const gate = new HostGate(rates, breakers, 60_000, (h) => rows.get(h), (r, at) => rows.set(r.host, { ...r, updated_at: at }), () => now);
+    expect(gate.check('a.org')).toBe(null);
+    // Another process stores a Retry-After pause: seen once the row is read again.
+    const other = { host: 'a.org', breaker_state: 'closed' as const, open_until: 0, cooldown_until: now + 5_000, failures: 0, last_error: 'http_429' };
+    rows.set('a.org', { ...other, updated_at: now + 1 });
+    expect(gate.check('a.org')).toBe(null);
+    now += 150;
+    expect(gate.check('a.org')).toEqual({ waitMs: 4_850, why: 'cooldown' });
+    // ...and a breaker it opened.
+    rows.set('b.org', { ...other, host: 'b.org', cooldown_until: 0, breaker_state: 'open', open_until: now + 20_000, updated_at: now - 1 });
+    expect(gate.check('b.org')).toEqual({ waitMs: 20_000, why: 'breaker' });
+    // This process's own row (a pause it was given, then a success) changes nothing.
+    gate.admit('c.org').settle('failure', 'http_503', 1_000);
+    now += 2_000;
+    gate.admit('c.org').settle('success', null, null);
+    now += 150;
+    expect(gate.check('c.org')).toBe(null);
+  });
+
+  it('spaces paced requests from every process by slots booked in one place; an unused slot is kept', async () => {
+    let now = 0;
+    const rates = loadRatelimits(await yaml('g5.yaml', 'version: 1\ndefaults: {artifact: {rates: ["10/SECOND"], max_delay_ms: 5000}}'));
+    const breakers = loadBreakers(await yaml('gb5.yaml', 'defaults: {fail_max: 5, reset_timeout_s: 30}'));
+    // The ledger's book statement, as one shared table would run it.
+    let nextAt = 0;
+    const booked: number[] = [];
+    const shared: SharedPace = {
+      book: (_host, spacing, at) => {
+        const slot = Math.max(nextAt, at);
+        nextAt = slot + spacing;
+        booked.push(slot);
+        return { slot, durable: Promise.resolve() };
+      },
+      notBefore: (_host, at) => (nextAt = Math.max(nextAt, at)),
+    };
+    const gates = [0, 1].map(() => new HostGate(rates, breakers, 60_000, () => undefined, () => {}, () => now, undefined, shared));
+    const tick = () => new Promise((r) => setImmediate(r));
+    // Each process's own pace would let both go now; the shared slots space them.
+    expect(gates[0]!.check('a.org')).toEqual({ waitMs: 1, why: 'rate' });
+    await tick();
+    expect(gates[0]!.check('a.org')).toBe(null);
+    expect(gates[1]!.check('a.org')).toEqual({ waitMs: 1, why: 'rate' });
+    await tick();
+    expect(gates[1]!.check('a.org')).toEqual({ waitMs: 102, why: 'rate' });
+    const unused = gates[0]!.admit('a.org');
+    // A permit whose request never left gives its slot back to its own process's next request.
+    unused.settle(null, null, null);
+    expect(gates[0]!.check('a.org')).toBe(null);
+    expect(booked).toEqual([0, 102]);
+    now = 102;
+    expect(gates[1]!.check('a.org')).toBe(null);
   });
 
   it('keeps no state for idle hosts: 100,000 hosts asked once each leave a few thousand entries at most', async () => {

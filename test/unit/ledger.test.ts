@@ -241,6 +241,24 @@ describe('SqliteLedger', () => {
     b.close();
   });
 
+  it("books each paced host's request slots in one table, for every process on the ledger", () => {
+    const a = new SqliteLedger(path);
+    const b = new SqliteLedger(path);
+    expect(a.bookHostSlot('h.org', 100, 1_000)).toBe(1_000);
+    a.flush();
+    expect(b.bookHostSlot('h.org', 100, 1_010)).toBe(1_100);
+    b.flush();
+    expect(a.bookHostSlot('h.org', 100, 1_050)).toBe(1_200);
+    expect(a.bookHostSlot('other.org', 100, 1_050)).toBe(1_050);
+    // A request that left late pushes the next slot back; an idle host's next slot is now.
+    a.hostNotBefore('h.org', 1_500);
+    a.flush();
+    expect(b.bookHostSlot('h.org', 100, 1_060)).toBe(1_500);
+    expect(b.bookHostSlot('h.org', 100, 9_000)).toBe(9_000);
+    a.close();
+    b.close();
+  });
+
   it('replays an op that already ran from its stored result', () => {
     const l = new SqliteLedger(path);
     expect(l.beginOp('op1', 'job', 'finalize', 'me', 1)).toEqual({ state: 'new', result: null });

@@ -1,0 +1,55 @@
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, expect, it } from 'vitest';
+import { jsonl, originAndWorkspace, runCli, type CliResult } from '../helpers/cli.js';
+import { queryLedger } from '../helpers/ledger.js';
+import { samplePdf, startOrigin } from '../helpers/origin.js';
+import { maxInWindow } from '../helpers/windows.js';
+
+/** Processes sharing one ledger share each host's politeness: its pace, its pauses, its breaker. */
+describe('politeness across processes on one ledger', () => {
+  const env = originAndWorkspace(() => startOrigin({}, '127.0.0.2'));
+
+  it("three processes, one killed and started again, never send a host more than its rate", async () => {
+    const N = 70;
+    // Answers take a while, so every process has requests out at once.
+    for (let i = 0; i < N; i += 1) env.origin.set(`/r/${i}.pdf`, { body: samplePdf(`r ${i}`, 30_000), trickle: { chunk: 10_000, ms: 60 } });
+    const manifest = await env.ws.file('r.jsonl', jsonl(Array.from({ length: N }, (_, i) => ({ id: `r${i}`, url: env.origin.url(`/r/${i}.pdf`) }))));
+    const rl = await env.ws.file('rl10.yaml', 'version: 1\ndefaults:\n  artifact: {rates: ["10/SECOND"], max_delay_ms: 5000, max_concurrent: 8}\n');
+    const out = join(env.ws.dir, 'r-out');
+    const args = ['download', manifest, '-o', out, '--json', '--no-progress', '-c', '8', '--ratelimits', rl];
+    let victim = 0;
+    const runs: Promise<CliResult>[] = [0, 1, 2].map((i) => runCli(args, { onSpawn: (pid) => (i === 0 ? (victim = pid) : undefined) }));
+    await sleep(1500);
+    process.kill(victim, 'SIGKILL');
+    expect((await runs[0])!.signal).toBe('SIGKILL');
+    // Started again at once: its own pace is new, the host's shared one is not.
+    const again = await runCli(args);
+    const rest = await Promise.all(runs.slice(1));
+    for (const r of [again, ...rest]) expect(r.code, r.stderr).toBe(0);
+    expect(queryLedger<{ n: number }>(out, "SELECT COUNT(*) AS n FROM jobs WHERE state = 'done'")[0]!.n).toBe(N);
+    const at = env.origin.requests.filter((r) => r.path.startsWith('/r/')).map((r) => r.at);
+    // Arrival times carry each connection's set-up (see the politeness test): 50 ms short.
+    expect(maxInWindow(at, 950), at.map((t) => t - at[0]!).join(' ')).toBeLessThanOrEqual(10);
+    // Only what the killed process had out may have been asked twice.
+    expect(at.length).toBeLessThanOrEqual(N + 8);
+  });
+
+  it('a Retry-After one process is given pauses the host for the others', async () => {
+    const N = 24;
+    for (let i = 0; i < N; i += 1) env.origin.set(`/p/${i}.pdf`, { body: samplePdf(`p ${i}`, 20_000), failFirst: i === 3 ? { times: 1, status: 429, retryAfter: '2' } : undefined });
+    const manifest = await env.ws.file('p.jsonl', jsonl(Array.from({ length: N }, (_, i) => ({ id: `p${i}`, url: env.origin.url(`/p/${i}.pdf`) }))));
+    const rl = await env.ws.file('rl4.yaml', 'version: 1\ndefaults:\n  artifact: {rates: ["4/SECOND"], max_delay_ms: 5000}\n');
+    const out = join(env.ws.dir, 'p-out');
+    const before = env.origin.requests.length;
+    const runs = await Promise.all([0, 1].map(() => runCli(['download', manifest, '-o', out, '--json', '--no-progress', '--ratelimits', rl, '--retry-delay', '10'])));
+    for (const r of runs) expect(r.code, r.stderr).toBe(0);
+    const reqs = env.origin.requests.slice(before);
+    const paused = reqs.find((r) => r.status === 429)!.at;
+    // A request already on its way when the pause was stored may still arrive; none after that.
+    const during = reqs.filter((r) => r.at > paused + 300 && r.at < paused + 1950);
+    expect(during.map((r) => `${r.path} +${r.at - paused} ms`)).toEqual([]);
+    expect(reqs.filter((r) => r.at >= paused + 1950).length).toBeGreaterThan(0);
+    expect(queryLedger<{ n: number }>(out, "SELECT COUNT(*) AS n FROM jobs WHERE state = 'done'")[0]!.n).toBe(N);
+  });
+});
