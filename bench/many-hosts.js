@@ -25,8 +25,8 @@ export function corpus() {
 }
 
 /** The manifest's lines in a fixed shuffled order (a seeded generator). */
-function manifestLines(counts) {
-  const urls = counts.flatMap((n, h) => Array.from({ length: n }, (_, i) => `http://127.0.1.${h + 1}:${PORT}/w/${h}-${i}.pdf`));
+export function manifestLines(counts, port = PORT) {
+  const urls = counts.flatMap((n, h) => Array.from({ length: n }, (_, i) => `http://127.0.1.${h + 1}:${port}/w/${h}-${i}.pdf`));
   let seed = 42;
   const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
   for (let i = urls.length - 1; i > 0; i -= 1) {
@@ -42,7 +42,7 @@ export function bound(counts, latencyMs) {
 }
 
 /** The most arrivals of one host in any window of `ms`, wherever it is placed. */
-function maxInWindow(times, ms) {
+export function maxInWindow(times, ms) {
   const t = [...times].sort((a, b) => a - b);
   let best = 0;
   for (let i = 0, j = 0; i < t.length; i += 1) {
@@ -52,7 +52,7 @@ function maxInWindow(times, ms) {
   return best;
 }
 
-function ask(child, message, key) {
+export function ask(child, message, key) {
   return new Promise((res) => {
     const on = (m) => {
       if (m[key] !== undefined) {

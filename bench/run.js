@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run bench [-- --runs 5 --sets small,medium,large --protocols http,https,h2 --no-scale --no-many-hosts --no-s3 --latencies 50,200,1000]
+// npm run bench [-- --runs 5 --sets small,medium,large --protocols http,https,h2 --no-scale --no-many-hosts --no-fleet --no-s3 --latencies 50,200,1000]
 // Measures docstokg against curl --parallel, aria2c, wget and a Node.js floor (floor.js) on the
 // same sets, served by a local nginx (a node:http static server when nginx is not installed) over
 // plain HTTP, HTTPS with HTTP/1.1 only, and HTTPS offering HTTP/2 (self-signed certificate).
@@ -13,6 +13,7 @@ import { sets, makeFile, makeSets } from './datasets.js';
 import { connectionUse, startServer } from './server.js';
 import { scaleBenchmarks } from './scale.js';
 import { manyHostsBenchmark } from './many-hosts.js';
+import { fleetBenchmark } from './fleet.js';
 import { s3Benchmark } from './s3.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -32,6 +33,7 @@ const RUNS = Number(opt('runs', 5));
 const SETS = opt('sets', 'small,medium,large').split(',').filter((s) => s !== 'none');
 const SCALE = !argv.includes('--no-scale');
 const MANY_HOSTS = !argv.includes('--no-many-hosts');
+const FLEET = !argv.includes('--no-fleet');
 const S3 = !argv.includes('--no-s3');
 const LATENCIES = opt('latencies', '50,200,1000').split(',').map(Number);
 const PROTOCOLS = opt('protocols', 'http,https,h2').split(',');
@@ -180,6 +182,11 @@ try {
     const many = await manyHostsBenchmark({ root: ROOT, out: OUT, bin: BIN, median, runs: Math.min(RUNS, 3), latencies: LATENCIES });
     out.push(many);
     console.log(many);
+  }
+  if (FLEET) {
+    const fleet = await fleetBenchmark({ root: ROOT, out: OUT, bin: BIN, median, runs: Math.min(RUNS, 3) });
+    out.push(fleet);
+    console.log(fleet);
   }
   if (SCALE) {
     const scale = await scaleBenchmarks({ root: ROOT, out: OUT, bin: BIN, server, timed, fresh, median });

@@ -9,6 +9,14 @@ import { WaitLine, type Waiter } from './wait-line.js';
 export interface Task {
   /** the host of the item's first request: the item waits in this host's queue */
   host: string;
+  /**
+   * Takes the task's job before it waits at its host's gate; false: another process has it, and
+   * the task ends there. Processes sharing a ledger then never spend a host's request slot on a
+   * job one of the others is doing.
+   */
+  claim?: () => Promise<boolean>;
+  /** gives a claimed job back when the task ends without running (abandoned, the run stopping) */
+  unclaim?: () => void;
   run: (lane: Lane) => Promise<void>;
   /** the run ends with this task still blocked (open breaker, cool-down beyond the cap) */
   abandon: (reason: string) => void;
@@ -43,11 +51,12 @@ const CRITICAL_EVERY_MS = 100;
 /**
  * Runs tasks under the politeness bounds with p-limit: one limit per host (`--per-host`, or the
  * host's `max_concurrent` if lower) whose queue is the host's backlog, and one global limit of
- * network slots (`--concurrency`). A task first takes its host's slot, then waits at the host's
- * gate (rate token, breaker, cool-down) holding nothing else, and only then asks for a network
- * slot: inside it, the token is taken or the slot given back, never slept on. Each free network
- * slot goes to the waiting task whose host has the most left to do (see WaitLine). `add` waits
- * while the window of queued and started tasks is full, which keeps memory flat.
+ * network slots (`--concurrency`). A task first takes its host's slot and claims its job, then
+ * waits at the host's gate (rate token, breaker, cool-down) holding nothing else, and only then
+ * asks for a network slot: inside it, the token is taken or the slot given back, never slept on.
+ * Each free network slot goes to the waiting task whose host has the most left to do (see
+ * WaitLine). `add` waits while the window of queued and started tasks is full, which keeps memory
+ * flat.
  */
 export class Pool {
   private readonly network: LimitFunction;
@@ -154,11 +163,15 @@ export class Pool {
     this.started += 1;
     this.notify();
     const lane = new TaskLane(this, task.host, freeHost);
+    let claimed = false;
+    let ran = false;
     try {
+      if (task.claim && !(claimed = await task.claim())) return;
       const first = await this.firstRequest(task.host);
       if (typeof first === 'string') task.abandon(first);
       else {
         lane.admitted(first.permit, first.free);
+        ran = true;
         await task.run(lane);
       }
     } catch (err) {
@@ -168,6 +181,7 @@ export class Pool {
         this.stop();
       }
     } finally {
+      if (claimed && !ran) task.unclaim?.();
       lane.end();
       this.started -= 1;
       this.notify();

@@ -88,6 +88,12 @@ function homeOf(run: Run, item: Item): string {
 export function itemTask(run: Run, item: Item, row: JobRow, previous: JobRow | null, tried = false, state: TargetState | null = null, home = homeOf(run, item)): Task {
   const task: Task = {
     host: home,
+    claim: async () => {
+      if (await claim(run, item, row, previous)) return true;
+      run.reporter.heldElsewhere += 1;
+      return false;
+    },
+    unclaim: () => giveBack(run, item, previous),
     run: (lane) => work(run, item, row, previous, lane, tried, state, home),
     abandon: (reason) => {
       // Not claimed again in this run: the job keeps its state and the next run takes it up. It
@@ -100,23 +106,27 @@ export function itemTask(run: Run, item: Item, row: JobRow, previous: JobRow | n
 }
 
 /**
- * Runs a claimed item and records it, in steps: claim, download, then record what it came to. A
+ * Runs an item claimed by its task (before it waited at its host's gate) and records it: download,
+ * then record what it came to. A
  * holder that loses its lease stops the item and writes nothing more; an item whose host says
  * "not now" goes back to the pool; a done job being revalidated stays done with its stored object
  * whatever the revalidation met.
  */
 async function work(run: Run, item: Item, row: JobRow, previous: JobRow | null, lane: Lane, tried: boolean, state: TargetState | null, home: string): Promise<void> {
   try {
-    if (!(await claim(run, item, row, previous))) {
-      run.reporter.heldElsewhere += 1;
-      return;
-    }
     const ran = await runClaimed(run, item, row, previous, lane, tried, state, home);
     if (ran === 'lease-lost') return leaseLost(run, item);
     if (ran !== 'deferred') settle(run, item, row, previous, ran);
   } finally {
     lane.offNetwork();
   }
+}
+
+/** The lease goes back: the job is pending again, or done with its stored object if it was. */
+function giveBack(run: Run, item: Item, previous: JobRow | null): void {
+  const { ctx, ledger } = run;
+  if (previous) ledger.finish(item.key, ctx.owner, storedOutcome(previous), ctx.now());
+  else ledger.release(item.key, ctx.owner, ctx.now());
 }
 
 /** Another holder has the job: this one stops, records nothing and counts it as held elsewhere. */
@@ -175,8 +185,7 @@ async function runClaimed(run: Run, item: Item, row: JobRow, previous: JobRow | 
       throw err;
     }
     // The host is paused (rate, breaker, cool-down): give the lease back and queue the item again.
-    if (previous) ledger.finish(item.key, ctx.owner, storedOutcome(previous), ctx.now());
-    else ledger.release(item.key, ctx.owner, ctx.now());
+    giveBack(run, item, previous);
     ctx.events.emit('deferred', { id: item.id, host: err.host, why: err.why, wait_ms: err.waitMs });
     ctx.events.emit('transition', { id: item.id, job: item.key, from: 'active', to: previous ? 'done' : 'pending' });
     run.pool.requeue(itemTask(run, item, { ...row, state: previous ? 'done' : 'pending', lease_owner: null }, previous, sent, null, home));

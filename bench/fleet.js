@@ -1,0 +1,100 @@
+#!/usr/bin/env node
+// The fleet scenario: 1, 2 and 4 docstokg processes (standing in for machines) on one manifest and
+// one ledger, over many loopback hosts (127.0.1.x), each paced at RATE requests per second, each
+// answer starting LATENCY ms after its request arrives (many-hosts-origin.js). Reports the network
+// time (first arrival to last answer, by the origin's clock) per process count against the bound
+//   max(items × latency / (processes × concurrency), (largest host's items − 1) / rate + latency)
+// and the most requests any host received in any one-second window from all processes together.
+//   node bench/fleet.js [--runs 3] [--processes 1,2,4] [--latency 200]
+import { fork, spawn } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { ask, manifestLines, maxInWindow } from './many-hosts.js';
+
+const HOSTS = 200;
+const PER_HOST_ITEMS = 5;
+const PORT = 18_190;
+const RATE = 2;
+const CONCURRENCY = 16;
+const PER_HOST = 4;
+
+export function fleetBound(processes, latencyMs) {
+  const items = HOSTS * PER_HOST_ITEMS;
+  return Math.max((items * latencyMs) / (processes * CONCURRENCY), ((PER_HOST_ITEMS - 1) / RATE) * 1000 + latencyMs);
+}
+
+function run(bin, args) {
+  return new Promise((res, rej) => {
+    const child = spawn('node', [bin, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d) => (err += d));
+    child.on('close', (code) => (code === 0 ? res() : rej(new Error(`docstokg failed (${code}): ${err}`))));
+  });
+}
+
+export async function fleetBenchmark({ root, out, bin, median, runs = 3, processes = [1, 2, 4], latency = 200 }) {
+  const dir = join(out, 'fleet');
+  mkdirSync(dir, { recursive: true });
+  const counts = Array(HOSTS).fill(PER_HOST_ITEMS);
+  const items = HOSTS * PER_HOST_ITEMS;
+  const manifest = join(dir, 'manifest.txt');
+  writeFileSync(manifest, `${manifestLines(counts, PORT).join('\n')}\n`);
+  const rl = join(dir, 'ratelimits.yaml');
+  writeFileSync(rl, `version: 1\ndefaults:\n  artifact: {rates: ["${RATE}/SECOND"], max_delay_ms: 2000, max_concurrent: ${PER_HOST}}\n`);
+  const origin = fork(join(root, 'bench', 'many-hosts-origin.js'), [String(HOSTS), String(PORT)], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  await new Promise((res) => origin.once('message', res));
+  const lines = [
+    `\n### fleet: ${items} items over ${HOSTS} loopback hosts, ${RATE}/s per host, ${latency} ms answers; N processes on one manifest and one SQLite ledger, each -c ${CONCURRENCY} --per-host ${PER_HOST} (${runs} runs each)`,
+    '',
+    '| processes | bound | network time (median) | range | / bound | items/s | most requests to one host in any 1 s |',
+    '|---|---|---|---|---|---|---|',
+  ];
+  try {
+    for (const n of processes) {
+      const nets = [];
+      let worst = 0;
+      for (let r = 0; r < runs; r += 1) {
+        const o = join(dir, 'out');
+        rmSync(o, { recursive: true, force: true });
+        await ask(origin, { latency }, 'started');
+        const args = ['download', manifest, '-o', o, '-c', String(CONCURRENCY), '--per-host', String(PER_HOST), '--ratelimits', rl, '--no-progress', '-q', '--min-free', '0'];
+        await Promise.all(Array.from({ length: n }, () => run(bin, args)));
+        const log = await ask(origin, { collect: true }, 'log');
+        if (log.length < items) throw new Error(`expected ${items} requests, the origin saw ${log.length}`);
+        nets.push(Math.max(...log.map((e) => e[2])) - Math.min(...log.map((e) => e[1])));
+        const byHost = new Map();
+        for (const [h, at] of log) byHost.set(h, [...(byHost.get(h) ?? []), at]);
+        for (const times of byHost.values()) worst = Math.max(worst, maxInWindow(times, 1000));
+      }
+      const b = fleetBound(n, latency);
+      const net = median(nets);
+      lines.push(
+        `| ${n} | ${(b / 1000).toFixed(2)} s | ${(net / 1000).toFixed(2)} s | ${(Math.min(...nets) / 1000).toFixed(2)}-${(Math.max(...nets) / 1000).toFixed(2)} s | ${(net / b).toFixed(2)}× | ${Math.round(items / (net / 1000))} | ${worst} (limit ${RATE}) |`,
+      );
+      console.error(lines.at(-1));
+    }
+  } finally {
+    origin.send({ exit: true });
+  }
+  return lines.join('\n');
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const ROOT = resolve(import.meta.dirname, '..');
+  const argv = process.argv.slice(2);
+  const opt = (name, dflt) => (argv.includes(`--${name}`) ? argv[argv.indexOf(`--${name}`) + 1] : dflt);
+  const median = (xs) => {
+    const s = [...xs].sort((a, b) => a - b);
+    return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+  };
+  const md = await fleetBenchmark({
+    root: ROOT,
+    out: join(ROOT, 'bench', '.out'),
+    bin: join(ROOT, 'bin', 'docstokg.js'),
+    median,
+    runs: Number(opt('runs', 3)),
+    processes: opt('processes', '1,2,4').split(',').map(Number),
+    latency: Number(opt('latency', 200)),
+  });
+  console.log(md);
+}
