@@ -8,8 +8,8 @@
 //   node bench/fleet.js [--runs 3] [--processes 1,2,4] [--latency 200]
 import { fork, spawn } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { ask, manifestLines, maxInWindow } from './many-hosts.js';
+import { join } from 'node:path';
+import { ask, manifestLines, roundStats, standalone } from './many-hosts.js';
 
 const HOSTS = 200;
 const PER_HOST_ITEMS = 5;
@@ -61,10 +61,9 @@ export async function fleetBenchmark({ root, out, bin, median, runs = 3, process
         await Promise.all(Array.from({ length: n }, () => run(bin, args)));
         const log = await ask(origin, { collect: true }, 'log');
         if (log.length < items) throw new Error(`expected ${items} requests, the origin saw ${log.length}`);
-        nets.push(Math.max(...log.map((e) => e[2])) - Math.min(...log.map((e) => e[1])));
-        const byHost = new Map();
-        for (const [h, at] of log) byHost.set(h, [...(byHost.get(h) ?? []), at]);
-        for (const times of byHost.values()) worst = Math.max(worst, maxInWindow(times, 1000));
+        const round = roundStats(log);
+        nets.push(round.net);
+        worst = Math.max(worst, round.worst);
       }
       const b = fleetBound(n, latency);
       const net = median(nets);
@@ -80,18 +79,9 @@ export async function fleetBenchmark({ root, out, bin, median, runs = 3, process
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const ROOT = resolve(import.meta.dirname, '..');
-  const argv = process.argv.slice(2);
-  const opt = (name, dflt) => (argv.includes(`--${name}`) ? argv[argv.indexOf(`--${name}`) + 1] : dflt);
-  const median = (xs) => {
-    const s = [...xs].sort((a, b) => a - b);
-    return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-  };
+  const { opt, paths } = standalone();
   const md = await fleetBenchmark({
-    root: ROOT,
-    out: join(ROOT, 'bench', '.out'),
-    bin: join(ROOT, 'bin', 'docstokg.js'),
-    median,
+    ...paths,
     runs: Number(opt('runs', 3)),
     processes: opt('processes', '1,2,4').split(',').map(Number),
     latency: Number(opt('latency', 200)),

@@ -97,10 +97,9 @@ export async function manyHostsBenchmark({ root, out, bin, median, runs = 3, lat
         if (r.status !== 0) throw new Error(`docstokg failed (${r.status}): ${r.stderr}`);
         const log = await ask(origin, { collect: true }, 'log');
         if (log.length !== items) throw new Error(`expected ${items} requests, the origin saw ${log.length}`);
-        nets.push(Math.max(...log.map((e) => e[2])) - Math.min(...log.map((e) => e[1])));
-        const byHost = new Map();
-        for (const [h, at] of log) byHost.set(h, [...(byHost.get(h) ?? []), at]);
-        for (const times of byHost.values()) worst = Math.max(worst, maxInWindow(times, 1000));
+        const round = roundStats(log);
+        nets.push(round.net);
+        worst = Math.max(worst, round.worst);
       }
       const b = bound(counts, latency);
       const net = median(nets);
@@ -115,19 +114,34 @@ export async function manyHostsBenchmark({ root, out, bin, median, runs = 3, lat
   return lines.join('\n');
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  const ROOT = resolve(import.meta.dirname, '..');
+/**
+ * One round from the origin's log: the network time (first arrival to last answer) and the most
+ * requests any host received in any one-second window.
+ */
+export function roundStats(log) {
+  const byHost = new Map();
+  for (const [h, at] of log) byHost.set(h, [...(byHost.get(h) ?? []), at]);
+  let worst = 0;
+  for (const times of byHost.values()) worst = Math.max(worst, maxInWindow(times, 1000));
+  return { net: Math.max(...log.map((e) => e[2])) - Math.min(...log.map((e) => e[1])), worst };
+}
+
+/** A scenario run on its own (`node bench/<scenario>.js --runs 3 …`): its options and paths. */
+export function standalone() {
+  const root = resolve(import.meta.dirname, '..');
   const argv = process.argv.slice(2);
   const opt = (name, dflt) => (argv.includes(`--${name}`) ? argv[argv.indexOf(`--${name}`) + 1] : dflt);
   const median = (xs) => {
     const s = [...xs].sort((a, b) => a - b);
     return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
   };
+  return { opt, paths: { root, out: join(root, 'bench', '.out'), bin: join(root, 'bin', 'docstokg.js'), median } };
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const { opt, paths } = standalone();
   const md = await manyHostsBenchmark({
-    root: ROOT,
-    out: join(ROOT, 'bench', '.out'),
-    bin: join(ROOT, 'bin', 'docstokg.js'),
-    median,
+    ...paths,
     runs: Number(opt('runs', 3)),
     latencies: opt('latencies', '50,200,1000').split(',').map(Number),
   });
