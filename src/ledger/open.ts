@@ -4,6 +4,7 @@ import Database from 'better-sqlite3';
 import { LOCK_TIMEOUT_S } from '../config.js';
 import { FatalError } from '../errors.js';
 import { MIGRATIONS } from './migrations.js';
+import { WriteLock } from './sqlite/write-lock.js';
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
@@ -17,14 +18,21 @@ export function openDatabase(path: string, opts: { readonly?: boolean; lockTimeo
   try {
     if (!opts.readonly) mkdirSync(dirname(path), { recursive: true });
     db = new Database(path, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false });
-    db.pragma(`busy_timeout = ${Math.round(opts.lockTimeoutMs ?? LOCK_TIMEOUT_S * 1000)}`);
-    if (!opts.readonly) {
-      db.pragma('journal_mode = WAL');
-      db.pragma('synchronous = NORMAL');
-      // Checkpoints (which fsync) every ~40 MB of WAL rather than every 4 MB.
-      db.pragma('wal_autocheckpoint = 10000');
+    const timeoutMs = Math.round(opts.lockTimeoutMs ?? LOCK_TIMEOUT_S * 1000);
+    db.pragma(`busy_timeout = ${timeoutMs}`);
+    if (opts.readonly) migrate(db, true);
+    else {
+      const ready = db;
+      // Opening may need the lock (recovering the WAL index after a writer was killed, a
+      // migration): taken in turns, as a write is, while other processes write.
+      new WriteLock(ready, timeoutMs).inTurns(() => {
+        ready.pragma('journal_mode = WAL');
+        ready.pragma('synchronous = NORMAL');
+        // Checkpoints (which fsync) every ~40 MB of WAL rather than every 4 MB.
+        ready.pragma('wal_autocheckpoint = 10000');
+        migrate(ready, false);
+      });
     }
-    migrate(db, opts.readonly ?? false);
   } catch (err) {
     if (err instanceof FatalError) throw err;
     const code = (err as { code?: string }).code;

@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
+import { SCHEMA_VERSION } from '../../src/ledger/open.js';
+import { SqliteLedger } from '../../src/ledger/sqlite.js';
 import { WriteLock } from '../../src/ledger/sqlite/write-lock.js';
 
 const DIST_LOCK = resolve(import.meta.dirname, '../../dist/ledger/sqlite/write-lock.js');
@@ -58,6 +60,29 @@ describe('the ledger write lock', () => {
     expect(lastMine - firstMine - 9).toBeLessThanOrEqual(30);
     expect(rows.filter((r) => r.who === 'holder').length).toBeLessThan(400);
     expect(existsSync(`${path}-wait`)).toBe(false);
+    db.close();
+  });
+
+  it('opens (and migrates) a ledger another process keeps writing to', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'docstokg-lock-'));
+    const path = join(dir, 'ledger.sqlite');
+    new SqliteLedger(path).close();
+    // A ledger one migration behind, so opening it needs the write lock.
+    const db = new Database(path);
+    db.exec(`CREATE TABLE t (n INTEGER PRIMARY KEY, who TEXT); DROP TABLE host_pace; PRAGMA user_version = ${SCHEMA_VERSION - 1}`);
+    const holder = spawn(process.execPath, ['--input-type=module', '-e', HOLDER, path], { cwd: resolve(import.meta.dirname, '../..'), stdio: ['ignore', 'pipe', 'inherit'] });
+    const ended = new Promise((r) => holder.on('close', r));
+    await new Promise<void>((ready) => holder.stdout.once('data', () => ready()));
+    const ledger = new SqliteLedger(path);
+    ledger.close();
+    const lock = new WriteLock(db, 15_000);
+    lock.begin();
+    db.prepare("INSERT INTO t (who) VALUES ('done')").run();
+    lock.commit();
+    await ended;
+    expect(db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+    // In before the holder's 400 transactions (8 s) ran out; SQLite's busy handler waited them out.
+    expect((db.prepare("SELECT count(*) AS n FROM t WHERE who = 'holder'").get() as { n: number }).n).toBeLessThan(100);
     db.close();
   });
 

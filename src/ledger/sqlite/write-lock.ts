@@ -47,6 +47,33 @@ export class WriteLock {
     }
   }
 
+  /**
+   * Runs `fn` (statements outside a group that may need the write lock: opening a ledger, a
+   * migration) the same way: tried at once, then again every millisecond with the flag raised,
+   * up to the lock timeout. `fn` must be safe to run again after SQLITE_BUSY. SQLite's busy
+   * handler let a process opening a ledger wait for the lock past the timeout while others wrote.
+   */
+  inTurns<T>(fn: () => T): T {
+    this.db.pragma('busy_timeout = 0');
+    const deadline = Date.now() + this.timeoutMs;
+    let flagged = false;
+    try {
+      for (;;) {
+        try {
+          return fn();
+        } catch (err) {
+          if (!isBusy(err) || Date.now() >= deadline) throw err;
+        }
+        this.raiseFlag();
+        flagged = true;
+        sleepSync(POLL_MS);
+      }
+    } finally {
+      if (flagged) this.lowerFlag();
+      this.db.pragma(`busy_timeout = ${Math.round(this.timeoutMs)}`);
+    }
+  }
+
   /** COMMIT, then stand aside while another process waits for the lock. */
   commit(): void {
     this.db.exec('COMMIT');
