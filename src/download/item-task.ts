@@ -127,6 +127,7 @@ function giveBack(run: Run, item: Item, previous: JobRow | null): void {
   const { ctx, ledger } = run;
   if (previous) ledger.finish(item.key, ctx.owner, storedOutcome(previous), ctx.now());
   else ledger.release(item.key, ctx.owner, ctx.now());
+  ctx.events.emit('transition', { id: item.id, job: item.key, from: 'active', to: previous ? 'done' : 'pending' });
 }
 
 /** Another holder has the job: this one stops, records nothing and counts it as held elsewhere. */
@@ -187,7 +188,6 @@ async function runClaimed(run: Run, item: Item, row: JobRow, previous: JobRow | 
     // The host is paused (rate, breaker, cool-down): give the lease back and queue the item again.
     giveBack(run, item, previous);
     ctx.events.emit('deferred', { id: item.id, host: err.host, why: err.why, wait_ms: err.waitMs });
-    ctx.events.emit('transition', { id: item.id, job: item.key, from: 'active', to: previous ? 'done' : 'pending' });
     run.pool.requeue(itemTask(run, item, { ...row, state: previous ? 'done' : 'pending', lease_owner: null }, previous, sent, null, home));
     return 'deferred';
   } finally {
@@ -227,9 +227,10 @@ export function stopLeases(run: Run): void {
 
 /** Renews every lease of this process and aborts the items whose lease was lost meanwhile. */
 export function heartbeat(run: Run): void {
-  const renewed = run.ledger.renew(run.ctx.owner, run.ctx.now(), run.ctx.opts.leaseTtl);
+  const now = run.ctx.now();
+  const renewed = run.ledger.renew(run.ctx.owner, now, run.ctx.opts.leaseTtl);
   if (run.leases.size === 0) return;
   run.ctx.events.emit('lease_renewed', { count: renewed });
-  const held = run.ledger.heldKeys(run.ctx.owner);
-  for (const [key, lease] of run.leases) if (!held.has(key)) lease.abort();
+  // The renewal has just told the ledger which leases are still this process's.
+  for (const [key, lease] of run.leases) if (!run.ledger.holds(key, run.ctx.owner, now)) lease.abort();
 }

@@ -258,8 +258,8 @@ export class HostGate {
         this.slotMs = this.slotMs === 0 ? took : 0.9 * this.slotMs + 0.1 * took;
         if (verdict === null) {
           call.drop();
-          // Never sent (its job was taken by another process, the run stopped): the token and
-          // the shared slot are this host's next request's.
+          // Never sent (its lease was lost, the run stopped): the token and the shared slot are
+          // this host's next request's.
           if (!wentOut) {
             s.pace.refund();
             if (slot !== null && s.booked === null) {

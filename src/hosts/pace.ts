@@ -11,6 +11,8 @@ import type { RateWindow } from './policy.js';
  */
 export class Pace {
   private readonly buckets: TokenBucket[] = [];
+  /** ms between two requests at this pace (0 when unpaced): fixed by the windows */
+  private readonly spacing: number;
 
   constructor(windows: readonly RateWindow[]) {
     let parent: TokenBucket | undefined;
@@ -22,6 +24,7 @@ export class Pace {
       this.buckets.push(bucket);
       parent = bucket;
     }
+    this.spacing = Math.max(0, ...this.buckets.map((b) => b.interval / b.tokensPerInterval));
   }
 
   private get leaf(): TokenBucket | undefined {
@@ -61,7 +64,7 @@ export class Pace {
 
   /** The time between two requests at this pace, in ms (0 when unpaced). */
   spacingMs(): number {
-    return Math.max(0, ...this.buckets.map((b) => b.interval / b.tokensPerInterval));
+    return this.spacing;
   }
 
   /** Every bucket is full: forgetting this host's pace changes nothing. */

@@ -84,10 +84,6 @@ export class SqliteLedger implements Ledger {
     return this.jobsTable.release(key, owner, now);
   }
 
-  heldKeys(owner: string): Set<string> {
-    return this.jobsTable.heldKeys(owner);
-  }
-
   holds(key: string, owner: string, now: number): boolean {
     return this.jobsTable.holds(key, owner, now);
   }

@@ -261,8 +261,6 @@ export interface Ledger {
   savePart(jobKey: string, part: PartRow, now: number): void;
   dropPart(jobKey: string): void;
   beginOp(key: string, jobKey: string, kind: OpRow['kind'], owner: string, now: number, detail?: string | null): OpResult;
-  /** keys this owner still holds; a key missing here was lost (expired and taken over) */
-  heldKeys(owner: string): Set<string>;
   /**
    * Whether `owner` still holds the job's lease, from the leases this ledger object claimed and
    * renewed (no query): lost only by expiry, or to a writer that broke the lease protocol.

@@ -61,7 +61,6 @@ function statements(db: Database.Database) {
     release: db.prepare(`
       UPDATE jobs SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = @now
       WHERE key = @key AND state = 'active' AND lease_owner = @owner`),
-    heldKeys: db.prepare(`SELECT key FROM jobs WHERE lease_owner = ? AND state = 'active'`),
     holds: db.prepare(`SELECT 1 FROM jobs WHERE key = @key AND lease_owner = @owner AND state = 'active' AND lease_expires_at >= @now`),
     doneBySha: db.prepare(`SELECT key FROM jobs WHERE sha256 = ? AND state = 'done'`),
     jobsIn: db.prepare('SELECT * FROM jobs WHERE state = ?'),
@@ -213,10 +212,6 @@ export class JobsTable {
 
   private forget(key: string, owner: string): void {
     if (this.leases.get(key)?.owner === owner) this.leases.delete(key);
-  }
-
-  heldKeys(owner: string): Set<string> {
-    return new Set((this.stmt.heldKeys.all(owner) as { key: string }[]).map((r) => r.key));
   }
 
   holds(key: string, owner: string, now: number): boolean {
