@@ -6,5 +6,7 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // one PostgreSQL server for the tests of the PostgreSQL ledger
+    globalSetup: ['test/helpers/postgres-server.ts'],
   },
 });

@@ -6,8 +6,9 @@ import { build } from 'esbuild';
 // Chunk names carry a content hash: a stale chunk would otherwise stay beside the new ones.
 rmSync('dist/bundle', { recursive: true, force: true });
 await build({
-  // The manifest key thread is a worker: its own entry, beside the CLI (see manifest/keyed-lines.ts).
-  entryPoints: { cli: 'dist/cli.js', 'key-worker': 'dist/manifest/key-worker.js' },
+  // The manifest key thread and the PostgreSQL ledger's thread are workers: their own entries,
+  // beside the CLI (see manifest/keyed-lines.ts, ledger/postgres/bridge.ts).
+  entryPoints: { cli: 'dist/cli.js', 'key-worker': 'dist/manifest/key-worker.js', 'pg-worker': 'dist/ledger/postgres/pg-worker.js' },
   outdir: 'dist/bundle',
   bundle: true,
   splitting: true,
@@ -16,7 +17,8 @@ await build({
   target: 'node20',
   // A native addon: loaded from node_modules at run time.
   // The S3 SDK: loaded from node_modules, and only by a run with an s3:// store.
-  external: ['better-sqlite3', '@aws-sdk/*'],
+  // The PostgreSQL driver: loaded from node_modules, and only by the ledger thread of a postgres:// --db.
+  external: ['better-sqlite3', '@aws-sdk/*', 'pg'],
   // Bundled CommonJS dependencies (undici, commander) call require() for Node's own modules.
   banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
   logLevel: 'warning',

@@ -10,8 +10,8 @@ import { HostHeaders, loadHostHeaders } from '../hosts/headers.js';
 import { UrlPolicy } from '../http/url-policy.js';
 import { builtinConfig, loadBreakers, loadRatelimits, type BreakerPolicies, type RatePolicies } from '../hosts/policy.js';
 import { HttpClient } from '../http/client.js';
-import { dbPath } from '../ledger/locate.js';
-import { SqliteLedger } from '../ledger/sqlite.js';
+import { dbPath, openLedger } from '../ledger/locate.js';
+import { redacted } from '../ledger/postgres/bridge.js';
 import type { Ledger, PlanResult } from '../ledger/types.js';
 import { metadataHeaders, type ResolveServices } from '../download/targets.js';
 import { resolverConfig, type ResolverConfig } from '../resolve/config.js';
@@ -160,7 +160,7 @@ class Stopper {
 /** The pieces of one run, wired together: ledger, telemetry, reporter, HTTP client, hosts, pool. */
 function assembleRun(opts: DownloadOptions, policies: Policies, store: ObjectStore, controller: AbortController): Run & { http: HttpClient; telemetry: Telemetry } {
   const now = (): number => Date.now();
-  const ledger = new SqliteLedger(dbPath(opts), { lockTimeoutMs: opts.lockTimeout });
+  const ledger = openLedger(opts);
   ledger.httpCache.expire(now());
   const telemetry = startTelemetry(opts, ledger.runId);
   const events = telemetry.events;
@@ -277,7 +277,7 @@ export async function runDownload(manifests: readonly string[], opts: DownloadOp
   const beat = setInterval(() => heartbeat(run), Math.max(250, opts.leaseTtl / 4));
   const startedAt = now();
   ledger.beginRun(argv, startedAt);
-  events.emit('run_start', { argv, manifests, out: opts.out, db: dbPath(opts), pid: process.pid });
+  events.emit('run_start', { argv, manifests, out: opts.out, db: redacted(dbPath(opts)), pid: process.pid });
   try {
     await planAll(run, manifests, stopper);
   } finally {

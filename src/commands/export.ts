@@ -1,6 +1,6 @@
 import type { ExportOptions } from '../config.js';
 import { openExisting } from '../ledger/locate.js';
-import type { SqliteLedger } from '../ledger/sqlite.js';
+import type { Ledger } from '../ledger/types.js';
 import { invalidRecord, RECORD_FIELDS, recordFromRow } from '../record.js';
 import { EXIT_PIPE, writeOut } from '../stdout.js';
 
@@ -20,7 +20,7 @@ export const ATTEMPT_FIELDS = [
 ] as const;
 
 /** Every job's latest result (jobs never finished show status `pending`), then the invalid lines. */
-function* itemRows(ledger: SqliteLedger): Generator<Record<string, unknown>> {
+function* itemRows(ledger: Ledger): Generator<Record<string, unknown>> {
   for (const row of ledger.queries.jobs()) {
     const rec: Record<string, unknown> = { ...recordFromRow(row, { status: row.status ?? (row.state as 'failed') }), state: row.state, message: null };
     if (row.state === 'failed') rec.message = row.message;
@@ -31,7 +31,7 @@ function* itemRows(ledger: SqliteLedger): Generator<Record<string, unknown>> {
   }
 }
 
-function* attemptRows(ledger: SqliteLedger): Generator<Record<string, unknown>> {
+function* attemptRows(ledger: Ledger): Generator<Record<string, unknown>> {
   for (const a of ledger.queries.attempts()) yield { ...a, started_at: new Date(a.started_at as number).toISOString() };
 }
 

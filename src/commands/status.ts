@@ -1,6 +1,6 @@
 import type { StatusOptions } from '../config.js';
 import { openExisting } from '../ledger/locate.js';
-import type { SqliteLedger } from '../ledger/sqlite.js';
+import type { Ledger } from '../ledger/types.js';
 import { formatBytes } from '../progress.js';
 import { EXIT_PIPE, writeOut } from '../stdout.js';
 
@@ -17,7 +17,7 @@ interface HostView {
 }
 
 /** Hosts worth a look: an open breaker, a cool-down still running, or failures in the last day. */
-function hostViews(ledger: SqliteLedger, now: number): HostView[] {
+function hostViews(ledger: Ledger, now: number): HostView[] {
   const recent = ledger.queries.recentFailures(now - DAY_MS);
   const rows = ledger.queries.hosts();
   const names = new Set([...rows.keys(), ...recent.keys()]);
@@ -37,7 +37,7 @@ function hostViews(ledger: SqliteLedger, now: number): HostView[] {
   }).filter((h) => h.breaker !== 'closed' || h.cooldown_until !== null || h.recent_failures > 0);
 }
 
-function runsText(ledger: SqliteLedger, json: boolean): string {
+function runsText(ledger: Ledger, json: boolean): string {
   let text = '';
   for (const r of ledger.queries.runs()) {
     const view = {
@@ -58,7 +58,7 @@ function runsText(ledger: SqliteLedger, json: boolean): string {
   return text;
 }
 
-function statusText(ledger: SqliteLedger, json: boolean): string {
+function statusText(ledger: Ledger, json: boolean): string {
   const c = ledger.queries.counts();
   const hosts = hostViews(ledger, Date.now());
   if (json) {

@@ -1,5 +1,4 @@
 import { existsSync } from 'node:fs';
-import type Database from 'better-sqlite3';
 import type { DownloadOptions } from '../config.js';
 import { LookupError } from '../errors.js';
 import { Events } from '../events.js';
@@ -7,7 +6,8 @@ import { cachedGet } from '../http/cached-get.js';
 import { HttpClient } from '../http/client.js';
 import type { RequestGate } from '../http/request-gate.js';
 import { GroupCommit } from '../ledger/sqlite/group-commit.js';
-import { HttpCacheTable } from '../ledger/sqlite/http-cache.js';
+import type { LedgerHttpCache } from '../ledger/http-cache.js';
+import { sqliteHttpCache } from '../ledger/sqlite/http-cache.js';
 import { askNext, METADATA_MAX_BYTES } from '../resolve/chain.js';
 import type { ResolverConfig, ResolverName } from '../resolve/config.js';
 import { metadataHeaders } from './targets.js';
@@ -15,7 +15,8 @@ import type { UrlPolicy } from '../http/url-policy.js';
 import { openDatabase } from '../ledger/open.js';
 import { SeenKeys } from '../ledger/seen.js';
 import { LedgerQueries } from '../ledger/sqlite/queries.js';
-import { pendingJob, type JobRow } from '../ledger/types.js';
+import { pendingJob, type JobRow, type LedgerReads } from '../ledger/types.js';
+import { isPostgres, PgLedger } from '../ledger/postgres.js';
 import { eachItem, type Visited } from '../manifest/items.js';
 import type { Item } from '../manifest/parse.js';
 import { knownFailure, recordFromRow } from '../record.js';
@@ -29,9 +30,9 @@ import { EXIT_PIPE, onStdoutClosed } from '../stdout.js';
  * to each first URL as written (no DNS): a URL it refuses is not planned.
  */
 export async function planDryRun(manifests: readonly string[], opts: DownloadOptions, db: string, policy: UrlPolicy, resolvers: ResolverConfig): Promise<number> {
-  const ledger = existsSync(db) ? openDatabase(db, { readonly: true, lockTimeoutMs: opts.lockTimeout }) : null;
-  const queries = ledger ? new LedgerQueries(ledger) : null;
-  const cached = ledger ? new CachedPlacement(ledger, opts, policy, resolvers) : null;
+  const ledger = openReads(db, opts.lockTimeout);
+  const queries = ledger?.queries ?? null;
+  const cached = ledger ? new CachedPlacement(ledger.cache, opts, policy, resolvers) : null;
   const seen = new SeenKeys();
   const reporter = new Reporter({ ...opts, progress: false }, Date.now);
   // A reader that went away (`| head`) ends the planning: nothing else is for anyone.
@@ -77,6 +78,17 @@ export async function planDryRun(manifests: readonly string[], opts: DownloadOpt
   return reporter.exitCode();
 }
 
+/** The ledger's reads and cache, if there is a ledger: a SQLite file is opened read-only. */
+function openReads(db: string, lockTimeoutMs: number): { queries: LedgerReads; cache: LedgerHttpCache; close(): void } | null {
+  if (isPostgres(db)) {
+    const pg = new PgLedger(db, { lockTimeoutMs });
+    return { queries: pg.queries, cache: pg.httpCache, close: () => pg.close() };
+  }
+  if (!existsSync(db)) return null;
+  const file = openDatabase(db, { readonly: true, lockTimeoutMs });
+  return { queries: new LedgerQueries(file), cache: sqliteHttpCache(file, new GroupCommit(file, lockTimeoutMs)), close: () => file.close() };
+}
+
 function allows(policy: UrlPolicy, href: string): boolean {
   try {
     policy.check(new URL(href));
@@ -95,12 +107,10 @@ function allows(policy: UrlPolicy, href: string): boolean {
  */
 class CachedPlacement {
   private readonly http: HttpClient;
-  private readonly store: HttpCacheTable;
   private readonly signal = new AbortController().signal;
 
-  constructor(db: Database.Database, private readonly opts: DownloadOptions, private readonly policy: UrlPolicy, private readonly config: ResolverConfig) {
+  constructor(private readonly store: LedgerHttpCache, private readonly opts: DownloadOptions, private readonly policy: UrlPolicy, private readonly config: ResolverConfig) {
     this.http = new HttpClient({ connectTimeout: opts.connectTimeout, stallTimeout: opts.stallTimeout, concurrency: 1, blocked: null });
-    this.store = new HttpCacheTable(db, new GroupCommit(db, opts.lockTimeout));
   }
 
   async lead(item: Item): Promise<{ url: string; resolver: ResolverName } | null> {

@@ -4,7 +4,8 @@ import { LOCK_TIMEOUT_S } from '../config.js';
 import type { Item } from '../manifest/parse.js';
 import { openDatabase } from './open.js';
 import { AttemptsTable } from './sqlite/attempts.js';
-import { HttpCacheTable } from './sqlite/http-cache.js';
+import type { LedgerHttpCache } from './http-cache.js';
+import { sqliteHttpCache } from './sqlite/http-cache.js';
 import { GroupCommit } from './sqlite/group-commit.js';
 import { HostsTable } from './sqlite/hosts.js';
 import { JobsTable } from './sqlite/jobs.js';
@@ -22,7 +23,7 @@ export class SqliteLedger implements Ledger {
   readonly runId = randomUUID();
   /** what status, export and dry-run read */
   readonly queries: LedgerQueries;
-  readonly httpCache: HttpCacheTable;
+  readonly httpCache: LedgerHttpCache;
   private readonly db: Database.Database;
   private readonly group: GroupCommit;
   private readonly jobsTable: JobsTable;
@@ -45,7 +46,7 @@ export class SqliteLedger implements Ledger {
     this.hostsTable = new HostsTable(db, group);
     this.runsTable = new RunsTable(db, group, this.runId);
     this.queries = new LedgerQueries(db, () => group.flush());
-    this.httpCache = new HttpCacheTable(db, group);
+    this.httpCache = sqliteHttpCache(db, group);
   }
 
   beginRun(argv: readonly string[], now: number): void {

@@ -1,5 +1,6 @@
 import type { interceptors } from 'undici';
 import type { Item } from '../manifest/parse.js';
+import { isDeadLocalOwner } from './owner.js';
 
 /** undici's cache storage interface (its cache interceptor applies RFC 9111 on top of it). */
 export type CacheStore = NonNullable<NonNullable<Parameters<typeof interceptors.cache>[0]>['store']>;
@@ -164,6 +165,14 @@ export type PlanResult =
   /** failed in an earlier run, not to be asked again yet (or, permanent, without --retry-failed) */
   | { kind: 'failed'; row: JobRow };
 
+/** What a planned job's row asks for: done, a known failure, held by a live holder, or work. */
+export function planOf(row: JobRow, now: number, opts: PlanOptions): Exclude<PlanResult, { kind: 'skipped' | 'duplicate' }> {
+  if (row.state === 'done') return { kind: 'done', row };
+  if (row.state === 'failed' && !opts.retryFailed && (row.next_attempt_at === null || row.next_attempt_at > now)) return { kind: 'failed', row };
+  if (row.state === 'active' && (row.lease_expires_at ?? 0) >= now && !isDeadLocalOwner(row.lease_owner)) return { kind: 'held', row };
+  return { kind: 'work', row };
+}
+
 export interface PlanOptions {
   /** a done job is answered with its `skipped` record's JSON (no row) */
   skippedRecord?: boolean;
@@ -233,6 +242,23 @@ export interface StatusCounts {
 }
 
 /**
+ * What `status`, `export` and `--dry-run` read: no writes. The backend's open group of writes, if
+ * any, is committed first.
+ */
+export interface LedgerReads {
+  counts(): StatusCounts;
+  /** a job by key (dry-run's look-up) */
+  job(key: string): JobRow | undefined;
+  jobs(): IterableIterator<JobRow>;
+  runs(): RunRow[];
+  attempts(): IterableIterator<Record<string, unknown>>;
+  invalidLines(): InvalidLineRow[];
+  hosts(): Map<string, HostRow>;
+  /** failed attempts per host since `since` */
+  recentFailures(since: number): Map<string, number>;
+}
+
+/**
  * The narrow interface the pipeline and `reconcile` talk to (reads for reports are in the
  * backend's read-only queries: sqlite/queries.ts). Every write after a claim names the lease owner and
  * is refused (returns false) when the lease is no longer held, so a server-backed ledger only has
@@ -240,6 +266,8 @@ export interface StatusCounts {
  */
 export interface Ledger {
   readonly runId: string;
+  /** what reports read */
+  readonly queries: LedgerReads;
   /** where metadata answers are cached across runs */
   readonly httpCache: HttpCache;
   beginRun(argv: readonly string[], now: number): void;

@@ -1,7 +1,7 @@
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import type { SharedOptions } from '../config.js';
 import { UsageError } from '../errors.js';
-import { dbPath } from '../ledger/locate.js';
+import { ledgerDir } from '../ledger/locate.js';
 import { DirStore } from './dir-store.js';
 import { isS3, type ObjectStore } from './object-store.js';
 
@@ -26,7 +26,7 @@ export async function openStore(opts: StoreOptions): Promise<ObjectStore> {
   if (opts.s3Endpoint && !/^https?:\/\/[^/]+/.test(opts.s3Endpoint)) throw new UsageError(`--s3-endpoint ${opts.s3Endpoint}: not an http(s) URL`);
   return S3Store.open(at, {
     endpoint: opts.s3Endpoint ?? null,
-    staging: opts.staging ?? join(dirname(dbPath(opts)), 'docstokg-staging'),
+    staging: opts.staging ?? join(ledgerDir(opts), 'docstokg-staging'),
     retries: opts.retries ?? 3,
     retryDelayMs: opts.retryDelay ?? 500,
   });

@@ -1,41 +1,9 @@
-import { Writable } from 'node:stream';
-import { gunzipSync, gzipSync } from 'node:zlib';
 import type Database from 'better-sqlite3';
-import type { CacheStore, HttpCache } from '../types.js';
+import { LedgerHttpCache, type CacheRow, type CacheRows } from '../http-cache.js';
 import type { GroupCommit } from './group-commit.js';
 
-/** Larger answers are not kept: no metadata answer a resolver reads comes near it. */
-const MAX_ENTRY_BYTES = 8 * 1024 * 1024;
-
-type Key = Parameters<CacheStore['get']>[0];
-type Value = Parameters<CacheStore['createWriteStream']>[1];
-
-interface Row {
-  id: number;
-  body: Buffer | null;
-  delete_at: number;
-  status_code: number;
-  status_message: string;
-  headers: string | null;
-  etag: string | null;
-  cache_control: string | null;
-  vary: string | null;
-  cached_at: number;
-  stale_at: number;
-}
-
-function sameHeader(a: string | string[] | null | undefined, b: string | string[] | null | undefined): boolean {
-  if (a == null || b == null) return a == null && b == null;
-  if (Array.isArray(a) || Array.isArray(b)) return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((v, i) => v === b[i]);
-  return a === b;
-}
-
-/**
- * The storage under undici's cache interceptor, in the ledger's database: the interceptor decides
- * what is fresh, stale or storable (RFC 9111); this keeps entries by URL and method, matches their
- * Vary headers and drops expired ones. Writes join the ledger's group commit.
- */
-export class HttpCacheTable implements HttpCache {
+/** The HTTP cache's rows in the SQLite ledger (see ledger/http-cache.ts); writes join the group commit. */
+export class SqliteCacheRows implements CacheRows {
   private readonly stmt;
 
   constructor(db: Database.Database, private readonly group: GroupCommit) {
@@ -51,78 +19,24 @@ export class HttpCacheTable implements HttpCache {
     };
   }
 
-  get(key: Key): ReturnType<CacheStore['get']> {
-    const row = this.find(key, false);
-    if (!row) return undefined;
-    return {
-      body: row.body ? gunzipSync(row.body) : undefined,
-      statusCode: row.status_code,
-      statusMessage: row.status_message,
-      headers: row.headers ? JSON.parse(row.headers) : {},
-      etag: row.etag ?? undefined,
-      vary: row.vary ? JSON.parse(row.vary) : undefined,
-      cacheControlDirectives: row.cache_control ? JSON.parse(row.cache_control) : undefined,
-      cachedAt: row.cached_at,
-      staleAt: row.stale_at,
-      deleteAt: row.delete_at,
-    };
+  find(url: string, method: string): CacheRow[] {
+    return this.stmt.find.all(url, method) as CacheRow[];
   }
 
-  createWriteStream(key: Key, value: Value): Writable {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    return new Writable({
-      write: (chunk: Buffer, _enc, done) => {
-        size += chunk.length;
-        if (size > MAX_ENTRY_BYTES) return done(new Error('too large to cache'));
-        chunks.push(chunk);
-        done();
-      },
-      final: (done) => {
-        this.save(key, value, Buffer.concat(chunks));
-        done();
-      },
-    });
+  save(id: number | null, url: string, method: string, row: Omit<CacheRow, 'id'>): void {
+    this.group.write(() => (id !== null ? this.stmt.update.run({ ...row, id }) : this.stmt.insert.run({ ...row, url, method })));
   }
 
-  delete(key: Key): void {
-    this.group.write(() => this.stmt.deleteUrl.run(urlOf(key)));
+  deleteUrl(url: string): void {
+    this.group.write(() => this.stmt.deleteUrl.run(url));
   }
 
-  /** Drops entries past their deletion time (a run calls it once). */
   expire(now: number): void {
     this.group.write(() => this.stmt.expire.run(now));
   }
-
-  private save(key: Key, value: Value, body: Buffer): void {
-    const row = {
-      // JSON answers shrink several times: a million works' answers would otherwise weigh gigabytes.
-      body: gzipSync(body),
-      delete_at: value.deleteAt,
-      status_code: value.statusCode,
-      status_message: value.statusMessage,
-      headers: JSON.stringify(value.headers ?? {}),
-      etag: value.etag ?? null,
-      cache_control: value.cacheControlDirectives ? JSON.stringify(value.cacheControlDirectives) : null,
-      vary: value.vary ? JSON.stringify(value.vary) : null,
-      cached_at: value.cachedAt,
-      stale_at: value.staleAt,
-    };
-    const existing = this.find(key, true);
-    this.group.write(() => (existing ? this.stmt.update.run({ ...row, id: existing.id }) : this.stmt.insert.run({ ...row, url: urlOf(key), method: key.method })));
-  }
-
-  private find(key: Key, expiredToo: boolean): Row | undefined {
-    const now = Date.now();
-    for (const row of this.stmt.find.all(urlOf(key), key.method) as Row[]) {
-      if (!expiredToo && row.delete_at <= now) continue;
-      const vary = row.vary ? (JSON.parse(row.vary) as Record<string, string | string[] | null>) : {};
-      if (Object.entries(vary).every(([name, v]) => sameHeader(key.headers?.[name], v))) return row;
-    }
-    return undefined;
-  }
 }
 
-function urlOf(key: Key): string {
-  return `${key.origin}${key.path}`;
+/** The SQLite ledger's HTTP cache. */
+export function sqliteHttpCache(db: Database.Database, group: GroupCommit): LedgerHttpCache {
+  return new LedgerHttpCache(new SqliteCacheRows(db, group));
 }

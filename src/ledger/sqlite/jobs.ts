@@ -1,9 +1,9 @@
 import type Database from 'better-sqlite3';
 import type { Item } from '../../manifest/parse.js';
 import { RECORD_FIELDS } from '../../record.js';
-import { isDeadLocalOwner } from '../owner.js';
+import { LeaseCache } from '../leases.js';
 import { SeenKeys } from '../seen.js';
-import { OUTCOME_FIELDS, pendingJob, REPAIRS, sourcesOf, type ClaimOptions, type JobRow, type JobState, type Outcome, type PlanOptions, type PlanResult, type RepairPatch } from '../types.js';
+import { OUTCOME_FIELDS, pendingJob, planOf, REPAIRS, sourcesOf, type ClaimOptions, type JobRow, type JobState, type Outcome, type PlanOptions, type PlanResult, type RepairPatch } from '../types.js';
 import type { GroupCommit } from './group-commit.js';
 
 /** How each record field reads from a done job's row in its `skipped` record (the rest by name). */
@@ -87,14 +87,8 @@ export class JobsTable {
   private aheadMisses = 0;
   /** the key planByKey last sent on to be parsed, and whether the ledger had no row for it */
   private checked: { key: string; absent: boolean } | null = null;
-  /**
-   * The leases this process wrote, by key: the owner and the expiry its claim or last renewal
-   * stored. Another process can take a job only once the stored expiry has passed (or its holder
-   * is dead), and each of these writes runs inside a transaction that holds the write lock until
-   * it commits, so no other writer ever sees an older expiry than this one. Asking here is
-   * therefore the same as asking the table, without a query per request and per write.
-   */
-  private readonly leases = new Map<string, { owner: string; expires: number }>();
+  /** the leases this process wrote (see LeaseCache: every write of one holds the write lock until it commits) */
+  private readonly leases = new LeaseCache();
 
   constructor(private readonly db: Database.Database, private readonly group: GroupCommit, private readonly runId: string) {
     this.stmt = statements(db);
@@ -133,10 +127,7 @@ export class JobsTable {
       this.insertJob(item, now) ??
       // another process planned it between the look-up and the insert
       (this.stmt.peek.get(item.key) as JobRow);
-    if (row.state === 'done') return { kind: 'done', row };
-    if (row.state === 'failed' && !opts.retryFailed && (row.next_attempt_at === null || row.next_attempt_at > now)) return { kind: 'failed', row };
-    if (row.state === 'active' && (row.lease_expires_at ?? 0) >= now && !isDeadLocalOwner(row.lease_owner)) return { kind: 'held', row };
-    return { kind: 'work', row };
+    return planOf(row, now, opts);
   }
 
   /** The row of a job just planned, as the insert stored it; undefined when it already existed. */
@@ -183,7 +174,7 @@ export class JobsTable {
   claim(key: string, owner: string, now: number, ttlMs: number, opts: ClaimOptions = {}): boolean {
     const params = { key, owner, now, expires: now + ttlMs, reopen: opts.reopen ? 1 : 0, steal: opts.steal ?? null };
     const claimed = this.group.write(() => this.stmt.claim.run(params).changes === 1);
-    if (claimed) this.leases.set(key, { owner, expires: params.expires });
+    if (claimed) this.leases.claimed(key, owner, params.expires);
     return claimed;
   }
 
@@ -191,32 +182,23 @@ export class JobsTable {
   renew(owner: string, now: number, ttlMs: number): number {
     const expires = now + ttlMs;
     const renewed = new Set(this.group.write(() => this.stmt.renew.all({ owner, expires }) as string[]));
-    for (const [key, lease] of this.leases) {
-      if (lease.owner !== owner) continue;
-      if (renewed.has(key)) lease.expires = expires;
-      else this.leases.delete(key);
-    }
+    this.leases.renewed(owner, renewed, expires);
     return renewed.size;
   }
 
   finish(key: string, owner: string, o: Outcome, now: number): boolean {
     const values = OUTCOME_FIELDS.map((f) => o[f] ?? null);
-    this.forget(key, owner);
+    this.leases.forget(key, owner);
     return this.group.write(() => this.stmt.finish.run(o.state, ...values, o.message ?? null, o.next_attempt_at ?? null, o.state, now, key, owner).changes === 1);
   }
 
   release(key: string, owner: string, now: number): boolean {
-    this.forget(key, owner);
+    this.leases.forget(key, owner);
     return this.group.write(() => this.stmt.release.run({ key, owner, now }).changes === 1);
   }
 
-  private forget(key: string, owner: string): void {
-    if (this.leases.get(key)?.owner === owner) this.leases.delete(key);
-  }
-
   holds(key: string, owner: string, now: number): boolean {
-    const lease = this.leases.get(key);
-    return lease !== undefined && lease.owner === owner && lease.expires >= now;
+    return this.leases.holds(key, owner, now);
   }
 
   holdsInTable(key: string, owner: string, now: number): boolean {
@@ -228,7 +210,7 @@ export class JobsTable {
     const fields = Object.keys(patch).filter((f) => REPAIR_FIELDS.has(f));
     const sets = [...fields.map((f) => `${f} = @${f}`), 'state = @to', 'lease_owner = NULL', 'lease_expires_at = NULL', 'updated_at = @now'];
     const sql = `UPDATE jobs SET ${sets.join(', ')} WHERE key = @key AND state = @from`;
-    this.leases.delete(key);
+    this.leases.forget(key);
     return this.group.write(() => this.db.prepare(sql).run({ ...patch, key, from, to, now }).changes === 1);
   }
 

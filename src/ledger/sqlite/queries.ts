@@ -1,11 +1,11 @@
 import type Database from 'better-sqlite3';
-import type { HostRow, InvalidLineRow, JobRow, RunRow, StatusCounts } from '../types.js';
+import type { HostRow, InvalidLineRow, JobRow, LedgerReads, RunRow, StatusCounts } from '../types.js';
 
 /**
  * What `status`, `export` and `--dry-run` read: no writes, so it also runs on a ledger opened
  * read-only. `beforeRead` commits the writer's open group first, when there is one.
  */
-export class LedgerQueries {
+export class LedgerQueries implements LedgerReads {
   constructor(private readonly db: Database.Database, private readonly beforeRead: () => void = () => undefined) {}
 
   counts(): StatusCounts {
