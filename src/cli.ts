@@ -51,7 +51,15 @@ function fatalMessage(e: NodeJS.ErrnoException | undefined): string | null {
   return null;
 }
 
+let failing: Promise<never> | null = null;
+
+/** Reports the first failure and exits; a later one (the same cause met elsewhere) adds nothing. */
 function fail(err: unknown): Promise<never> {
+  failing ??= report(err);
+  return failing;
+}
+
+function report(err: unknown): Promise<never> {
   if (err instanceof UsageError) {
     process.stderr.write(`docstokg: ${err.message}\n`);
     return finish(EXIT.usage);

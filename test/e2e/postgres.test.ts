@@ -1,0 +1,145 @@
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, expect, it } from 'vitest';
+import { jsonl, originAndWorkspace, runCli, type CliResult } from '../helpers/cli.js';
+import { samplePdf, sha256Hex, startOrigin } from '../helpers/origin.js';
+import { freshDatabase, queryPg } from '../helpers/postgres.js';
+import { stagedNames } from '../helpers/staging.js';
+import { maxInWindow } from '../helpers/windows.js';
+
+async function objectsIn(out: string): Promise<string[]> {
+  const names: string[] = [];
+  for (const d of (await readdir(out)).filter((x) => /^[0-9a-f]{2}$/.test(x))) names.push(...(await readdir(join(out, d))));
+  return names.sort();
+}
+
+async function waitFor(cond: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await sleep(20);
+  }
+}
+
+/** A fleet on one PostgreSQL ledger: processes standing in for machines, each the real binary. */
+describe('processes on one PostgreSQL ledger', () => {
+  const env = originAndWorkspace();
+
+  it('three processes started together fetch each URL once', async () => {
+    const db = await freshDatabase();
+    const N = 150;
+    for (let i = 0; i < N; i += 1) env.origin.set(`/f/${i}.pdf`, { body: samplePdf(`f ${i}`, 40_000), trickle: { chunk: 20_000, ms: 5 } });
+    const manifest = await env.ws.file('f.jsonl', jsonl(Array.from({ length: N }, (_, i) => ({ id: `f${i}`, url: env.origin.url(`/f/${i}.pdf`) }))));
+    const out = join(env.ws.dir, 'f-out');
+    const runs = await Promise.all([0, 1, 2].map(() => runCli(['download', manifest, '-o', out, '--db', db, '--json', '--no-progress', '-c', '8'])));
+    for (const r of runs) expect(r.code, r.stderr).toBe(0);
+    const perPath = new Map<string, number>();
+    for (const r of env.origin.requests.filter((q) => q.path.startsWith('/f/'))) perPath.set(r.path, (perPath.get(r.path) ?? 0) + 1);
+    expect(perPath.size).toBe(N);
+    expect([...perPath.values()].every((c) => c === 1)).toBe(true);
+    const downloaded = runs.flatMap((r) => r.records.filter((x) => x.status === 'downloaded'));
+    expect(new Set(downloaded.map((r) => r.id)).size).toBe(N);
+    expect(downloaded).toHaveLength(N);
+    // Every process did some of the work.
+    for (const r of runs) expect(r.records.some((x) => x.status === 'downloaded')).toBe(true);
+    expect(await queryPg(db, 'SELECT state, COUNT(*)::int AS n FROM jobs GROUP BY state')).toEqual([{ state: 'done', n: N }]);
+    expect(await queryPg(db, "SELECT COUNT(*)::int AS n FROM ops WHERE kind = 'finalize' AND state = 'done'")).toEqual([{ n: N }]);
+    expect(await stagedNames(out)).toEqual([]);
+  });
+
+  it('kill -9 of one of three loses nothing: every item stored once, the ledger and the store agree', async () => {
+    const db = await freshDatabase();
+    const N = 90;
+    const bodies = Array.from({ length: N }, (_, i) => samplePdf(`k ${i}`, i % 10 === 0 ? 600_000 : 30_000));
+    for (let i = 0; i < N; i += 1) env.origin.set(`/k/${i}.pdf`, { body: bodies[i]!, etag: `"k${i}"`, ranges: true, trickle: { chunk: 15_000, ms: 20 } });
+    const manifest = await env.ws.file('k.jsonl', jsonl(Array.from({ length: N }, (_, i) => ({ id: `k${i}`, url: env.origin.url(`/k/${i}.pdf`) }))));
+    const out = join(env.ws.dir, 'k-out');
+    const args = ['download', manifest, '-o', out, '--db', db, '--json', '--no-progress', '-c', '6', '--lease-ttl', '2'];
+    let victim = 0;
+    const runs: Promise<CliResult>[] = [0, 1, 2].map((i) => runCli(args, { onSpawn: (pid) => (i === 0 ? (victim = pid) : undefined) }));
+    await waitFor(async () => (await queryPg<{ n: number }>(db, "SELECT COUNT(*)::int AS n FROM jobs WHERE state = 'done'").catch(() => [{ n: 0 }]))[0]!.n >= 20);
+    process.kill(victim, 'SIGKILL');
+    expect((await runs[0])!.signal).toBe('SIGKILL');
+    const rest = await Promise.all(runs.slice(1));
+    for (const r of rest) expect(r.code, r.stderr).toBe(0);
+    // The killed process's leases expire; a run after that finishes what it held.
+    const again = await runCli(args);
+    expect(again.code, again.stderr).toBe(0);
+    expect(await queryPg(db, 'SELECT state, COUNT(*)::int AS n FROM jobs GROUP BY state')).toEqual([{ state: 'done', n: N }]);
+    expect(await objectsIn(out)).toEqual([...new Set(bodies.map((b) => `${sha256Hex(b)}.pdf`))].sort());
+    const rec = await runCli(['reconcile', '-o', out, '--db', db, '--json', '--verify']);
+    expect(JSON.parse(rec.stdout), rec.stderr).toMatchObject({ repaired: 0, consistent: true });
+    // Only what the killed process had on the way may have been asked for twice.
+    const asked = env.origin.requests.filter((q) => q.path.startsWith('/k/') && q.status === 200);
+    expect(asked.length).toBeLessThanOrEqual(N + 6);
+  });
+
+  it('a lost database connection ends the run with exit 3, its leases left to expire; a later run finishes', async () => {
+    const db = await freshDatabase();
+    const N = 20;
+    for (let i = 0; i < N; i += 1) env.origin.set(`/l/${i}.pdf`, { body: samplePdf(`l ${i}`, 60_000), trickle: { chunk: 10_000, ms: 100 } });
+    const manifest = await env.ws.file('l.jsonl', jsonl(Array.from({ length: N }, (_, i) => ({ id: `l${i}`, url: env.origin.url(`/l/${i}.pdf`) }))));
+    const out = join(env.ws.dir, 'l-out');
+    const args = ['download', manifest, '-o', out, '--db', db, '--json', '--no-progress', '-c', '4', '--lease-ttl', '2'];
+    const running = runCli(args);
+    await waitFor(async () => (await queryPg<{ n: number }>(db, "SELECT COUNT(*)::int AS n FROM jobs WHERE state = 'active'").catch(() => [{ n: 0 }]))[0]!.n > 0);
+    await queryPg(db, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'docstokg' AND datname = current_database()");
+    const res = await running;
+    expect(res.code, res.stderr).toBe(3);
+    expect(res.stderr).toMatch(/ledger postgres:\/\/postgres:\*\*\*@.*terminat/i);
+    expect((await queryPg<{ n: number }>(db, "SELECT COUNT(*)::int AS n FROM jobs WHERE state = 'active'"))[0]!.n).toBeGreaterThan(0);
+    await sleep(2100);
+    const again = await runCli(args);
+    expect(again.code, again.stderr).toBe(0);
+    expect(await queryPg(db, 'SELECT state, COUNT(*)::int AS n FROM jobs GROUP BY state')).toEqual([{ state: 'done', n: N }]);
+    expect((await objectsIn(out)).length).toBe(N);
+  });
+});
+
+/** Each host's pace, pauses and breaker hold across every process on the ledger. */
+describe('politeness across processes on one PostgreSQL ledger', () => {
+  const env = originAndWorkspace(() => startOrigin({}, '127.0.0.3'));
+
+  it('three processes, one killed and started again, never send a host more than its rate', async () => {
+    const db = await freshDatabase();
+    const N = 70;
+    for (let i = 0; i < N; i += 1) env.origin.set(`/r/${i}.pdf`, { body: samplePdf(`r ${i}`, 30_000), trickle: { chunk: 10_000, ms: 60 } });
+    const manifest = await env.ws.file('r.jsonl', jsonl(Array.from({ length: N }, (_, i) => ({ id: `r${i}`, url: env.origin.url(`/r/${i}.pdf`) }))));
+    const rl = await env.ws.file('rl10.yaml', 'version: 1\ndefaults:\n  artifact: {rates: ["10/SECOND"], max_delay_ms: 5000, max_concurrent: 8}\n');
+    const out = join(env.ws.dir, 'r-out');
+    const args = ['download', manifest, '-o', out, '--db', db, '--json', '--no-progress', '-c', '8', '--ratelimits', rl];
+    const before = env.origin.requests.length;
+    let victim = 0;
+    const runs: Promise<CliResult>[] = [0, 1, 2].map((i) => runCli(args, { onSpawn: (pid) => (i === 0 ? (victim = pid) : undefined) }));
+    await sleep(1500);
+    process.kill(victim, 'SIGKILL');
+    expect((await runs[0])!.signal).toBe('SIGKILL');
+    const again = await runCli(args);
+    const rest = await Promise.all(runs.slice(1));
+    for (const r of [again, ...rest]) expect(r.code, r.stderr).toBe(0);
+    expect(await queryPg(db, "SELECT COUNT(*)::int AS n FROM jobs WHERE state = 'done'")).toEqual([{ n: N }]);
+    const at = env.origin.requests.slice(before).filter((r) => r.path.startsWith('/r/')).map((r) => r.at);
+    // Arrival times carry each connection's set-up (see the politeness test): 50 ms short.
+    expect(maxInWindow(at, 950), at.map((t) => t - at[0]!).join(' ')).toBeLessThanOrEqual(10);
+    expect(at.length).toBeLessThanOrEqual(N + 8);
+  });
+
+  it('a Retry-After one process is given pauses the host for the others', async () => {
+    const db = await freshDatabase();
+    const N = 24;
+    for (let i = 0; i < N; i += 1) env.origin.set(`/p/${i}.pdf`, { body: samplePdf(`p ${i}`, 20_000), failFirst: i === 3 ? { times: 1, status: 429, retryAfter: '2' } : undefined });
+    const manifest = await env.ws.file('p.jsonl', jsonl(Array.from({ length: N }, (_, i) => ({ id: `p${i}`, url: env.origin.url(`/p/${i}.pdf`) }))));
+    const rl = await env.ws.file('rl4.yaml', 'version: 1\ndefaults:\n  artifact: {rates: ["4/SECOND"], max_delay_ms: 5000}\n');
+    const out = join(env.ws.dir, 'p-out');
+    const before = env.origin.requests.length;
+    const runs = await Promise.all([0, 1].map(() => runCli(['download', manifest, '-o', out, '--db', db, '--json', '--no-progress', '--ratelimits', rl, '--retry-delay', '10'])));
+    for (const r of runs) expect(r.code, r.stderr).toBe(0);
+    const reqs = env.origin.requests.slice(before);
+    const paused = reqs.find((r) => r.status === 429)!.at;
+    const during = reqs.filter((r) => r.at > paused + 300 && r.at < paused + 1950);
+    expect(during.map((r) => `${r.path} +${r.at - paused} ms`)).toEqual([]);
+    expect(await queryPg(db, "SELECT COUNT(*)::int AS n FROM jobs WHERE state = 'done'")).toEqual([{ n: N }]);
+  });
+
+});
