@@ -7,6 +7,7 @@ import { BIN, jsonl, originAndWorkspace, runCli } from '../helpers/cli.js';
 import { queryLedger } from '../helpers/ledger.js';
 import { samplePdf, sha256Hex, type Route } from '../helpers/origin.js';
 import { partPath } from '../../src/store/paths.js';
+import { freshDatabase, queryPg } from '../helpers/postgres.js';
 import { stagedNames } from '../helpers/staging.js';
 import { rng } from '../fixtures/rng.js';
 
@@ -42,19 +43,42 @@ function mixedManifest(cycle: number): Spec[] {
   return specs;
 }
 
-describe(`crash harness: ${CYCLES} kill -9 / reconcile / re-run cycles (seed ${SEED})`, () => {
+/** Where a cycle's ledger is, and how the test reads it. */
+interface LedgerUnderTest {
+  args: string[];
+  exists: () => Promise<boolean>;
+  rows: <T>(sql: string) => Promise<T[]>;
+}
+
+const BACKENDS: [string, number, (out: string) => Promise<LedgerUnderTest>][] = [
+  ['SQLite', CYCLES, async (out) => ({
+    args: [],
+    exists: () => stat(join(out, 'docstokg.sqlite')).then(() => true, () => false),
+    rows: async <T>(sql: string) => queryLedger<T>(out, sql),
+  })],
+  ['PostgreSQL', Math.max(2, Math.ceil(CYCLES / 2)), async () => {
+    const db = await freshDatabase();
+    return {
+      args: ['--db', db],
+      exists: async () => (await queryPg<{ n: number }>(db, "SELECT COUNT(*)::int AS n FROM pg_tables WHERE tablename = 'docstokg_schema'"))[0]!.n > 0,
+      rows: <T>(sql: string) => queryPg<T>(db, sql),
+    };
+  }],
+];
+
+describe.each(BACKENDS)(`crash harness on %s: %i kill -9 / reconcile / re-run cycles (seed ${SEED})`, (name, cycles, ledgerFor) => {
   const env = originAndWorkspace();
   const random = rng(SEED);
 
-
-  it('ends every cycle with a consistent ledger and store', { timeout: 60_000 + CYCLES * 20_000 }, async () => {
-    for (let cycle = 0; cycle < CYCLES; cycle += 1) {
+  it('ends every cycle with a consistent ledger and store', { timeout: 60_000 + cycles * 20_000 }, async () => {
+    for (let cycle = 0; cycle < cycles; cycle += 1) {
       const specs = mixedManifest(cycle);
       for (const s of specs) env.origin.set(s.path, s.route);
       const manifest = await env.ws.file(`crash${cycle}.jsonl`, jsonl(specs.map((s) => ({ id: s.id, url: env.origin.url(s.path) }))));
       const out = join(env.ws.dir, `crash${cycle}`);
-      const args = ['download', manifest, '-o', out, '--link-dir', join(out, 'links'), '--retry-delay', '5', '-c', '6', '--no-progress', '-q'];
-      const where = `cycle ${cycle} (seed ${SEED})`;
+      const ledger = await ledgerFor(out);
+      const args = ['download', manifest, '-o', out, ...ledger.args, '--link-dir', join(out, 'links'), '--retry-delay', '5', '-c', '6', '--no-progress', '-q'];
+      const where = `${name} cycle ${cycle} (seed ${SEED})`;
 
       const t0 = Date.now();
       const log = (what: string) => process.env.CRASH_DEBUG && console.error(`${where} +${Date.now() - t0}ms ${what}`);
@@ -72,10 +96,10 @@ describe(`crash harness: ${CYCLES} kill -9 / reconcile / re-run cycles (seed ${S
       const streamed = new Set<string>();
       const complete = new Set<string>();
       const parts = await stagedNames(out);
-      const hasDb = await stat(join(out, 'docstokg.sqlite')).then(() => true, () => false);
+      const hasDb = await ledger.exists();
       let doneStreams: { job_key: string; result: string }[] = [];
       try {
-        if (hasDb) doneStreams = queryLedger(out, "SELECT job_key, result FROM ops WHERE kind = 'stream' AND state = 'done'");
+        if (hasDb) doneStreams = await ledger.rows("SELECT job_key, result FROM ops WHERE kind = 'stream' AND state = 'done'");
       } catch {
         // killed before the schema was committed: reconcile creates it
       }
@@ -92,10 +116,10 @@ describe(`crash harness: ${CYCLES} kill -9 / reconcile / re-run cycles (seed ${S
       // 2. reconcile must leave ledger and store in agreement
       let doneBefore = new Set<string>();
       if (hasDb) {
-        const rec = await runCli(['reconcile', '-o', out, '--json']);
+        const rec = await runCli(['reconcile', '-o', out, ...ledger.args, '--json']);
         log('reconciled');
         expect(rec.code, `${where}: ${rec.stderr}${rec.stdout}`).toBe(0);
-        doneBefore = new Set(queryLedger<{ item_id: string }>(out, "SELECT item_id FROM jobs WHERE state = 'done'").map((r) => r.item_id));
+        doneBefore = new Set((await ledger.rows<{ item_id: string }>("SELECT item_id FROM jobs WHERE state = 'done'")).map((r) => r.item_id));
       }
 
       // 3. the same download completes everything
@@ -124,7 +148,7 @@ describe(`crash harness: ${CYCLES} kill -9 / reconcile / re-run cycles (seed ${S
       expect(objects.sort(), where).toEqual([...new Set(specs.map((s) => `${sha256Hex(s.body)}.pdf`))].sort());
       expect(await stagedNames(out), where).toEqual([]);
       expect((await readdir(join(out, 'links'))).sort(), where).toEqual(specs.map((s) => `${s.id}.pdf`).sort());
-      const final = await runCli(['reconcile', '-o', out, '--json', '--verify']);
+      const final = await runCli(['reconcile', '-o', out, ...ledger.args, '--json', '--verify']);
       expect(JSON.parse(final.stdout), where).toMatchObject({ repaired: 0, consistent: true });
     }
   });
