@@ -43,6 +43,19 @@ interface GateWait {
 
 class Stopped extends Error {}
 
+/**
+ * A host's max_concurrent kept by every process on one ledger together: a task holds one of the
+ * host's permits from its first request until it is off the network.
+ */
+export interface SharedCap {
+  /** a permit's id, or null when all `cap` are held */
+  take(host: string, cap: number): string | null;
+  free(id: string): void;
+}
+
+/** How often a task whose host has no permit free asks again. */
+const PERMIT_POLL_MS = 25;
+
 /** How long a free network slot may wait for the host that bounds the run when its token is due. */
 const LOOKAHEAD_MS = 50;
 /** How often the hosts that bound the run are looked for. */
@@ -90,6 +103,8 @@ export class Pool {
    */
   warmUp: (() => Promise<unknown>) | null = null;
   private warm: Promise<unknown> | null = null;
+  /** with other processes on the ledger: their permits count against each host's cap too */
+  sharedCap: SharedCap | null = null;
 
   constructor(
     private readonly concurrency: number,
@@ -162,11 +177,17 @@ export class Pool {
   private async start(task: Task, freeHost: Free): Promise<void> {
     this.started += 1;
     this.notify();
-    const lane = new TaskLane(this, task.host, freeHost);
+    let freePermit: Free | null = null;
+    const lane = new TaskLane(this, task.host, () => {
+      freeHost();
+      freePermit?.();
+      freePermit = null;
+    });
     let claimed = false;
     let ran = false;
     try {
       if (task.claim && !(claimed = await task.claim())) return;
+      if (this.sharedCap) freePermit = await this.sharedPermit(task.host);
       const first = await this.firstRequest(task.host);
       if (typeof first === 'string') task.abandon(first);
       else {
@@ -186,6 +207,17 @@ export class Pool {
       this.started -= 1;
       this.notify();
       this.checkStuck();
+    }
+  }
+
+  /** One of the host's permits shared with the other processes; waits (polling) while all are held. */
+  private async sharedPermit(host: string): Promise<Free> {
+    const shared = this.sharedCap!;
+    for (;;) {
+      if (this.stopped) throw new Stopped();
+      const id = shared.take(host, this.gate.maxConcurrent(host));
+      if (id !== null) return () => shared.free(id);
+      await sleep(PERMIT_POLL_MS);
     }
   }
 

@@ -5,7 +5,7 @@ import { userAgent, type DownloadOptions } from '../config.js';
 import { linkDone } from '../download/ops.js';
 import { heartbeat, itemTask, stopLeases, type Run } from '../download/item-task.js';
 import { FatalError, UsageError } from '../errors.js';
-import { HostGate, type SharedPace } from '../hosts/gate.js';
+import { HostGate, type SharedHosts } from '../hosts/gate.js';
 import { HostHeaders, loadHostHeaders } from '../hosts/headers.js';
 import { UrlPolicy } from '../http/url-policy.js';
 import { builtinConfig, loadBreakers, loadRatelimits, type BreakerPolicies, type RatePolicies } from '../hosts/policy.js';
@@ -19,7 +19,7 @@ import { RobotsRules } from '../resolve/robots.js';
 import type { Item } from '../manifest/parse.js';
 import { newOwnerId } from '../ledger/owner.js';
 import { eachItem, type Visited } from '../manifest/items.js';
-import { Pool } from '../pool.js';
+import { Pool, type SharedCap } from '../pool.js';
 import { startTelemetry, type Telemetry } from '../telemetry.js';
 import { knownFailure, recordFromRow, type DownloadRecord } from '../record.js';
 import { EXIT_PIPE, onStdoutClosed } from '../stdout.js';
@@ -157,6 +157,25 @@ class Stopper {
   }
 }
 
+/**
+ * Each host's max_concurrent, kept with every process on the ledger. A process killed while it
+ * held permits is found (it ran on this machine) when a host has none left, at most once a second;
+ * one on another machine holds them until its leases expire.
+ */
+function sharedCap(ledger: Ledger, owner: string, ttlMs: number, now: () => number): SharedCap {
+  let sweptAt = now();
+  ledger.dropDeadPermits();
+  return {
+    take: (host, cap) => {
+      const id = ledger.takeHostPermit(host, owner, cap, now(), ttlMs);
+      if (id !== null || now() - sweptAt < 1000) return id;
+      sweptAt = now();
+      return ledger.dropDeadPermits() > 0 ? ledger.takeHostPermit(host, owner, cap, now(), ttlMs) : null;
+    },
+    free: (id) => ledger.freeHostPermit(id),
+  };
+}
+
 /** The pieces of one run, wired together: ledger, telemetry, reporter, HTTP client, hosts, pool. */
 function assembleRun(opts: DownloadOptions, policies: Policies, store: ObjectStore, controller: AbortController): Run & { http: HttpClient; telemetry: Telemetry } {
   const now = (): number => Date.now();
@@ -182,18 +201,20 @@ function assembleRun(opts: DownloadOptions, policies: Policies, store: ObjectSto
     events,
     resolve: resolveServices(opts, policies.resolvers, ledger),
   };
-  const shared: SharedPace = {
+  const shared: SharedHosts = {
     book: (host, spacingMs, at) => ({ slot: ledger.bookHostSlot(host, spacingMs, at), durable: ledger.committed() }),
     notBefore: (host, at) => {
       ledger.hostNotBefore(host, at);
       ledger.committed().catch(() => undefined);
     },
+    countFailure: (host, failed, at) => ledger.countHostFailure(host, failed, at),
   };
   const hosts = new HostGate(policies.rates, policies.breakers, opts.retryAfterCap, (host) => ledger.host(host), (row, at) => ledger.saveHost(row, at), now, events, shared);
   const pool = new Pool(opts.concurrency, opts.perHost, hosts);
   // A fatal error in one item ends the run: the others stop now, keeping their parts.
   pool.onFailure = () => controller.abort();
   pool.warmUp = () => http.dispatcher();
+  pool.sharedCap = sharedCap(ledger, ctx.owner, opts.leaseTtl, now);
   return { ctx, ledger, reporter, hosts, pool, leases: new Map(), http, telemetry };
 }
 

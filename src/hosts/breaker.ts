@@ -59,6 +59,8 @@ export class HostBreaker {
     now: number,
     private readonly onChange: (b: HostBreaker) => void = () => {},
     private readonly random: () => number = Math.random,
+    /** consecutive failures counted with other processes: one more, or none; returns the count */
+    private readonly count: ((failed: boolean) => number) | null = null,
   ) {
     if (restored === null) return;
     this.failures = restored.failures;
@@ -134,11 +136,14 @@ export class HostBreaker {
         // A connection refused never went out, yet it is the host's failure.
         fire();
         if (probe) this.probing = false;
-        if (verdict === 'success' || (verdict === 'neutral' && probe)) this.failures = 0;
+        if (verdict === 'success' || (verdict === 'neutral' && probe)) {
+          if (this.failures > 0) this.count?.(false);
+          this.failures = 0;
+        }
         if (verdict === 'success') answer!.resolve();
         else if (verdict === 'neutral') answer!.reject(new NeutralAnswer());
         else {
-          this.failures += 1;
+          this.failures = this.count ? this.count(true) : this.failures + 1;
           const cb = this.cb ?? this.create(this.jittered());
           if (cb.closed && this.failures >= this.policy.failMax) cb.open();
           answer!.reject(new FailedAnswer());

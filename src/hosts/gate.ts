@@ -55,12 +55,15 @@ interface HostState {
 }
 
 /**
- * What processes sharing a ledger share of a paced host: its next request slot. Each process's
- * own limiter paces its requests; a slot booked here spaces them from every other process's.
+ * What processes sharing a ledger share of a host: a paced host's next request slot (each
+ * process's own limiter paces its requests; a slot booked here spaces them from every other
+ * process's), and its count of consecutive failures, which opens its breaker.
  */
-export interface SharedPace {
+export interface SharedHosts {
   book(host: string, spacingMs: number, now: number): { slot: number; durable: Promise<void> };
   notBefore(host: string, at: number): void;
+  /** one failure more (`failed`) or none: the count across every process */
+  countFailure(host: string, failed: boolean, now: number): number;
 }
 
 /** How often a host whose booking is not committed yet is looked at again. */
@@ -93,7 +96,7 @@ export class HostGate {
     private readonly persist: (row: HostRow, now: number) => void,
     private readonly now: () => number = Date.now,
     private readonly events: Events = new Events(),
-    private readonly shared: SharedPace | null = null,
+    private readonly shared: SharedHosts | null = null,
   ) {
     this.startedAt = now();
   }
@@ -108,11 +111,15 @@ export class HostGate {
     const policy = this.rates.resolve(host);
     let row = this.stored(host) ?? null;
     // Failures of a closed breaker count within a run: an earlier run's are not carried over.
-    if (row && row.breaker_state === 'closed' && (row.updated_at ?? 0) < this.startedAt) row = { ...row, failures: 0 };
+    if (row && row.breaker_state === 'closed' && (row.updated_at ?? 0) < this.startedAt) {
+      if (row.failures > 0) this.shared?.countFailure(host, false, this.now());
+      row = { ...row, failures: 0 };
+    }
+    const shared = this.shared;
     const breaker = new HostBreaker(this.breakers.resolve(host), row, this.now(), (b) => {
       this.events.emit('breaker', { host, state: b.state, open_until: b.state === 'closed' ? null : new Date(b.openUntil).toISOString(), failures: b.failures });
       this.save(host);
-    });
+    }, undefined, shared && ((failed) => shared.countFailure(host, failed, this.now())));
     const now = this.now();
     s = {
       policy, pace: new Pace(policy.windows), breaker, cooldownUntil: row?.cooldown_until ?? 0, inflight: 0, lastError: row?.last_error ?? null,
@@ -213,6 +220,7 @@ export class HostGate {
     if (!row || (row.updated_at ?? 0) <= s.savedAt) return;
     s.cooldownUntil = Math.max(s.cooldownUntil, row.cooldown_until);
     s.shutUntil = row.breaker_state === 'closed' ? 0 : row.open_until;
+    if (row.breaker_state === 'closed' && s.breaker.state === 'closed') s.breaker.failures = row.failures;
   }
 
   /** ms between two requests to `host` at its pace (0 when unpaced). */

@@ -143,4 +143,15 @@ export const MIGRATIONS: readonly string[] = [
     next_at REAL NOT NULL
   );
   `,
+  /* 9: requests to a host in flight, by process, so every process on the ledger keeps the host's
+     max_concurrent together; each expires with its holder's leases */ `
+  CREATE TABLE host_permits (
+    id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+  );
+  CREATE INDEX host_permits_host ON host_permits (host);
+  CREATE INDEX host_permits_owner ON host_permits (owner);
+  `,
 ];

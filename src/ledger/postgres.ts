@@ -4,6 +4,7 @@ import type { Item } from '../manifest/parse.js';
 import { recordFromRow } from '../record.js';
 import { LedgerHttpCache, type CacheRow, type CacheRows } from './http-cache.js';
 import { LeaseCache } from './leases.js';
+import { isDeadLocalOwner } from './owner.js';
 import { PgBridge } from './postgres/bridge.js';
 import type { NewJob } from './postgres/jobs-sql.js';
 import { PAGE_ROWS } from './postgres/reads-sql.js';
@@ -255,6 +256,24 @@ export class PgLedger implements Ledger {
 
   hostNotBefore(host: string, at: number): void {
     this.bridge.write('hostNotBefore', { host, at });
+  }
+
+  takeHostPermit(host: string, owner: string, cap: number, now: number, ttlMs: number): string | null {
+    const id = randomUUID();
+    return this.bridge.call<boolean>('takePermit', { id, host, owner, cap, now, expires: now + ttlMs }) ? id : null;
+  }
+
+  freeHostPermit(id: string): void {
+    this.bridge.write('freePermit', id);
+  }
+
+  dropDeadPermits(): number {
+    const dead = this.bridge.call<string[]>('permitOwners', null).filter(isDeadLocalOwner);
+    return dead.length > 0 ? this.bridge.call<number>('dropPermitsOf', dead) : 0;
+  }
+
+  countHostFailure(host: string, failed: boolean, now: number): number {
+    return this.bridge.call('countFailure', { host, failed, now });
   }
 
   /** Writes are sent as they are made; this returns once the thread has committed them. */

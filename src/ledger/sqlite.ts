@@ -3,6 +3,7 @@ import type Database from 'better-sqlite3';
 import { LOCK_TIMEOUT_S } from '../config.js';
 import type { Item } from '../manifest/parse.js';
 import { openDatabase } from './open.js';
+import { isDeadLocalOwner } from './owner.js';
 import { AttemptsTable } from './sqlite/attempts.js';
 import type { LedgerHttpCache } from './http-cache.js';
 import { sqliteHttpCache } from './sqlite/http-cache.js';
@@ -74,6 +75,7 @@ export class SqliteLedger implements Ledger {
   }
 
   renew(owner: string, now: number, ttlMs: number): number {
+    this.hostsTable.renewPermits(owner, now + ttlMs);
     return this.jobsTable.renew(owner, now, ttlMs);
   }
 
@@ -167,6 +169,22 @@ export class SqliteLedger implements Ledger {
 
   hostNotBefore(host: string, at: number): void {
     this.hostsTable.notBefore(host, at);
+  }
+
+  takeHostPermit(host: string, owner: string, cap: number, now: number, ttlMs: number): string | null {
+    return this.hostsTable.takePermit(host, owner, cap, now, ttlMs);
+  }
+
+  freeHostPermit(id: string): void {
+    this.hostsTable.freePermit(id);
+  }
+
+  dropDeadPermits(): number {
+    return this.hostsTable.dropPermitsOf(isDeadLocalOwner);
+  }
+
+  countHostFailure(host: string, failed: boolean, now: number): number {
+    return this.hostsTable.countFailure(host, failed, now);
   }
 
   flush(): void {

@@ -319,6 +319,20 @@ export interface Ledger {
   bookHostSlot(host: string, spacingMs: number, now: number): number;
   /** No slot of the host before `at` (a request left later than its slot). */
   hostNotBefore(host: string, at: number): void;
+  /**
+   * One of the host's `cap` permits for a task in flight, counted across every process on this
+   * ledger: its id, or null when all are held. A permit expires with its owner's leases (renew
+   * extends both) unless freed first.
+   */
+  takeHostPermit(host: string, owner: string, cap: number, now: number, ttlMs: number): string | null;
+  freeHostPermit(id: string): void;
+  /** Frees the permits of owners that are processes of this machine no longer running. */
+  dropDeadPermits(): number;
+  /**
+   * The host's consecutive failures, counted by every process on the ledger: one more (`failed`)
+   * or none (a success); returns the count.
+   */
+  countHostFailure(host: string, failed: boolean, now: number): number;
   /** commit what is pending now (a durability point), instead of at the end of the group */
   flush(): void;
   /**

@@ -6,7 +6,7 @@ import { jsonl, originAndWorkspace, runCli, type CliResult } from '../helpers/cl
 import { samplePdf, sha256Hex, startOrigin } from '../helpers/origin.js';
 import { freshDatabase, queryPg } from '../helpers/postgres.js';
 import { stagedNames } from '../helpers/staging.js';
-import { maxInWindow } from '../helpers/windows.js';
+import { maxInWindow, maxOverlap } from '../helpers/windows.js';
 
 async function objectsIn(out: string): Promise<string[]> {
   const names: string[] = [];
@@ -142,4 +142,23 @@ describe('politeness across processes on one PostgreSQL ledger', () => {
     expect(await queryPg(db, "SELECT COUNT(*)::int AS n FROM jobs WHERE state = 'done'")).toEqual([{ n: N }]);
   });
 
+  it("three processes never have more requests out to a host than its max_concurrent", async () => {
+    const db = await freshDatabase();
+    const N = 24;
+    for (let i = 0; i < N; i += 1) env.origin.set(`/cap/${i}.pdf`, { body: samplePdf(`cap ${i}`, 30_000), trickle: { chunk: 10_000, ms: 80 } });
+    const manifest = await env.ws.file('cap.jsonl', jsonl(Array.from({ length: N }, (_, i) => ({ id: `cap${i}`, url: env.origin.url(`/cap/${i}.pdf`) }))));
+    const rl = await env.ws.file('cap2.yaml', 'version: 1\ndefaults:\n  artifact: {rates: [], max_delay_ms: 5000, max_concurrent: 2}\n');
+    const out = join(env.ws.dir, 'cap-out');
+    const before = env.origin.requests.length;
+    const runs = await Promise.all([0, 1, 2].map(() => runCli(['download', manifest, '-o', out, '--db', db, '--json', '--no-progress', '-c', '4', '--ratelimits', rl])));
+    for (const r of runs) expect(r.code, r.stderr).toBe(0);
+    const reqs = env.origin.requests.slice(before).filter((r) => r.path.startsWith('/cap/'));
+    expect(reqs).toHaveLength(N);
+    // Each alone would have two out: together, still two. The origin ends a slow body one pause
+    // after its last byte, which the client has by then: that pause is not the request's.
+    const spans = reqs.map((r): [number, number] => [r.at, (r.finishedAt ?? r.at + 240) - 80]);
+    expect(maxOverlap(spans), spans.map(([a, b]) => `${a - spans[0]![0]}-${b - spans[0]![0]}`).join(' ')).toBeLessThanOrEqual(2);
+    expect(await queryPg(db, "SELECT COUNT(*)::int AS n FROM jobs WHERE state = 'done'")).toEqual([{ n: N }]);
+    expect(await queryPg(db, 'SELECT COUNT(*)::int AS n FROM host_permits')).toEqual([{ n: 0 }]);
+  });
 });

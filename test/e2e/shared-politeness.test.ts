@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { jsonl, originAndWorkspace, runCli, type CliResult } from '../helpers/cli.js';
 import { queryLedger } from '../helpers/ledger.js';
 import { samplePdf, startOrigin } from '../helpers/origin.js';
-import { maxInWindow } from '../helpers/windows.js';
+import { maxInWindow, maxOverlap } from '../helpers/windows.js';
 
 /** Processes sharing one ledger share each host's politeness: its pace, its pauses, its breaker. */
 describe('politeness across processes on one ledger', () => {
@@ -51,5 +51,24 @@ describe('politeness across processes on one ledger', () => {
     expect(during.map((r) => `${r.path} +${r.at - paused} ms`)).toEqual([]);
     expect(reqs.filter((r) => r.at >= paused + 1950).length).toBeGreaterThan(0);
     expect(queryLedger<{ n: number }>(out, "SELECT COUNT(*) AS n FROM jobs WHERE state = 'done'")[0]!.n).toBe(N);
+  });
+
+  it("three processes never have more requests out to a host than its max_concurrent", async () => {
+    const N = 24;
+    for (let i = 0; i < N; i += 1) env.origin.set(`/cap/${i}.pdf`, { body: samplePdf(`cap ${i}`, 30_000), trickle: { chunk: 10_000, ms: 80 } });
+    const manifest = await env.ws.file('cap.jsonl', jsonl(Array.from({ length: N }, (_, i) => ({ id: `cap${i}`, url: env.origin.url(`/cap/${i}.pdf`) }))));
+    const rl = await env.ws.file('cap2.yaml', 'version: 1\ndefaults:\n  artifact: {rates: [], max_delay_ms: 5000, max_concurrent: 2}\n');
+    const out = join(env.ws.dir, 'cap-out');
+    const before = env.origin.requests.length;
+    const runs = await Promise.all([0, 1, 2].map(() => runCli(['download', manifest, '-o', out, '--json', '--no-progress', '-c', '4', '--ratelimits', rl])));
+    for (const r of runs) expect(r.code, r.stderr).toBe(0);
+    const reqs = env.origin.requests.slice(before).filter((r) => r.path.startsWith('/cap/'));
+    expect(reqs).toHaveLength(N);
+    // Each alone would have two out: together, still two. The origin ends a slow body one pause
+    // after its last byte, which the client has by then: that pause is not the request's.
+    const spans = reqs.map((r): [number, number] => [r.at, (r.finishedAt ?? r.at + 240) - 80]);
+    expect(maxOverlap(spans), spans.map(([a, b]) => `${a - spans[0]![0]}-${b - spans[0]![0]}`).join(' ')).toBeLessThanOrEqual(2);
+    expect(queryLedger<{ n: number }>(out, "SELECT COUNT(*) AS n FROM jobs WHERE state = 'done'")[0]!.n).toBe(N);
+    expect(queryLedger<{ n: number }>(out, 'SELECT COUNT(*) AS n FROM host_permits')[0]!.n).toBe(0);
   });
 });

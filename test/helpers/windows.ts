@@ -8,3 +8,12 @@ export function maxInWindow(times: number[], ms: number): number {
   }
   return best;
 }
+
+/** The most intervals [start, end] open at one moment. */
+export function maxOverlap(intervals: readonly [number, number][]): number {
+  const edges = intervals.flatMap(([a, b]): [number, number][] => [[a, 1], [b, -1]]).sort((x, y) => x[0] - y[0] || x[1] - y[1]);
+  let open = 0;
+  let best = 0;
+  for (const [, d] of edges) best = Math.max(best, (open += d));
+  return best;
+}

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { HostBreaker } from '../../src/hosts/breaker.js';
-import { HostGate, type SharedPace } from '../../src/hosts/gate.js';
+import { HostGate, type SharedHosts } from '../../src/hosts/gate.js';
 import type { HostRow } from '../../src/ledger/types.js';
 import { Pace } from '../../src/hosts/pace.js';
 import { builtinConfig, gateKey, loadBreakers, loadRatelimits } from '../../src/hosts/policy.js';
@@ -245,7 +245,7 @@ describe('HostGate', () => {
     // The ledger's book statement, as one shared table would run it.
     let nextAt = 0;
     const booked: number[] = [];
-    const shared: SharedPace = {
+    const shared: SharedHosts = {
       book: (_host, spacing, at) => {
         const slot = Math.max(nextAt, at);
         nextAt = slot + spacing;
@@ -253,6 +253,7 @@ describe('HostGate', () => {
         return { slot, durable: Promise.resolve() };
       },
       notBefore: (_host, at) => (nextAt = Math.max(nextAt, at)),
+      countFailure: () => 0,
     };
     const gates = [0, 1].map(() => new HostGate(rates, breakers, 60_000, () => undefined, () => {}, () => now, undefined, shared));
     const tick = () => new Promise((r) => setImmediate(r));
@@ -270,6 +271,30 @@ describe('HostGate', () => {
     expect(booked).toEqual([0, 102]);
     now = 102;
     expect(gates[1]!.check('a.org')).toBe(null);
+  });
+
+  it('counts a host\'s consecutive failures across every process: the one that reaches fail_max opens the breaker', async () => {
+    const rates = loadRatelimits(await yaml('g6.yaml', 'version: 1\ndefaults: {artifact: {rates: [], max_delay_ms: 5000}}'));
+    const breakers = loadBreakers(await yaml('gb6.yaml', 'defaults: {fail_max: 3, reset_timeout_s: 30}'));
+    // The ledger's counter, as one shared row would keep it.
+    let failures = 0;
+    const shared: SharedHosts = {
+      book: (_host, _spacing, at) => ({ slot: at, durable: Promise.resolve() }),
+      notBefore: () => undefined,
+      countFailure: (_host, failed) => (failures = failed ? failures + 1 : 0),
+    };
+    const [a, b] = [0, 1].map(() => new HostGate(rates, breakers, 60_000, () => undefined, () => {}, Date.now, undefined, shared));
+    a!.admit('d.org').settle('failure', 'http_500', null);
+    // A success anywhere starts the count again.
+    b!.admit('d.org').settle('failure', 'http_500', null);
+    b!.admit('d.org').settle('success', null, null);
+    expect(failures).toBe(0);
+    a!.admit('d.org').settle('failure', 'http_500', null);
+    a!.admit('d.org').settle('failure', 'http_500', null);
+    expect(a!.check('d.org')).toBe(null);
+    // Alone, b has seen one failure since its success: with the others', it is the third.
+    b!.admit('d.org').settle('failure', 'http_500', null);
+    expect(b!.check('d.org')?.why).toBe('breaker');
   });
 
   it('keeps no state for idle hosts: 100,000 hosts asked once each leave a few thousand entries at most', async () => {

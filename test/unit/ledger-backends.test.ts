@@ -1,5 +1,5 @@
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { PgLedger } from '../../src/ledger/postgres.js';
@@ -106,6 +106,41 @@ describe.each(backends)('the ledger contract on %s', (_name, make) => {
     a.saveHost({ host: 'h.org', breaker_state: 'open', open_until: 9, cooldown_until: 8, failures: 3, last_error: 'x' }, 7);
     a.flush();
     expect(b.host('h.org')).toMatchObject({ breaker_state: 'open', open_until: 9, failures: 3, updated_at: 7 });
+    a.close();
+    b.close();
+  });
+
+  it("keeps a host's permits and failures across processes; a dead owner's permits are freed", () => {
+    const a = open();
+    const b = open();
+    const one = a.takeHostPermit('h.org', 'p1', 2, 1_000, 100);
+    expect(one).not.toBeNull();
+    a.flush();
+    expect(b.takeHostPermit('h.org', 'p2', 2, 1_010, 100)).not.toBeNull();
+    b.flush();
+    expect(a.takeHostPermit('h.org', 'p1', 2, 1_020, 100)).toBeNull();
+    // A permit expires with its owner's leases; renew extends them (b's expires, a's does not).
+    a.renew('p1', 1_090, 100);
+    a.flush();
+    expect(b.takeHostPermit('h.org', 'p2', 2, 1_120, 100)).not.toBeNull();
+    b.flush();
+    expect(b.takeHostPermit('h.org', 'p2', 2, 1_130, 100)).toBeNull();
+    b.flush();
+    a.freeHostPermit(one!);
+    a.flush();
+    expect(b.takeHostPermit('h.org', 'p2', 2, 1_140, 100)).not.toBeNull();
+    b.flush();
+    // Owners of this machine whose process is gone (pid 2^22 + 1 exceeds any pid_max) lose theirs.
+    expect(a.takeHostPermit('g.org', `${hostname()}:4194305:x`, 1, 0, 10_000)).not.toBeNull();
+    expect(a.dropDeadPermits()).toBe(1);
+    expect(a.takeHostPermit('g.org', 'p1', 1, 1, 10_000)).not.toBeNull();
+    a.flush();
+    expect(a.countHostFailure('h.org', true, 5)).toBe(1);
+    a.flush();
+    expect(b.countHostFailure('h.org', true, 6)).toBe(2);
+    b.flush();
+    expect(a.host('h.org')?.failures).toBe(2);
+    expect(a.countHostFailure('h.org', false, 7)).toBe(0);
     a.close();
     b.close();
   });

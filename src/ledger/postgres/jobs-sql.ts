@@ -50,6 +50,7 @@ export const jobsSql = {
   },
 
   async renew(c: ClientBase, a: { owner: string; expires: number }): Promise<string[]> {
+    await c.query('UPDATE host_permits SET expires_at = $2 WHERE owner = $1', [a.owner, a.expires]);
     const r = await c.query<{ key: string }>(`UPDATE jobs SET lease_expires_at = $2 WHERE lease_owner = $1 AND state = 'active' RETURNING key`, [a.owner, a.expires]);
     return r.rows.map((row) => row.key);
   },

@@ -126,6 +126,32 @@ export const rowsSql = {
     return r.rows[0]!.slot;
   },
 
+  async takePermit(c: ClientBase, a: { id: string; host: string; owner: string; cap: number; now: number; expires: number }): Promise<boolean> {
+    const r = await c.query<{ ok: boolean }>('SELECT docstokg_take_permit($1, $2, $3, $4, $5, $6) AS ok', [a.id, a.host, a.owner, a.expires, a.now, a.cap]);
+    return r.rows[0]!.ok;
+  },
+
+  async freePermit(c: ClientBase, id: string): Promise<void> {
+    await c.query('DELETE FROM host_permits WHERE id = $1', [id]);
+  },
+
+  async permitOwners(c: ClientBase): Promise<string[]> {
+    return (await c.query<{ owner: string }>('SELECT DISTINCT owner FROM host_permits')).rows.map((r) => r.owner);
+  },
+
+  async dropPermitsOf(c: ClientBase, owners: string[]): Promise<number> {
+    return (await c.query('DELETE FROM host_permits WHERE owner = ANY($1)', [owners])).rowCount ?? 0;
+  },
+
+  async countFailure(c: ClientBase, a: { host: string; failed: boolean; now: number }): Promise<number> {
+    const r = await c.query<{ failures: number }>(
+      `INSERT INTO hosts (host, breaker_state, failures, updated_at) VALUES ($1, 'closed', CASE WHEN $2::boolean THEN 1 ELSE 0 END, $3)
+       ON CONFLICT (host) DO UPDATE SET failures = CASE WHEN $2::boolean THEN hosts.failures + 1 ELSE 0 END, updated_at = $3 RETURNING failures`,
+      [a.host, a.failed, a.now],
+    );
+    return r.rows[0]!.failures;
+  },
+
   async hostNotBefore(c: ClientBase, a: { host: string; at: number }): Promise<void> {
     await c.query('UPDATE host_pace SET next_at = GREATEST(next_at, $2::float8) WHERE host = $1', [a.host, a.at]);
   },

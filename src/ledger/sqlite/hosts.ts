@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import type { HostRow } from '../types.js';
 import type { GroupCommit } from './group-commit.js';
@@ -17,7 +18,40 @@ export class HostsTable {
         ON CONFLICT (host) DO UPDATE SET next_at = max(next_at, @now) + @spacing
         RETURNING next_at - @spacing`).pluck(),
       later: db.prepare('UPDATE host_pace SET next_at = max(next_at, @at) WHERE host = @host'),
+      // Run inside the write lock: no other process takes one between the count and the insert.
+      take: db.prepare(`INSERT INTO host_permits (id, host, owner, expires_at) SELECT @id, @host, @owner, @expires
+        WHERE (SELECT COUNT(*) FROM host_permits WHERE host = @host AND expires_at >= @now) < @cap`),
+      free: db.prepare('DELETE FROM host_permits WHERE id = ?'),
+      renewPermits: db.prepare('UPDATE host_permits SET expires_at = @expires WHERE owner = @owner'),
+      owners: db.prepare('SELECT DISTINCT owner FROM host_permits').pluck(),
+      dropOwner: db.prepare('DELETE FROM host_permits WHERE owner = ?'),
+      failure: db.prepare(`INSERT INTO hosts (host, breaker_state, failures, updated_at) VALUES (@host, 'closed', @failed, @now)
+        ON CONFLICT (host) DO UPDATE SET failures = CASE WHEN @failed = 1 THEN failures + 1 ELSE 0 END, updated_at = @now
+        RETURNING failures`).pluck(),
     };
+  }
+
+  takePermit(host: string, owner: string, cap: number, now: number, ttlMs: number): string | null {
+    const id = randomUUID();
+    return this.group.write(() => this.stmt.take.run({ id, host, owner, cap, now, expires: now + ttlMs }).changes === 1) ? id : null;
+  }
+
+  freePermit(id: string): void {
+    this.group.write(() => this.stmt.free.run(id));
+  }
+
+  renewPermits(owner: string, expires: number): void {
+    this.group.write(() => this.stmt.renewPermits.run({ owner, expires }));
+  }
+
+  dropPermitsOf(isDead: (owner: string) => boolean): number {
+    let n = 0;
+    for (const owner of this.stmt.owners.all() as string[]) if (isDead(owner)) n += this.group.write(() => this.stmt.dropOwner.run(owner).changes);
+    return n;
+  }
+
+  countFailure(host: string, failed: boolean, now: number): number {
+    return this.group.write(() => this.stmt.failure.get({ host, failed: failed ? 1 : 0, now }) as number);
   }
 
   book(host: string, spacingMs: number, now: number): number {
