@@ -1,15 +1,17 @@
 #!/usr/bin/env node
 // The fleet scenario: 1, 2 and 4 docstokg processes (standing in for machines) on one manifest and
-// one ledger, over many loopback hosts (127.0.1.x), each paced at RATE requests per second, each
-// answer starting LATENCY ms after its request arrives (many-hosts-origin.js). Reports the network
-// time (first arrival to last answer, by the origin's clock) per process count against the bound
+// one ledger (SQLite, then PostgreSQL: bench/postgres.js), over many loopback hosts (127.0.1.x),
+// each paced at RATE requests per second, each answer starting LATENCY ms after its request
+// arrives (many-hosts-origin.js). Reports the network time (first arrival to last answer, by the
+// origin's clock) per ledger and process count against the bound
 //   max(items × latency / (processes × concurrency), (largest host's items − 1) / rate + latency)
 // and the most requests any host received in any one-second window from all processes together.
-//   node bench/fleet.js [--runs 3] [--processes 1,2,4] [--latency 200]
+//   node bench/fleet.js [--runs 3] [--processes 1,2,4] [--latency 200] [--ledgers sqlite,postgres]
 import { fork, spawn } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ask, manifestLines, roundStats, standalone } from './many-hosts.js';
+import { startPostgres } from './postgres.js';
 
 const HOSTS = 200;
 const PER_HOST_ITEMS = 5;
@@ -32,7 +34,7 @@ function run(bin, args) {
   });
 }
 
-export async function fleetBenchmark({ root, out, bin, median, runs = 3, processes = [1, 2, 4], latency = 200 }) {
+export async function fleetBenchmark({ root, out, bin, median, runs = 3, processes = [1, 2, 4], latency = 200, ledgers = ['sqlite', 'postgres'] }) {
   const dir = join(out, 'fleet');
   mkdirSync(dir, { recursive: true });
   const counts = Array(HOSTS).fill(PER_HOST_ITEMS);
@@ -44,20 +46,22 @@ export async function fleetBenchmark({ root, out, bin, median, runs = 3, process
   const origin = fork(join(root, 'bench', 'many-hosts-origin.js'), [String(HOSTS), String(PORT)], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
   await new Promise((res) => origin.once('message', res));
   const lines = [
-    `\n### fleet: ${items} items over ${HOSTS} loopback hosts, ${RATE}/s per host, ${latency} ms answers; N processes on one manifest and one SQLite ledger, each -c ${CONCURRENCY} --per-host ${PER_HOST} (${runs} runs each)`,
+    `\n### fleet: ${items} items over ${HOSTS} loopback hosts, ${RATE}/s per host, ${latency} ms answers; N processes on one manifest and one ledger, each -c ${CONCURRENCY} --per-host ${PER_HOST} (${runs} runs each)`,
     '',
-    '| processes | bound | network time (median) | range | / bound | items/s | most requests to one host in any 1 s |',
-    '|---|---|---|---|---|---|---|',
+    '| ledger | processes | bound | network time (median) | range | / bound | items/s | most requests to one host in any 1 s |',
+    '|---|---|---|---|---|---|---|---|',
   ];
+  const postgres = ledgers.includes('postgres') ? await startPostgres() : null;
   try {
-    for (const n of processes) {
+    for (const [ledger, n] of ledgers.flatMap((l) => processes.map((p) => [l, p]))) {
       const nets = [];
       let worst = 0;
       for (let r = 0; r < runs; r += 1) {
         const o = join(dir, 'out');
         rmSync(o, { recursive: true, force: true });
         await ask(origin, { latency }, 'started');
-        const args = ['download', manifest, '-o', o, '-c', String(CONCURRENCY), '--per-host', String(PER_HOST), '--ratelimits', rl, '--no-progress', '-q', '--min-free', '0'];
+        const db = ledger === 'postgres' ? ['--db', await postgres.fresh('fleet')] : [];
+        const args = ['download', manifest, '-o', o, ...db, '-c', String(CONCURRENCY), '--per-host', String(PER_HOST), '--ratelimits', rl, '--no-progress', '-q', '--min-free', '0'];
         await Promise.all(Array.from({ length: n }, () => run(bin, args)));
         const log = await ask(origin, { collect: true }, 'log');
         if (log.length < items) throw new Error(`expected ${items} requests, the origin saw ${log.length}`);
@@ -68,12 +72,13 @@ export async function fleetBenchmark({ root, out, bin, median, runs = 3, process
       const b = fleetBound(n, latency);
       const net = median(nets);
       lines.push(
-        `| ${n} | ${(b / 1000).toFixed(2)} s | ${(net / 1000).toFixed(2)} s | ${(Math.min(...nets) / 1000).toFixed(2)}-${(Math.max(...nets) / 1000).toFixed(2)} s | ${(net / b).toFixed(2)}× | ${Math.round(items / (net / 1000))} | ${worst} (limit ${RATE}) |`,
+        `| ${ledger === 'postgres' ? 'PostgreSQL' : 'SQLite'} | ${n} | ${(b / 1000).toFixed(2)} s | ${(net / 1000).toFixed(2)} s | ${(Math.min(...nets) / 1000).toFixed(2)}-${(Math.max(...nets) / 1000).toFixed(2)} s | ${(net / b).toFixed(2)}× | ${Math.round(items / (net / 1000))} | ${worst} (limit ${RATE}) |`,
       );
       console.error(lines.at(-1));
     }
   } finally {
     origin.send({ exit: true });
+    await postgres?.stop();
   }
   return lines.join('\n');
 }
@@ -85,6 +90,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     runs: Number(opt('runs', 3)),
     processes: opt('processes', '1,2,4').split(',').map(Number),
     latency: Number(opt('latency', 200)),
+    ledgers: opt('ledgers', 'sqlite,postgres').split(','),
   });
   console.log(md);
 }

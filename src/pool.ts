@@ -49,8 +49,8 @@ class Stopped extends Error {}
  */
 export interface SharedCap {
   /** a permit's id, or null when all `cap` are held */
-  take(host: string, cap: number): string | null;
-  free(id: string): void;
+  take(host: string, cap: number): number | null;
+  free(id: number): void;
 }
 
 /** How often a task whose host has no permit free asks again. */
@@ -213,9 +213,12 @@ export class Pool {
   /** One of the host's permits shared with the other processes; waits (polling) while all are held. */
   private async sharedPermit(host: string): Promise<Free> {
     const shared = this.sharedCap!;
+    const cap = this.gate.maxConcurrent(host);
+    // A host without a cap has nothing to share.
+    if (cap >= Number.MAX_SAFE_INTEGER) return () => undefined;
     for (;;) {
       if (this.stopped) throw new Stopped();
-      const id = shared.take(host, this.gate.maxConcurrent(host));
+      const id = shared.take(host, cap);
       if (id !== null) return () => shared.free(id);
       await sleep(PERMIT_POLL_MS);
     }

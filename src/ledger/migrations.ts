@@ -143,15 +143,14 @@ export const MIGRATIONS: readonly string[] = [
     next_at REAL NOT NULL
   );
   `,
-  /* 9: requests to a host in flight, by process, so every process on the ledger keeps the host's
-     max_concurrent together; each expires with its holder's leases */ `
+  /* 9: tasks in flight to a host, by process, so every process on the ledger keeps the host's
+     max_concurrent together; each expires with its holder's leases. Only what is in flight is
+     here, a few rows: no index beyond the key. */ `
   CREATE TABLE host_permits (
-    id TEXT PRIMARY KEY,
+    id INTEGER PRIMARY KEY,
     host TEXT NOT NULL,
     owner TEXT NOT NULL,
     expires_at INTEGER NOT NULL
   );
-  CREATE INDEX host_permits_host ON host_permits (host);
-  CREATE INDEX host_permits_owner ON host_permits (owner);
   `,
 ];

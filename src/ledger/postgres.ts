@@ -258,12 +258,11 @@ export class PgLedger implements Ledger {
     this.bridge.write('hostNotBefore', { host, at });
   }
 
-  takeHostPermit(host: string, owner: string, cap: number, now: number, ttlMs: number): string | null {
-    const id = randomUUID();
-    return this.bridge.call<boolean>('takePermit', { id, host, owner, cap, now, expires: now + ttlMs }) ? id : null;
+  takeHostPermit(host: string, owner: string, cap: number, now: number, ttlMs: number): number | null {
+    return this.bridge.call('takePermit', { host, owner, cap, now, expires: now + ttlMs });
   }
 
-  freeHostPermit(id: string): void {
+  freeHostPermit(id: number): void {
     this.bridge.write('freePermit', id);
   }
 

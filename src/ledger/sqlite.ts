@@ -171,11 +171,11 @@ export class SqliteLedger implements Ledger {
     this.hostsTable.notBefore(host, at);
   }
 
-  takeHostPermit(host: string, owner: string, cap: number, now: number, ttlMs: number): string | null {
+  takeHostPermit(host: string, owner: string, cap: number, now: number, ttlMs: number): number | null {
     return this.hostsTable.takePermit(host, owner, cap, now, ttlMs);
   }
 
-  freeHostPermit(id: string): void {
+  freeHostPermit(id: number): void {
     this.hostsTable.freePermit(id);
   }
 

@@ -324,8 +324,8 @@ export interface Ledger {
    * ledger: its id, or null when all are held. A permit expires with its owner's leases (renew
    * extends both) unless freed first.
    */
-  takeHostPermit(host: string, owner: string, cap: number, now: number, ttlMs: number): string | null;
-  freeHostPermit(id: string): void;
+  takeHostPermit(host: string, owner: string, cap: number, now: number, ttlMs: number): number | null;
+  freeHostPermit(id: number): void;
   /** Frees the permits of owners that are processes of this machine no longer running. */
   dropDeadPermits(): number;
   /**

@@ -126,12 +126,12 @@ export const rowsSql = {
     return r.rows[0]!.slot;
   },
 
-  async takePermit(c: ClientBase, a: { id: string; host: string; owner: string; cap: number; now: number; expires: number }): Promise<boolean> {
-    const r = await c.query<{ ok: boolean }>('SELECT docstokg_take_permit($1, $2, $3, $4, $5, $6) AS ok', [a.id, a.host, a.owner, a.expires, a.now, a.cap]);
-    return r.rows[0]!.ok;
+  async takePermit(c: ClientBase, a: { host: string; owner: string; cap: number; now: number; expires: number }): Promise<number | null> {
+    const r = await c.query<{ id: number | null }>('SELECT docstokg_take_permit($1, $2, $3, $4, $5) AS id', [a.host, a.owner, a.expires, a.now, a.cap]);
+    return r.rows[0]!.id;
   },
 
-  async freePermit(c: ClientBase, id: string): Promise<void> {
+  async freePermit(c: ClientBase, id: number): Promise<void> {
     await c.query('DELETE FROM host_permits WHERE id = $1', [id]);
   },
 

@@ -132,21 +132,21 @@ export const PG_MIGRATIONS: readonly string[] = [
   /* 2: the SQLite ledger's migration 9 (host_permits), and the atomic take of one: the host's
      advisory lock orders takers, so two processes never both see the last free permit */ `
   CREATE TABLE host_permits (
-    id TEXT PRIMARY KEY,
+    id BIGSERIAL PRIMARY KEY,
     host TEXT NOT NULL,
     owner TEXT NOT NULL,
     expires_at BIGINT NOT NULL
   );
-  CREATE INDEX host_permits_host ON host_permits (host);
-  CREATE INDEX host_permits_owner ON host_permits (owner);
-  CREATE FUNCTION docstokg_take_permit(p_id TEXT, p_host TEXT, p_owner TEXT, p_expires BIGINT, p_now BIGINT, p_cap INTEGER) RETURNS BOOLEAN AS $$
+  CREATE FUNCTION docstokg_take_permit(p_host TEXT, p_owner TEXT, p_expires BIGINT, p_now BIGINT, p_cap BIGINT) RETURNS BIGINT AS $$
+  DECLARE
+    taken BIGINT;
   BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('docstokg permit ' || p_host));
     IF (SELECT COUNT(*) FROM host_permits WHERE host = p_host AND expires_at >= p_now) >= p_cap THEN
-      RETURN FALSE;
+      RETURN NULL;
     END IF;
-    INSERT INTO host_permits (id, host, owner, expires_at) VALUES (p_id, p_host, p_owner, p_expires);
-    RETURN TRUE;
+    INSERT INTO host_permits (host, owner, expires_at) VALUES (p_host, p_owner, p_expires) RETURNING id INTO taken;
+    RETURN taken;
   END
   $$ LANGUAGE plpgsql;
   `,

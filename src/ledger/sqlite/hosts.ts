@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import type { HostRow } from '../types.js';
 import type { GroupCommit } from './group-commit.js';
@@ -19,7 +18,7 @@ export class HostsTable {
         RETURNING next_at - @spacing`).pluck(),
       later: db.prepare('UPDATE host_pace SET next_at = max(next_at, @at) WHERE host = @host'),
       // Run inside the write lock: no other process takes one between the count and the insert.
-      take: db.prepare(`INSERT INTO host_permits (id, host, owner, expires_at) SELECT @id, @host, @owner, @expires
+      take: db.prepare(`INSERT INTO host_permits (host, owner, expires_at) SELECT @host, @owner, @expires
         WHERE (SELECT COUNT(*) FROM host_permits WHERE host = @host AND expires_at >= @now) < @cap`),
       free: db.prepare('DELETE FROM host_permits WHERE id = ?'),
       renewPermits: db.prepare('UPDATE host_permits SET expires_at = @expires WHERE owner = @owner'),
@@ -31,12 +30,12 @@ export class HostsTable {
     };
   }
 
-  takePermit(host: string, owner: string, cap: number, now: number, ttlMs: number): string | null {
-    const id = randomUUID();
-    return this.group.write(() => this.stmt.take.run({ id, host, owner, cap, now, expires: now + ttlMs }).changes === 1) ? id : null;
+  takePermit(host: string, owner: string, cap: number, now: number, ttlMs: number): number | null {
+    const r = this.group.write(() => this.stmt.take.run({ host, owner, cap, now, expires: now + ttlMs }));
+    return r.changes === 1 ? Number(r.lastInsertRowid) : null;
   }
 
-  freePermit(id: string): void {
+  freePermit(id: number): void {
     this.group.write(() => this.stmt.free.run(id));
   }
 
