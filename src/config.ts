@@ -23,7 +23,7 @@ export const LOCK_TIMEOUT_S = 15;
 
 export const SHARED_OPTIONS: readonly OptionSpec[] = [
   { flag: 'out', short: 'o', kind: 'string', arg: 'dir', default: './pdfs', help: 'content-addressed store: a directory, or s3://bucket/prefix' },
-  { flag: 'db', kind: 'string', arg: 'path', help: 'ledger file (default: <out>/docstokg.sqlite; ./docstokg.sqlite for an s3:// store)' },
+  { flag: 'db', kind: 'string', arg: 'path|url', help: 'ledger: a SQLite file (default: <out>/docstokg.sqlite; ./docstokg.sqlite for an s3:// store) or a postgres:// URL' },
   { flag: 's3-endpoint', kind: 'string', arg: 'url', help: 'S3-compatible service other than AWS (MinIO, Ceph, R2): its URL, path-style addressing' },
   { flag: 'staging', kind: 'string', arg: 'dir', help: 'local directory for parts of an s3:// store (default: docstokg-staging beside the ledger)' },
   { flag: 'json', kind: 'bool', default: false, help: 'machine-readable output on stdout' },

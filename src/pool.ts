@@ -240,8 +240,9 @@ export class Pool {
         free();
         throw new Stopped();
       }
-      // Another task of the host may have taken the token while this one queued: look again.
-      if (this.gate.check(host)) {
+      // Another task of the host may have taken the token while this one queued: look again,
+      // now as the request that goes at once.
+      if (this.gate.check(host, undefined, true)) {
         free();
         continue;
       }
@@ -458,7 +459,7 @@ class TaskLane implements Lane {
     const deadline = Date.now() + gate.maxDelayMs(host);
     await this.holdHop(host, deadline, signal);
     for (;;) {
-      const blocked = gate.check(host);
+      const blocked = gate.check(host, undefined, this.network !== null);
       if (blocked) {
         // An open breaker is checked by the pool's probe, not by this item's attempts.
         if (blocked.why === 'breaker' || Date.now() + blocked.waitMs > deadline) {

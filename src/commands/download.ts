@@ -202,7 +202,12 @@ function assembleRun(opts: DownloadOptions, policies: Policies, store: ObjectSto
     resolve: resolveServices(opts, policies.resolvers, ledger),
   };
   const shared: SharedHosts = {
-    book: (host, spacingMs, at) => ({ slot: ledger.bookHostSlot(host, spacingMs, at), durable: ledger.committed() }),
+    take: (host, spacingMs, at) => {
+      const next = ledger.takeHostSlot(host, spacingMs, at);
+      // Committed before the request leaves: a process killed before that never took the host.
+      if (next === null) ledger.flush();
+      return next;
+    },
     notBefore: (host, at) => {
       ledger.hostNotBefore(host, at);
       ledger.committed().catch(() => undefined);

@@ -48,26 +48,26 @@ interface HostState {
   savedAt: number;
   /** until when another process's breaker holds the host shut (0: it does not) */
   shutUntil: number;
-  /** a shared slot booked and not yet used by a request (null: none) */
-  booked: number | null;
-  /** the booking is committed: a request may use it (one killed before the commit never booked) */
-  bookedDurable: boolean;
+  /** when the host is next free by the shared schedule, as last read (0: not known to be taken) */
+  sharedNext: number;
 }
 
 /**
- * What processes sharing a ledger share of a host: a paced host's next request slot (each
- * process's own limiter paces its requests; a slot booked here spaces them from every other
+ * What processes sharing a ledger share of a host: a paced host's next free moment (each
+ * process's own limiter paces its requests; the shared one spaces them from every other
  * process's), and its count of consecutive failures, which opens its breaker.
  */
 export interface SharedHosts {
-  book(host: string, spacingMs: number, now: number): { slot: number; durable: Promise<void> };
+  /**
+   * Takes the host now if it is free by the shared schedule (the next free moment becomes now +
+   * spacing, durably, before this returns): null. Else when it is next free.
+   */
+  take(host: string, spacingMs: number, now: number): number | null;
+  /** the host is not free before `at` (a request left later than it was let through) */
   notBefore(host: string, at: number): void;
   /** one failure more (`failed`) or none: the count across every process */
   countFailure(host: string, failed: boolean, now: number): number;
 }
-
-/** How often a host whose booking is not committed yet is looked at again. */
-const BOOKING_POLL_MS = 1;
 
 /** Per-host state beyond this many hosts is swept of idle entries (see `sweep`). */
 const KEEP_HOSTS = 4096;
@@ -123,7 +123,7 @@ export class HostGate {
     const now = this.now();
     s = {
       policy, pace: new Pace(policy.windows), breaker, cooldownUntil: row?.cooldown_until ?? 0, inflight: 0, lastError: row?.last_error ?? null,
-      readAt: now, savedAt: 0, shutUntil: 0, booked: null, bookedDurable: false,
+      readAt: now, savedAt: 0, shutUntil: 0, sharedNext: 0,
     };
     this.hosts.set(host, s);
     return s;
@@ -171,8 +171,13 @@ export class HostGate {
     return this.breakers.resolve(host).retryAfterCapMs ?? this.retryAfterCapMs;
   }
 
-  /** How long before a request to `host` may start, and what holds it; null when it may go now. */
-  check(host: string, now = this.now()): Blocked | null {
+  /**
+   * How long before a request to `host` may start, and what holds it; null when it may go now.
+   * `holdsNetwork`: the caller holds a network slot and sends at once if let through. Only then
+   * is a paced host taken from the schedule shared with other processes: taken earlier, a wait
+   * for a network slot would send it late, up to a spacing too close to another process's.
+   */
+  check(host: string, now = this.now(), holdsNetwork = false): Blocked | null {
     const s = this.state(host);
     if (now - s.readAt >= HOST_ROW_REFRESH_MS) this.reread(host, s, now);
     const b = Math.max(s.breaker.waitMs(now), s.shutUntil - now);
@@ -184,30 +189,17 @@ export class HostGate {
     }
     if (s.cooldownUntil > now) return { waitMs: s.cooldownUntil - now, why: 'cooldown' };
     let r = s.pace.waitMs();
-    // This process's pace allows a request: with others on the ledger, it also needs a slot of
-    // theirs. The slot is booked once and kept until a request uses it.
+    // This process's pace allows a request: with others on the ledger, the host must also be free
+    // by theirs.
     if (r === 0 && this.shared && s.pace.spacingMs() > 0) {
-      if (s.booked === null) this.book(host, s, now);
-      r = s.bookedDurable ? Math.max(0, s.booked! - now) : BOOKING_POLL_MS;
+      if (holdsNetwork) s.sharedNext = this.shared.take(host, s.pace.spacingMs(), now) ?? 0;
+      r = Math.max(0, s.sharedNext - now);
     }
     if (r > 0) {
       this.events.emit('rate_limit_wait', { host, wait_ms: r });
       return { waitMs: r, why: 'rate' };
     }
     return null;
-  }
-
-  private book(host: string, s: HostState, now: number): void {
-    const { slot, durable } = this.shared!.book(host, s.pace.spacingMs(), now);
-    s.booked = slot;
-    s.bookedDurable = false;
-    durable.then(
-      () => {
-        if (s.booked === slot) s.bookedDurable = true;
-      },
-      // The commit failed: the run is ending on that error; this slot is never used.
-      () => undefined,
-    );
   }
 
   /**
@@ -243,8 +235,6 @@ export class HostGate {
     const s = this.state(host);
     const granted = performance.now();
     s.pace.take();
-    const slot = s.booked;
-    s.booked = null;
     s.inflight += 1;
     const call: BreakerCall = s.breaker.admit();
     let open = true;
@@ -266,15 +256,9 @@ export class HostGate {
         this.slotMs = this.slotMs === 0 ? took : 0.9 * this.slotMs + 0.1 * took;
         if (verdict === null) {
           call.drop();
-          // Never sent (its lease was lost, the run stopped): the token and the shared slot are
-          // this host's next request's.
-          if (!wentOut) {
-            s.pace.refund();
-            if (slot !== null && s.booked === null) {
-              s.booked = slot;
-              s.bookedDurable = true;
-            }
-          }
+          // Never sent (its lease was lost, the run stopped): the token is this host's next
+          // request's (the shared schedule moved on: another process may use it meanwhile).
+          if (!wentOut) s.pace.refund();
           return true;
         }
         return this.settled(host, s, call, verdict, error, retryAfterMs);

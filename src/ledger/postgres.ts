@@ -250,8 +250,8 @@ export class PgLedger implements Ledger {
     this.bridge.write('saveHost', { row, now });
   }
 
-  bookHostSlot(host: string, spacingMs: number, now: number): number {
-    return this.bridge.call('bookHostSlot', { host, spacingMs, now });
+  takeHostSlot(host: string, spacingMs: number, now: number): number | null {
+    return this.bridge.call('takeSlot', { host, spacingMs, now });
   }
 
   hostNotBefore(host: string, at: number): void {

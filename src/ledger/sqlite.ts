@@ -163,8 +163,8 @@ export class SqliteLedger implements Ledger {
     this.hostsTable.save(row, now);
   }
 
-  bookHostSlot(host: string, spacingMs: number, now: number): number {
-    return this.hostsTable.book(host, spacingMs, now);
+  takeHostSlot(host: string, spacingMs: number, now: number): number | null {
+    return this.hostsTable.takeSlot(host, spacingMs, now);
   }
 
   hostNotBefore(host: string, at: number): void {

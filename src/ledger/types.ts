@@ -313,11 +313,11 @@ export interface Ledger {
   host(name: string): (HostRow & { updated_at: number }) | undefined;
   saveHost(row: HostRow, now: number): void;
   /**
-   * Books the next request slot of a paced host, shared by every process on this ledger: the
-   * later of the host's next free slot and `now`, which moves on by `spacingMs`. Returns the slot.
+   * Takes a paced host for one request now, for every process on this ledger: null when it was
+   * free (it is free again `spacingMs` later), else the time it is next free.
    */
-  bookHostSlot(host: string, spacingMs: number, now: number): number;
-  /** No slot of the host before `at` (a request left later than its slot). */
+  takeHostSlot(host: string, spacingMs: number, now: number): number | null;
+  /** The host is not free before `at` (a request left later than it was let through). */
   hostNotBefore(host: string, at: number): void;
   /**
    * One of the host's `cap` permits for a task in flight, counted across every process on this

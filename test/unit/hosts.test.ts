@@ -238,39 +238,42 @@ describe('HostGate', () => {
     expect(gate.check('c.org')).toBe(null);
   });
 
-  it('spaces paced requests from every process by slots booked in one place; an unused slot is kept', async () => {
+  it('lets a paced request go only when the host is free by the schedule all processes share, taken with a network slot in hand', async () => {
     let now = 0;
     const rates = loadRatelimits(await yaml('g5.yaml', 'version: 1\ndefaults: {artifact: {rates: ["10/SECOND"], max_delay_ms: 5000}}'));
     const breakers = loadBreakers(await yaml('gb5.yaml', 'defaults: {fail_max: 5, reset_timeout_s: 30}'));
-    // The ledger's book statement, as one shared table would run it.
+    // The ledger's take statement, as one shared row would run it.
     let nextAt = 0;
-    const booked: number[] = [];
+    const taken: number[] = [];
     const shared: SharedHosts = {
-      book: (_host, spacing, at) => {
-        const slot = Math.max(nextAt, at);
-        nextAt = slot + spacing;
-        booked.push(slot);
-        return { slot, durable: Promise.resolve() };
+      take: (_host, spacing, at) => {
+        if (nextAt > at) return nextAt;
+        nextAt = at + spacing;
+        taken.push(at);
+        return null;
       },
       notBefore: (_host, at) => (nextAt = Math.max(nextAt, at)),
       countFailure: () => 0,
     };
     const gates = [0, 1].map(() => new HostGate(rates, breakers, 60_000, () => undefined, () => {}, () => now, undefined, shared));
-    const tick = () => new Promise((r) => setImmediate(r));
-    // Each process's own pace would let both go now; the shared slots space them.
-    expect(gates[0]!.check('a.org')).toEqual({ waitMs: 1, why: 'rate' });
-    await tick();
-    expect(gates[0]!.check('a.org')).toBe(null);
-    expect(gates[1]!.check('a.org')).toEqual({ waitMs: 1, why: 'rate' });
-    await tick();
-    expect(gates[1]!.check('a.org')).toEqual({ waitMs: 102, why: 'rate' });
-    const unused = gates[0]!.admit('a.org');
-    // A permit whose request never left gives its slot back to its own process's next request.
-    unused.settle(null, null, null);
-    expect(gates[0]!.check('a.org')).toBe(null);
-    expect(booked).toEqual([0, 102]);
-    now = 102;
-    expect(gates[1]!.check('a.org')).toBe(null);
+    // Looking for a network slot takes nothing: a wait for one would send the request late.
+    expect(gates[0]!.check('a.org', now)).toBe(null);
+    expect(gates[1]!.check('a.org', now)).toBe(null);
+    expect(taken).toEqual([]);
+    // The first with a network slot in hand takes the host; the other learns when it is free.
+    expect(gates[0]!.check('a.org', now, true)).toBe(null);
+    gates[0]!.admit('a.org').sent();
+    const sp = gates[1]!.spacingMs('a.org');
+    expect(gates[1]!.check('a.org', now, true)).toEqual({ waitMs: sp, why: 'rate' });
+    now = 40;
+    expect(gates[1]!.check('a.org', now)).toEqual({ waitMs: sp - 40, why: 'rate' });
+    // A request that left late keeps the host taken for a spacing after it left.
+    shared.notBefore('a.org', 130);
+    now = sp;
+    expect(gates[1]!.check('a.org', now, true)).toEqual({ waitMs: 130 - sp, why: 'rate' });
+    now = 130;
+    expect(gates[1]!.check('a.org', now, true)).toBe(null);
+    expect(taken).toEqual([0, 130]);
   });
 
   it('counts a host\'s consecutive failures across every process: the one that reaches fail_max opens the breaker', async () => {
@@ -279,7 +282,7 @@ describe('HostGate', () => {
     // The ledger's counter, as one shared row would keep it.
     let failures = 0;
     const shared: SharedHosts = {
-      book: (_host, _spacing, at) => ({ slot: at, durable: Promise.resolve() }),
+      take: () => null,
       notBefore: () => undefined,
       countFailure: (_host, failed) => (failures = failed ? failures + 1 : 0),
     };

@@ -91,17 +91,20 @@ describe.each(backends)('the ledger contract on %s', (_name, make) => {
     l.close();
   });
 
-  it("books each paced host's request slots in one schedule, for every process on the ledger", () => {
+  it("takes a paced host for one request at a time, for every process on the ledger", () => {
     const a = open();
     const b = open();
-    expect(a.bookHostSlot('h.org', 100, 1_000)).toBe(1_000);
+    expect(a.takeHostSlot('h.org', 100, 1_000)).toBe(null);
     a.flush();
-    expect(b.bookHostSlot('h.org', 100, 1_010)).toBe(1_100);
+    expect(b.takeHostSlot('h.org', 100, 1_010)).toBe(1_100);
+    expect(b.takeHostSlot('h.org', 100, 1_100)).toBe(null);
     b.flush();
-    expect(a.bookHostSlot('h.org', 100, 1_050)).toBe(1_200);
+    expect(a.takeHostSlot('h.org', 100, 1_150)).toBe(1_200);
+    expect(a.takeHostSlot('other.org', 100, 1_150)).toBe(null);
+    // A request that left late keeps the host taken for a spacing after it left.
     a.hostNotBefore('h.org', 1_500);
     a.flush();
-    expect(b.bookHostSlot('h.org', 100, 1_060)).toBe(1_500);
+    expect(b.takeHostSlot('h.org', 100, 1_300)).toBe(1_500);
     b.flush();
     a.saveHost({ host: 'h.org', breaker_state: 'open', open_until: 9, cooldown_until: 8, failures: 3, last_error: 'x' }, 7);
     a.flush();

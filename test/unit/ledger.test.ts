@@ -241,20 +241,21 @@ describe('SqliteLedger', () => {
     b.close();
   });
 
-  it("books each paced host's request slots in one table, for every process on the ledger", () => {
+  it("takes a paced host for one request at a time, for every process on the ledger", () => {
     const a = new SqliteLedger(path);
     const b = new SqliteLedger(path);
-    expect(a.bookHostSlot('h.org', 100, 1_000)).toBe(1_000);
+    expect(a.takeHostSlot('h.org', 100, 1_000)).toBe(null);
     a.flush();
-    expect(b.bookHostSlot('h.org', 100, 1_010)).toBe(1_100);
+    expect(b.takeHostSlot('h.org', 100, 1_010)).toBe(1_100);
+    expect(b.takeHostSlot('h.org', 100, 1_100)).toBe(null);
     b.flush();
-    expect(a.bookHostSlot('h.org', 100, 1_050)).toBe(1_200);
-    expect(a.bookHostSlot('other.org', 100, 1_050)).toBe(1_050);
-    // A request that left late pushes the next slot back; an idle host's next slot is now.
+    expect(a.takeHostSlot('h.org', 100, 1_150)).toBe(1_200);
+    expect(a.takeHostSlot('other.org', 100, 1_150)).toBe(null);
+    // A request that left late keeps the host taken for a spacing after it left.
     a.hostNotBefore('h.org', 1_500);
     a.flush();
-    expect(b.bookHostSlot('h.org', 100, 1_060)).toBe(1_500);
-    expect(b.bookHostSlot('h.org', 100, 9_000)).toBe(9_000);
+    expect(b.takeHostSlot('h.org', 100, 1_300)).toBe(1_500);
+    expect(b.takeHostSlot('h.org', 100, 9_000)).toBe(null);
     a.close();
     b.close();
   });

@@ -113,17 +113,15 @@ export const rowsSql = {
     );
   },
 
-  /**
-   * The slot booked is the later of the host's next free slot and now; the next one is a spacing
-   * after it. The row lock makes two processes' bookings of one host follow each other.
-   */
-  async bookHostSlot(c: ClientBase, a: { host: string; spacingMs: number; now: number }): Promise<number> {
-    const r = await c.query<{ slot: number }>(
+  /** Null: the host is taken now (the row lock orders two processes' takes). Else when it is next free. */
+  async takeSlot(c: ClientBase, a: { host: string; spacingMs: number; now: number }): Promise<number | null> {
+    const r = await c.query(
       `INSERT INTO host_pace (host, next_at) VALUES ($1, $2::float8 + $3::float8)
-       ON CONFLICT (host) DO UPDATE SET next_at = GREATEST(host_pace.next_at, $2::float8) + $3::float8 RETURNING next_at - $3::float8 AS slot`,
+       ON CONFLICT (host) DO UPDATE SET next_at = $2::float8 + $3::float8 WHERE host_pace.next_at <= $2::float8 RETURNING next_at`,
       [a.host, a.now, a.spacingMs],
     );
-    return r.rows[0]!.slot;
+    if (r.rowCount === 1) return null;
+    return (await c.query<{ next_at: number }>('SELECT next_at FROM host_pace WHERE host = $1', [a.host])).rows[0]?.next_at ?? 0;
   },
 
   async takePermit(c: ClientBase, a: { host: string; owner: string; cap: number; now: number; expires: number }): Promise<number | null> {

@@ -11,14 +11,15 @@ export class HostsTable {
       one: db.prepare('SELECT host, breaker_state, open_until, cooldown_until, failures, last_error, updated_at FROM hosts WHERE host = ?'),
       save: db.prepare(`INSERT OR REPLACE INTO hosts (host, breaker_state, open_until, cooldown_until, failures, last_error, updated_at)
         VALUES (@host, @breaker_state, @open_until, @cooldown_until, @failures, @last_error, @now)`),
-      // The slot booked is the later of the host's next free slot and now; the next one is a
-      // spacing after it. Run inside the write lock, so two processes never book the same slot.
-      book: db.prepare(`INSERT INTO host_pace (host, next_at) VALUES (@host, @now + @spacing)
-        ON CONFLICT (host) DO UPDATE SET next_at = max(next_at, @now) + @spacing
-        RETURNING next_at - @spacing`).pluck(),
+      // The host is taken only if it is free now; run inside the write lock, so two processes
+      // never both take it.
+      take: db.prepare(`INSERT INTO host_pace (host, next_at) VALUES (@host, @now + @spacing)
+        ON CONFLICT (host) DO UPDATE SET next_at = @now + @spacing WHERE next_at <= @now
+        RETURNING next_at`),
+      nextAt: db.prepare('SELECT next_at FROM host_pace WHERE host = ?').pluck(),
       later: db.prepare('UPDATE host_pace SET next_at = max(next_at, @at) WHERE host = @host'),
       // Run inside the write lock: no other process takes one between the count and the insert.
-      take: db.prepare(`INSERT INTO host_permits (host, owner, expires_at) SELECT @host, @owner, @expires
+      takePermit: db.prepare(`INSERT INTO host_permits (host, owner, expires_at) SELECT @host, @owner, @expires
         WHERE (SELECT COUNT(*) FROM host_permits WHERE host = @host AND expires_at >= @now) < @cap`),
       free: db.prepare('DELETE FROM host_permits WHERE id = ?'),
       renewPermits: db.prepare('UPDATE host_permits SET expires_at = @expires WHERE owner = @owner'),
@@ -31,7 +32,7 @@ export class HostsTable {
   }
 
   takePermit(host: string, owner: string, cap: number, now: number, ttlMs: number): number | null {
-    const r = this.group.write(() => this.stmt.take.run({ host, owner, cap, now, expires: now + ttlMs }));
+    const r = this.group.write(() => this.stmt.takePermit.run({ host, owner, cap, now, expires: now + ttlMs }));
     return r.changes === 1 ? Number(r.lastInsertRowid) : null;
   }
 
@@ -53,8 +54,9 @@ export class HostsTable {
     return this.group.write(() => this.stmt.failure.get({ host, failed: failed ? 1 : 0, now }) as number);
   }
 
-  book(host: string, spacingMs: number, now: number): number {
-    return this.group.write(() => this.stmt.book.get({ host, spacing: spacingMs, now }) as number);
+  /** Null: the host is this request's now (and free again a spacing later). Else when it is next free. */
+  takeSlot(host: string, spacingMs: number, now: number): number | null {
+    return this.group.write(() => (this.stmt.take.get({ host, spacing: spacingMs, now }) ? null : (this.stmt.nextAt.get(host) as number)));
   }
 
   notBefore(host: string, at: number): void {
