@@ -277,7 +277,7 @@ export class PgLedger implements Ledger {
 
   /** Writes are sent as they are made; this returns once the thread has committed them. */
   flush(): void {
-    this.bridge.call('flush', null);
+    this.bridge.flush();
   }
 
   committed(): Promise<void> {

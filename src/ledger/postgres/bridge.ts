@@ -47,6 +47,8 @@ export class PgBridge {
   private readonly counter = new Int32Array(new SharedArrayBuffer(4));
   private next = 0;
   private failed: Failure | null = null;
+  /** writes sent since the last answered call (which ran after them) */
+  private unanswered = 0;
   private readonly waiting = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
 
   constructor(private readonly url: string, private readonly timeoutMs: number) {
@@ -62,6 +64,7 @@ export class PgBridge {
   call<T>(op: string, arg: unknown): T {
     this.check();
     const id = this.send({ id: 0, kind: 'call', op, arg });
+    this.unanswered = 0;
     const deadline = Date.now() + this.timeoutMs;
     for (;;) {
       const seen = Atomics.load(this.counter, 0);
@@ -84,6 +87,12 @@ export class PgBridge {
   write(op: string, arg: unknown): void {
     this.check();
     this.send({ id: 0, kind: 'write', op, arg });
+    this.unanswered += 1;
+  }
+
+  /** Returns once every write sent so far has run (at once when an answered call came after them). */
+  flush(): void {
+    if (this.unanswered > 0) this.call('flush', null);
   }
 
   committed(): Promise<void> {
