@@ -10,7 +10,7 @@ import type { NewJob } from './postgres/jobs-sql.js';
 import { PAGE_ROWS } from './postgres/reads-sql.js';
 import { SeenKeys } from './seen.js';
 import {
-  pendingJob, planOf, type AttemptRow, type ClaimOptions, type HostRow, type InvalidLineRow, type JobRow, type JobState, type Ledger, type LedgerReads,
+  countByHost, pendingJob, planOf, type AttemptRow, type ClaimOptions, type HostRow, type InvalidLineRow, type JobRow, type JobState, type Ledger, type LedgerReads,
   type OpResult, type OpRow, type Outcome, type PartRow, type PlanOptions, type PlanResult, type RepairPatch, type RunRow, type StatusCounts,
 } from './types.js';
 
@@ -64,17 +64,7 @@ class PgReads implements LedgerReads {
   }
 
   recentFailures(since: number): Map<string, number> {
-    const out = new Map<string, number>();
-    for (const url of this.bridge.call<string[]>('failedAttemptUrls', since)) {
-      let host: string;
-      try {
-        host = new URL(url).hostname;
-      } catch {
-        continue;
-      }
-      out.set(host, (out.get(host) ?? 0) + 1);
-    }
-    return out;
+    return countByHost(this.bridge.call<string[]>('failedAttemptUrls', since));
   }
 }
 
@@ -139,8 +129,8 @@ export class PgLedger implements Ledger {
 
   plan(item: Item, now: number, opts: PlanOptions = {}): PlanResult {
     if (!this.seen.add(item.key)) return { kind: 'duplicate' };
-    const fresh = pendingJob(item, now);
-    const job: NewJob = { ...fresh, seen_run: this.runId, now };
+    const f = pendingJob(item, now);
+    const job: NewJob = { key: f.key, item_id: f.item_id, doi: f.doi, canonical_url: f.canonical_url, urls: f.urls, expected_sha256: f.expected_sha256, source: f.source, seen_run: this.runId, now };
     const row = this.bridge.call<JobRow>('plan', job);
     if (row.state === 'done' && opts.skippedRecord) {
       const record = recordFromRow(row, { status: 'skipped', attempts: 0, elapsed_ms: 0, resumed_from: 0, source: item.source });

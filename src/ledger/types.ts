@@ -241,6 +241,21 @@ export interface StatusCounts {
   invalidLines: number;
 }
 
+/** Failed attempts' URLs counted by host (an unparsable URL counts for none). */
+export function countByHost(urls: Iterable<string>): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const url of urls) {
+    let host: string;
+    try {
+      host = new URL(url).hostname;
+    } catch {
+      continue;
+    }
+    out.set(host, (out.get(host) ?? 0) + 1);
+  }
+  return out;
+}
+
 /**
  * What `status`, `export` and `--dry-run` read: no writes. The backend's open group of writes, if
  * any, is committed first.

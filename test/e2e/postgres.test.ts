@@ -3,10 +3,9 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { jsonl, originAndWorkspace, runCli, type CliResult } from '../helpers/cli.js';
-import { samplePdf, sha256Hex, startOrigin } from '../helpers/origin.js';
+import { samplePdf, sha256Hex } from '../helpers/origin.js';
 import { freshDatabase, queryPg } from '../helpers/postgres.js';
 import { stagedNames } from '../helpers/staging.js';
-import { maxInWindow, maxOverlap } from '../helpers/windows.js';
 
 async function objectsIn(out: string): Promise<string[]> {
   const names: string[] = [];
@@ -94,71 +93,5 @@ describe('processes on one PostgreSQL ledger', () => {
     expect(again.code, again.stderr).toBe(0);
     expect(await queryPg(db, 'SELECT state, COUNT(*)::int AS n FROM jobs GROUP BY state')).toEqual([{ state: 'done', n: N }]);
     expect((await objectsIn(out)).length).toBe(N);
-  });
-});
-
-/** Each host's pace, pauses and breaker hold across every process on the ledger. */
-describe('politeness across processes on one PostgreSQL ledger', () => {
-  const env = originAndWorkspace(() => startOrigin({}, '127.0.0.3'));
-
-  it('three processes, one killed and started again, never send a host more than its rate', async () => {
-    const db = await freshDatabase();
-    const N = 70;
-    for (let i = 0; i < N; i += 1) env.origin.set(`/r/${i}.pdf`, { body: samplePdf(`r ${i}`, 30_000), trickle: { chunk: 10_000, ms: 60 } });
-    const manifest = await env.ws.file('r.jsonl', jsonl(Array.from({ length: N }, (_, i) => ({ id: `r${i}`, url: env.origin.url(`/r/${i}.pdf`) }))));
-    const rl = await env.ws.file('rl10.yaml', 'version: 1\ndefaults:\n  artifact: {rates: ["10/SECOND"], max_delay_ms: 5000, max_concurrent: 8}\n');
-    const out = join(env.ws.dir, 'r-out');
-    const args = ['download', manifest, '-o', out, '--db', db, '--json', '--no-progress', '-c', '8', '--ratelimits', rl];
-    const before = env.origin.requests.length;
-    let victim = 0;
-    const runs: Promise<CliResult>[] = [0, 1, 2].map((i) => runCli(args, { onSpawn: (pid) => (i === 0 ? (victim = pid) : undefined) }));
-    await sleep(1500);
-    process.kill(victim, 'SIGKILL');
-    expect((await runs[0])!.signal).toBe('SIGKILL');
-    const again = await runCli(args);
-    const rest = await Promise.all(runs.slice(1));
-    for (const r of [again, ...rest]) expect(r.code, r.stderr).toBe(0);
-    expect(await queryPg(db, "SELECT COUNT(*)::int AS n FROM jobs WHERE state = 'done'")).toEqual([{ n: N }]);
-    const at = env.origin.requests.slice(before).filter((r) => r.path.startsWith('/r/')).map((r) => r.at);
-    // Arrival times carry each connection's set-up (see the politeness test): 50 ms short.
-    expect(maxInWindow(at, 950), at.map((t) => t - at[0]!).join(' ')).toBeLessThanOrEqual(10);
-    expect(at.length).toBeLessThanOrEqual(N + 8);
-  });
-
-  it('a Retry-After one process is given pauses the host for the others', async () => {
-    const db = await freshDatabase();
-    const N = 24;
-    for (let i = 0; i < N; i += 1) env.origin.set(`/p/${i}.pdf`, { body: samplePdf(`p ${i}`, 20_000), failFirst: i === 3 ? { times: 1, status: 429, retryAfter: '2' } : undefined });
-    const manifest = await env.ws.file('p.jsonl', jsonl(Array.from({ length: N }, (_, i) => ({ id: `p${i}`, url: env.origin.url(`/p/${i}.pdf`) }))));
-    const rl = await env.ws.file('rl4.yaml', 'version: 1\ndefaults:\n  artifact: {rates: ["4/SECOND"], max_delay_ms: 5000}\n');
-    const out = join(env.ws.dir, 'p-out');
-    const before = env.origin.requests.length;
-    const runs = await Promise.all([0, 1].map(() => runCli(['download', manifest, '-o', out, '--db', db, '--json', '--no-progress', '--ratelimits', rl, '--retry-delay', '10'])));
-    for (const r of runs) expect(r.code, r.stderr).toBe(0);
-    const reqs = env.origin.requests.slice(before);
-    const paused = reqs.find((r) => r.status === 429)!.at;
-    const during = reqs.filter((r) => r.at > paused + 300 && r.at < paused + 1950);
-    expect(during.map((r) => `${r.path} +${r.at - paused} ms`)).toEqual([]);
-    expect(await queryPg(db, "SELECT COUNT(*)::int AS n FROM jobs WHERE state = 'done'")).toEqual([{ n: N }]);
-  });
-
-  it("three processes never have more requests out to a host than its max_concurrent", async () => {
-    const db = await freshDatabase();
-    const N = 24;
-    for (let i = 0; i < N; i += 1) env.origin.set(`/cap/${i}.pdf`, { body: samplePdf(`cap ${i}`, 30_000), trickle: { chunk: 10_000, ms: 80 } });
-    const manifest = await env.ws.file('cap.jsonl', jsonl(Array.from({ length: N }, (_, i) => ({ id: `cap${i}`, url: env.origin.url(`/cap/${i}.pdf`) }))));
-    const rl = await env.ws.file('cap2.yaml', 'version: 1\ndefaults:\n  artifact: {rates: [], max_delay_ms: 5000, max_concurrent: 2}\n');
-    const out = join(env.ws.dir, 'cap-out');
-    const before = env.origin.requests.length;
-    const runs = await Promise.all([0, 1, 2].map(() => runCli(['download', manifest, '-o', out, '--db', db, '--json', '--no-progress', '-c', '4', '--ratelimits', rl])));
-    for (const r of runs) expect(r.code, r.stderr).toBe(0);
-    const reqs = env.origin.requests.slice(before).filter((r) => r.path.startsWith('/cap/'));
-    expect(reqs).toHaveLength(N);
-    // Each alone would have two out: together, still two. The origin ends a slow body one pause
-    // after its last byte, which the client has by then: that pause is not the request's.
-    const spans = reqs.map((r): [number, number] => [r.at, (r.finishedAt ?? r.at + 240) - 80]);
-    expect(maxOverlap(spans), spans.map(([a, b]) => `${a - spans[0]![0]}-${b - spans[0]![0]}`).join(' ')).toBeLessThanOrEqual(2);
-    expect(await queryPg(db, "SELECT COUNT(*)::int AS n FROM jobs WHERE state = 'done'")).toEqual([{ n: N }]);
-    expect(await queryPg(db, 'SELECT COUNT(*)::int AS n FROM host_permits')).toEqual([{ n: 0 }]);
   });
 });

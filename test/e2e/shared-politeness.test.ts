@@ -1,14 +1,33 @@
 import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { jsonl, originAndWorkspace, runCli, type CliResult } from '../helpers/cli.js';
 import { queryLedger } from '../helpers/ledger.js';
+import { freshDatabase, queryPg } from '../helpers/postgres.js';
 import { samplePdf, startOrigin } from '../helpers/origin.js';
 import { maxInWindow, maxOverlap } from '../helpers/windows.js';
 
-/** Processes sharing one ledger share each host's politeness: its pace, its pauses, its breaker. */
-describe('politeness across processes on one ledger', () => {
-  const env = originAndWorkspace(() => startOrigin({}, '127.0.0.2'));
+/** The ledger's arguments for a test's processes, and a count the test reads from it. */
+interface SharedLedger {
+  args: string[];
+  count: (sql: string) => Promise<number>;
+}
+
+const LEDGERS: [string, (out: string) => Promise<SharedLedger>][] = [
+  ['SQLite', async (out) => ({ args: [], count: async (sql) => queryLedger<{ n: number }>(out, sql)[0]!.n })],
+  [
+    'PostgreSQL',
+    async () => {
+      const db = await freshDatabase();
+      return { args: ['--db', db], count: async (sql) => (await queryPg<{ n: number }>(db, sql.replace('COUNT(*)', 'COUNT(*)::int')))[0]!.n };
+    },
+  ],
+];
+
+/** Processes sharing one ledger share each host's politeness: its pace, its caps, its pauses, its breaker. */
+describe.each(LEDGERS)('politeness across processes on one %s ledger', (name, ledgerFor) => {
+  const env = originAndWorkspace(() => startOrigin({}, name === 'SQLite' ? '127.0.0.2' : '127.0.0.3'));
 
   it("three processes, one killed and started again, never send a host more than its rate", async () => {
     const N = 70;
@@ -17,7 +36,12 @@ describe('politeness across processes on one ledger', () => {
     const manifest = await env.ws.file('r.jsonl', jsonl(Array.from({ length: N }, (_, i) => ({ id: `r${i}`, url: env.origin.url(`/r/${i}.pdf`) }))));
     const rl = await env.ws.file('rl10.yaml', 'version: 1\ndefaults:\n  artifact: {rates: ["10/SECOND"], max_delay_ms: 5000, max_concurrent: 8}\n');
     const out = join(env.ws.dir, 'r-out');
-    const args = ['download', manifest, '-o', out, '--json', '--no-progress', '-c', '8', '--ratelimits', rl];
+    const ledger = await ledgerFor(out);
+    const args = ['download', manifest, '-o', out, ...ledger.args, '--json', '--no-progress', '-c', '8', '--ratelimits', rl];
+    // The origin stamps arrivals on this process's event loop: a stall of it (other test files
+    // share the cores) stamps requests late, closer together than they came.
+    const stalls = monitorEventLoopDelay({ resolution: 5 });
+    stalls.enable();
     let victim = 0;
     const runs: Promise<CliResult>[] = [0, 1, 2].map((i) => runCli(args, { onSpawn: (pid) => (i === 0 ? (victim = pid) : undefined) }));
     await sleep(1500);
@@ -27,10 +51,13 @@ describe('politeness across processes on one ledger', () => {
     const again = await runCli(args);
     const rest = await Promise.all(runs.slice(1));
     for (const r of [again, ...rest]) expect(r.code, r.stderr).toBe(0);
-    expect(queryLedger<{ n: number }>(out, "SELECT COUNT(*) AS n FROM jobs WHERE state = 'done'")[0]!.n).toBe(N);
+    expect(await ledger.count("SELECT COUNT(*) AS n FROM jobs WHERE state = 'done'")).toBe(N);
     const at = env.origin.requests.filter((r) => r.path.startsWith('/r/')).map((r) => r.at);
-    // Arrival times carry each connection's set-up (see the politeness test): 50 ms short.
-    expect(maxInWindow(at, 950), at.map((t) => t - at[0]!).join(' ')).toBeLessThanOrEqual(10);
+    stalls.disable();
+    // Arrival times carry each connection's set-up (see the politeness test), and this loop's
+    // stalls: the window is that much short of a second.
+    const slack = Math.min(300, Math.max(50, stalls.max / 1e6));
+    expect(maxInWindow(at, 1000 - slack), `${at.map((t) => t - at[0]!).join(' ')} (slack ${slack} ms)`).toBeLessThanOrEqual(10);
     // Only what the killed process had out may have been asked twice.
     expect(at.length).toBeLessThanOrEqual(N + 8);
   });
@@ -41,8 +68,9 @@ describe('politeness across processes on one ledger', () => {
     const manifest = await env.ws.file('p.jsonl', jsonl(Array.from({ length: N }, (_, i) => ({ id: `p${i}`, url: env.origin.url(`/p/${i}.pdf`) }))));
     const rl = await env.ws.file('rl4.yaml', 'version: 1\ndefaults:\n  artifact: {rates: ["4/SECOND"], max_delay_ms: 5000}\n');
     const out = join(env.ws.dir, 'p-out');
+    const ledger = await ledgerFor(out);
     const before = env.origin.requests.length;
-    const runs = await Promise.all([0, 1].map(() => runCli(['download', manifest, '-o', out, '--json', '--no-progress', '--ratelimits', rl, '--retry-delay', '10'])));
+    const runs = await Promise.all([0, 1].map(() => runCli(['download', manifest, '-o', out, ...ledger.args, '--json', '--no-progress', '--ratelimits', rl, '--retry-delay', '10'])));
     for (const r of runs) expect(r.code, r.stderr).toBe(0);
     const reqs = env.origin.requests.slice(before);
     const paused = reqs.find((r) => r.status === 429)!.at;
@@ -50,7 +78,7 @@ describe('politeness across processes on one ledger', () => {
     const during = reqs.filter((r) => r.at > paused + 300 && r.at < paused + 1950);
     expect(during.map((r) => `${r.path} +${r.at - paused} ms`)).toEqual([]);
     expect(reqs.filter((r) => r.at >= paused + 1950).length).toBeGreaterThan(0);
-    expect(queryLedger<{ n: number }>(out, "SELECT COUNT(*) AS n FROM jobs WHERE state = 'done'")[0]!.n).toBe(N);
+    expect(await ledger.count("SELECT COUNT(*) AS n FROM jobs WHERE state = 'done'")).toBe(N);
   });
 
   it("three processes never have more requests out to a host than its max_concurrent", async () => {
@@ -59,8 +87,9 @@ describe('politeness across processes on one ledger', () => {
     const manifest = await env.ws.file('cap.jsonl', jsonl(Array.from({ length: N }, (_, i) => ({ id: `cap${i}`, url: env.origin.url(`/cap/${i}.pdf`) }))));
     const rl = await env.ws.file('cap2.yaml', 'version: 1\ndefaults:\n  artifact: {rates: [], max_delay_ms: 5000, max_concurrent: 2}\n');
     const out = join(env.ws.dir, 'cap-out');
+    const ledger = await ledgerFor(out);
     const before = env.origin.requests.length;
-    const runs = await Promise.all([0, 1, 2].map(() => runCli(['download', manifest, '-o', out, '--json', '--no-progress', '-c', '4', '--ratelimits', rl])));
+    const runs = await Promise.all([0, 1, 2].map(() => runCli(['download', manifest, '-o', out, ...ledger.args, '--json', '--no-progress', '-c', '4', '--ratelimits', rl])));
     for (const r of runs) expect(r.code, r.stderr).toBe(0);
     const reqs = env.origin.requests.slice(before).filter((r) => r.path.startsWith('/cap/'));
     expect(reqs).toHaveLength(N);
@@ -68,7 +97,7 @@ describe('politeness across processes on one ledger', () => {
     // after its last byte, which the client has by then: that pause is not the request's.
     const spans = reqs.map((r): [number, number] => [r.at, (r.finishedAt ?? r.at + 240) - 80]);
     expect(maxOverlap(spans), spans.map(([a, b]) => `${a - spans[0]![0]}-${b - spans[0]![0]}`).join(' ')).toBeLessThanOrEqual(2);
-    expect(queryLedger<{ n: number }>(out, "SELECT COUNT(*) AS n FROM jobs WHERE state = 'done'")[0]!.n).toBe(N);
-    expect(queryLedger<{ n: number }>(out, 'SELECT COUNT(*) AS n FROM host_permits')[0]!.n).toBe(0);
+    expect(await ledger.count("SELECT COUNT(*) AS n FROM jobs WHERE state = 'done'")).toBe(N);
+    expect(await ledger.count('SELECT COUNT(*) AS n FROM host_permits')).toBe(0);
   });
 });

@@ -93,28 +93,6 @@ describe('SqliteLedger', () => {
     a.close();
   });
 
-  it('plans once per run, reports duplicates, done and held jobs', () => {
-    const a = new SqliteLedger(path);
-    const item = mk('https://a.org/x.pdf', 'x');
-    expect(a.plan(item, 1).kind).toBe('work');
-    expect(a.plan(item, 1).kind).toBe('duplicate');
-    expect(a.claim(item.key, 'me', 1, 1000)).toBe(true);
-    expect(a.finish(item.key, 'me', done, 2)).toBe(true);
-    a.close();
-    const b = new SqliteLedger(path);
-    const again = b.plan(item, 3);
-    expect(again.kind).toBe('done');
-    expect(again.kind === 'done' && again.row.sha256).toBe(done.sha256);
-    const other = mk('https://a.org/y.pdf', 'y');
-    b.plan(other, 3);
-    b.claim(other.key, 'them', 3, 1000);
-    b.close();
-    const c = new SqliteLedger(path);
-    expect(c.plan(other, 500).kind).toBe('held');
-    expect(c.plan(mk('https://a.org/y.pdf', 'y'), 500).kind).toBe('duplicate');
-    c.close();
-  });
-
   it('builds the skipped record of a done job in SQL exactly as recordFromRow does', () => {
     const a = new SqliteLedger(path);
     const item = mk('https://a.org/ünï"code\\x.pdf', 'id "quoted" \u2028 é');
@@ -183,24 +161,6 @@ describe('SqliteLedger', () => {
     seen.close();
   });
 
-  it('guards every write after a claim by the lease owner, and expired leases can be taken over', () => {
-    const l = new SqliteLedger(path);
-    const item = mk('https://a.org/z.pdf');
-    l.plan(item, 0);
-    expect(l.claim(item.key, 'p1', 0, 100)).toBe(true);
-    expect(l.claim(item.key, 'p2', 50, 100)).toBe(false);
-    expect(l.renew('p1', 90, 100)).toBe(1);
-    expect(l.claim(item.key, 'p2', 150, 100)).toBe(false);
-    expect(l.claim(item.key, 'p2', 191, 100)).toBe(true);
-    expect(l.finish(item.key, 'p1', done, 200)).toBe(false);
-    expect(l.release(item.key, 'p1', 200)).toBe(false);
-    expect(l.finish(item.key, 'p2', { ...done, state: 'failed', status: 'failed', reason: 'http_404' }, 200)).toBe(true);
-    expect(l.claim(item.key, 'p3', 300, 100)).toBe(true);
-    expect(l.finish(item.key, 'p3', done, 300)).toBe(true);
-    expect(l.claim(item.key, 'p4', 400, 100)).toBe(false);
-    l.close();
-  });
-
   it('knows the leases it holds without asking the table, and agrees with the table', () => {
     const a = new SqliteLedger(path);
     const b = new SqliteLedger(path);
@@ -237,25 +197,6 @@ describe('SqliteLedger', () => {
     db.close();
     expect(a.holds(item.key, 'p1', 310)).toBe(true);
     expect(a.holdsInTable(item.key, 'p1', 310)).toBe(false);
-    a.close();
-    b.close();
-  });
-
-  it("takes a paced host for one request at a time, for every process on the ledger", () => {
-    const a = new SqliteLedger(path);
-    const b = new SqliteLedger(path);
-    expect(a.takeHostSlot('h.org', 100, 1_000)).toBe(null);
-    a.flush();
-    expect(b.takeHostSlot('h.org', 100, 1_010)).toBe(1_100);
-    expect(b.takeHostSlot('h.org', 100, 1_100)).toBe(null);
-    b.flush();
-    expect(a.takeHostSlot('h.org', 100, 1_150)).toBe(1_200);
-    expect(a.takeHostSlot('other.org', 100, 1_150)).toBe(null);
-    // A request that left late keeps the host taken for a spacing after it left.
-    a.hostNotBefore('h.org', 1_500);
-    a.flush();
-    expect(b.takeHostSlot('h.org', 100, 1_300)).toBe(1_500);
-    expect(b.takeHostSlot('h.org', 100, 9_000)).toBe(null);
     a.close();
     b.close();
   });

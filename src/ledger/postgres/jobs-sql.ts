@@ -7,17 +7,8 @@ const CLAIMABLE = sourcesOf('active')
   .map((s) => `'${s}'`)
   .join(', ');
 
-export interface NewJob {
-  key: string;
-  item_id: string;
-  doi: string | null;
-  canonical_url: string | null;
-  urls: string;
-  expected_sha256: string | null;
-  source: string | null;
-  seen_run: string;
-  now: number;
-}
+/** A job as planning inserts it: the plan's columns, the run that saw it first, and when. */
+export type NewJob = Pick<JobRow, 'key' | 'item_id' | 'doi' | 'canonical_url' | 'urls' | 'expected_sha256' | 'source'> & { seen_run: string; now: number };
 
 /** The jobs table's statements, run by the ledger thread on its connection (see pg-worker.ts). */
 export const jobsSql = {

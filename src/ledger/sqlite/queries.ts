@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import type { HostRow, InvalidLineRow, JobRow, LedgerReads, RunRow, StatusCounts } from '../types.js';
+import { countByHost, type HostRow, type InvalidLineRow, type JobRow, type LedgerReads, type RunRow, type StatusCounts } from '../types.js';
 
 /**
  * What `status`, `export` and `--dry-run` read: no writes, so it also runs on a ledger opened
@@ -63,16 +63,6 @@ export class LedgerQueries implements LedgerReads {
   /** Failed attempts per host since `since`. */
   recentFailures(since: number): Map<string, number> {
     this.beforeRead();
-    const out = new Map<string, number>();
-    for (const { url } of this.db.prepare('SELECT url FROM attempts WHERE error IS NOT NULL AND started_at >= ?').iterate(since) as IterableIterator<{ url: string }>) {
-      let host: string;
-      try {
-        host = new URL(url).hostname;
-      } catch {
-        continue;
-      }
-      out.set(host, (out.get(host) ?? 0) + 1);
-    }
-    return out;
+    return countByHost(this.db.prepare('SELECT url FROM attempts WHERE error IS NOT NULL AND started_at >= ?').pluck().iterate(since) as IterableIterator<string>);
   }
 }
