@@ -7,22 +7,21 @@
 //   max(items × latency / (processes × concurrency), (largest host's items − 1) / rate + latency)
 // and the most requests any host received in any one-second window from all processes together.
 //   node bench/fleet.js [--runs 3] [--processes 1,2,4] [--latency 200] [--ledgers sqlite,postgres]
+//                       [--hosts 200 --items-per-host 5]
 import { fork, spawn } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ask, manifestLines, roundStats, standalone } from './many-hosts.js';
 import { startPostgres } from './postgres.js';
 
-const HOSTS = 200;
-const PER_HOST_ITEMS = 5;
 const PORT = 18_190;
 const RATE = 2;
 const CONCURRENCY = 16;
 const PER_HOST = 4;
 
-export function fleetBound(processes, latencyMs) {
-  const items = HOSTS * PER_HOST_ITEMS;
-  return Math.max((items * latencyMs) / (processes * CONCURRENCY), ((PER_HOST_ITEMS - 1) / RATE) * 1000 + latencyMs);
+export function fleetBound(processes, latencyMs, hosts, perHostItems) {
+  const items = hosts * perHostItems;
+  return Math.max((items * latencyMs) / (processes * CONCURRENCY), ((perHostItems - 1) / RATE) * 1000 + latencyMs);
 }
 
 function run(bin, args) {
@@ -34,19 +33,20 @@ function run(bin, args) {
   });
 }
 
-export async function fleetBenchmark({ root, out, bin, median, runs = 3, processes = [1, 2, 4], latency = 200, ledgers = ['sqlite', 'postgres'] }) {
+/** `hosts` × `perHostItems` items: many hosts with few items each, or few with many (the hosts' pace binds sooner). */
+export async function fleetBenchmark({ root, out, bin, median, runs = 3, processes = [1, 2, 4], latency = 200, ledgers = ['sqlite', 'postgres'], hosts = 200, perHostItems = 5 }) {
   const dir = join(out, 'fleet');
   mkdirSync(dir, { recursive: true });
-  const counts = Array(HOSTS).fill(PER_HOST_ITEMS);
-  const items = HOSTS * PER_HOST_ITEMS;
+  const counts = Array(hosts).fill(perHostItems);
+  const items = hosts * perHostItems;
   const manifest = join(dir, 'manifest.txt');
   writeFileSync(manifest, `${manifestLines(counts, PORT).join('\n')}\n`);
   const rl = join(dir, 'ratelimits.yaml');
   writeFileSync(rl, `version: 1\ndefaults:\n  artifact: {rates: ["${RATE}/SECOND"], max_delay_ms: 2000, max_concurrent: ${PER_HOST}}\n`);
-  const origin = fork(join(root, 'bench', 'many-hosts-origin.js'), [String(HOSTS), String(PORT)], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  const origin = fork(join(root, 'bench', 'many-hosts-origin.js'), [String(hosts), String(PORT)], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
   await new Promise((res) => origin.once('message', res));
   const lines = [
-    `\n### fleet: ${items} items over ${HOSTS} loopback hosts, ${RATE}/s per host, ${latency} ms answers; N processes on one manifest and one ledger, each -c ${CONCURRENCY} --per-host ${PER_HOST} (${runs} runs each)`,
+    `\n### fleet: ${items} items over ${hosts} loopback hosts, ${RATE}/s per host, ${latency} ms answers; N processes on one manifest and one ledger, each -c ${CONCURRENCY} --per-host ${PER_HOST} (${runs} runs each)`,
     '',
     '| ledger | processes | bound | network time (median) | range | / bound | items/s | most requests to one host in any 1 s |',
     '|---|---|---|---|---|---|---|---|',
@@ -69,7 +69,7 @@ export async function fleetBenchmark({ root, out, bin, median, runs = 3, process
         nets.push(round.net);
         worst = Math.max(worst, round.worst);
       }
-      const b = fleetBound(n, latency);
+      const b = fleetBound(n, latency, hosts, perHostItems);
       const net = median(nets);
       lines.push(
         `| ${ledger === 'postgres' ? 'PostgreSQL' : 'SQLite'} | ${n} | ${(b / 1000).toFixed(2)} s | ${(net / 1000).toFixed(2)} s | ${(Math.min(...nets) / 1000).toFixed(2)}-${(Math.max(...nets) / 1000).toFixed(2)} s | ${(net / b).toFixed(2)}× | ${Math.round(items / (net / 1000))} | ${worst} (limit ${RATE}) |`,
@@ -91,6 +91,8 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     processes: opt('processes', '1,2,4').split(',').map(Number),
     latency: Number(opt('latency', 200)),
     ledgers: opt('ledgers', 'sqlite,postgres').split(','),
+    hosts: Number(opt('hosts', 200)),
+    perHostItems: Number(opt('items-per-host', 5)),
   });
   console.log(md);
 }

@@ -187,6 +187,10 @@ try {
     const fleet = await fleetBenchmark({ root: ROOT, out: OUT, bin: BIN, median, runs: Math.min(RUNS, 3) });
     out.push(fleet);
     console.log(fleet);
+    // Few hosts with many items each: the hosts' pace binds with two processes already.
+    const paced = await fleetBenchmark({ root: ROOT, out: OUT, bin: BIN, median, runs: Math.min(RUNS, 3), ledgers: ['postgres'], hosts: 50, perHostItems: 20 });
+    out.push(paced);
+    console.log(paced);
   }
   if (SCALE) {
     const scale = await scaleBenchmarks({ root: ROOT, out: OUT, bin: BIN, server, timed, fresh, median });

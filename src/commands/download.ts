@@ -204,8 +204,10 @@ function assembleRun(opts: DownloadOptions, policies: Policies, store: ObjectSto
   const shared: SharedHosts = {
     take: (host, spacingMs, at) => {
       const next = ledger.takeHostSlot(host, spacingMs, at);
-      // Committed before the request leaves: a process killed before that never took the host.
-      if (next === null) ledger.flush();
+      // Committed at the end of this turn. Until then the take holds the ledger's write lock (on
+      // SQLite) and another process's take waits for it; only a process killed in between loses
+      // it, and with it at most one turn of the host's pace.
+      if (next === null) ledger.committed().catch(() => undefined);
       return next;
     },
     notBefore: (host, at) => {

@@ -56,7 +56,15 @@ export class HostsTable {
 
   /** Null: the host is this request's now (and free again a spacing later). Else when it is next free. */
   takeSlot(host: string, spacingMs: number, now: number): number | null {
-    return this.group.write(() => (this.stmt.take.get({ host, spacing: spacingMs, now }) ? null : (this.stmt.nextAt.get(host) as number)));
+    // Taken, as most asks of a host shared with others find it: a read, no write lock.
+    const seen = this.stmt.nextAt.get(host) as number | undefined;
+    if (seen !== undefined && seen > now) return seen;
+    // Time spent waiting for the write lock is added: the host is taken from when it is written.
+    const asked = Date.now();
+    return this.group.write(() => {
+      const at = now + (Date.now() - asked);
+      return this.stmt.take.get({ host, spacing: spacingMs, now: at }) ? null : (this.stmt.nextAt.get(host) as number);
+    });
   }
 
   notBefore(host: string, at: number): void {
