@@ -69,9 +69,6 @@ export interface SharedHosts {
   countFailure(host: string, failed: boolean, now: number): number;
 }
 
-/** How much of the lag a request's send adds is kept at the next one's (see HostGate.lagMs). */
-const LAG_DECAY = 0.95;
-
 /** Per-host state beyond this many hosts is swept of idle entries (see `sweep`). */
 const KEEP_HOSTS = 4096;
 
@@ -86,13 +83,6 @@ export class HostGate {
   private readonly hosts = new Map<string, HostState>();
   /** a moving average of how long a request holds its network slot, all hosts together */
   private slotMs = 0;
-  /**
-   * How late this process's requests have lately left after being let through (a decaying
-   * maximum, ms). A host taken from the shared schedule is kept that much longer, so a request
-   * that leaves late (an event loop kept busy) still leaves a full spacing before the next
-   * process's.
-   */
-  private lagMs = 0;
   /** the map's size that triggers the next sweep: doubling keeps sweeping linear overall */
   private sweepAt = KEEP_HOSTS;
   private readonly startedAt: number;
@@ -202,8 +192,7 @@ export class HostGate {
     // This process's pace allows a request: with others on the ledger, the host must also be free
     // by theirs.
     if (r === 0 && this.shared && s.pace.spacingMs() > 0) {
-      const spacing = s.pace.spacingMs();
-      if (holdsNetwork) s.sharedNext = this.shared.take(host, spacing + Math.min(this.lagMs, spacing), now) ?? 0;
+      if (holdsNetwork) s.sharedNext = this.shared.take(host, s.pace.spacingMs(), now) ?? 0;
       r = Math.max(0, s.sharedNext - now);
     }
     if (r > 0) {
@@ -255,7 +244,6 @@ export class HostGate {
       sent: () => {
         wentOut = true;
         const late = performance.now() - granted;
-        this.lagMs = Math.max(late, this.lagMs * LAG_DECAY);
         s.pace.charge(late);
         if (late >= LATE_SEND_MS && this.shared && s.pace.spacingMs() > 0) this.shared.notBefore(host, this.now() + s.pace.spacingMs());
         call.sent();
