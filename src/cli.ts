@@ -44,7 +44,7 @@ function fatalMessage(e: NodeJS.ErrnoException | undefined): string | null {
   }
   if (code === 'EROFS' || code === 'EACCES' || code === 'EPERM') return `cannot write (${code}): ${e!.message}`;
   if (code === 'EIO') return `input/output error: ${e!.message}`;
-  if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') {
+  if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
     return `the ledger is locked by another process (${code}) for longer than --lock-timeout; try again, or raise --lock-timeout`;
   }
   if (code.startsWith('SQLITE_')) return `the ledger is unusable (${code}): ${e!.message}. Run \`docstokg reconcile\`, or use another --db`;

@@ -4,7 +4,7 @@ import Database from 'better-sqlite3';
 import { LOCK_TIMEOUT_S } from '../config.js';
 import { FatalError } from '../errors.js';
 import { MIGRATIONS } from './migrations.js';
-import { WriteLock } from './sqlite/write-lock.js';
+import { isBusy, WriteLock } from './sqlite/write-lock.js';
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
@@ -36,7 +36,7 @@ export function openDatabase(path: string, opts: { readonly?: boolean; lockTimeo
   } catch (err) {
     if (err instanceof FatalError) throw err;
     const code = (err as { code?: string }).code;
-    if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') {
+    if (isBusy(err)) {
       throw new FatalError(`ledger ${path} is locked by another process for longer than --lock-timeout (${code})`, { cause: err });
     }
     throw new FatalError(`ledger ${path} is unusable: ${(err as Error).message}${code ? ` (${code})` : ''}`, { cause: err });

@@ -13,9 +13,11 @@ function sleepSync(ms: number): void {
   Atomics.wait(sleeper, 0, 0, ms);
 }
 
-function isBusy(err: unknown): boolean {
-  const code = (err as { code?: string }).code;
-  return code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED';
+export function isBusy(err: unknown): boolean {
+  const code = (err as { code?: string }).code ?? '';
+  // Extended codes too: SQLITE_BUSY_RECOVERY (another connection rebuilding the WAL index),
+  // SQLITE_BUSY_SNAPSHOT, SQLITE_LOCKED_SHAREDCACHE…: each passes once the other is done.
+  return code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED');
 }
 
 /**
