@@ -50,6 +50,8 @@ interface HostState {
   shutUntil: number;
   /** when the host is next free by the shared schedule, as last read (0: not known to be taken) */
   sharedNext: number;
+  /** until when the host counts as asked by other processes too (a take of it lately failed) */
+  contendedUntil: number;
 }
 
 /**
@@ -69,6 +71,11 @@ export interface SharedHosts {
   countFailure(host: string, failed: boolean, now: number): number;
 }
 
+/** How much of a late send's lag is kept at the next send (see HostGate.lagMs). */
+const LAG_DECAY = 0.95;
+/** A host found taken counts as shared with other processes for this many spacings. */
+const CONTENDED_SPACINGS = 20;
+
 /** Per-host state beyond this many hosts is swept of idle entries (see `sweep`). */
 const KEEP_HOSTS = 4096;
 
@@ -83,6 +90,12 @@ export class HostGate {
   private readonly hosts = new Map<string, HostState>();
   /** a moving average of how long a request holds its network slot, all hosts together */
   private slotMs = 0;
+  /**
+   * How late this process's requests have lately left after being let through (a decaying
+   * maximum, ms). A host other processes also ask is taken that much longer (at most one
+   * spacing): a request a busy event loop sends late still leaves a spacing before theirs.
+   */
+  private lagMs = 0;
   /** the map's size that triggers the next sweep: doubling keeps sweeping linear overall */
   private sweepAt = KEEP_HOSTS;
   private readonly startedAt: number;
@@ -123,7 +136,7 @@ export class HostGate {
     const now = this.now();
     s = {
       policy, pace: new Pace(policy.windows), breaker, cooldownUntil: row?.cooldown_until ?? 0, inflight: 0, lastError: row?.last_error ?? null,
-      readAt: now, savedAt: 0, shutUntil: 0, sharedNext: 0,
+      readAt: now, savedAt: 0, shutUntil: 0, sharedNext: 0, contendedUntil: 0,
     };
     this.hosts.set(host, s);
     return s;
@@ -192,7 +205,13 @@ export class HostGate {
     // This process's pace allows a request: with others on the ledger, the host must also be free
     // by theirs.
     if (r === 0 && this.shared && s.pace.spacingMs() > 0) {
-      if (holdsNetwork) s.sharedNext = this.shared.take(host, s.pace.spacingMs(), now) ?? 0;
+      if (holdsNetwork) {
+        const spacing = s.pace.spacingMs();
+        // Alone on a host, a late send delays only this process's next request: no margin.
+        const margin = now < s.contendedUntil ? Math.min(this.lagMs, spacing) : 0;
+        s.sharedNext = this.shared.take(host, spacing + margin, now) ?? 0;
+        if (s.sharedNext > 0) s.contendedUntil = now + CONTENDED_SPACINGS * spacing;
+      }
       r = Math.max(0, s.sharedNext - now);
     }
     if (r > 0) {
@@ -244,6 +263,7 @@ export class HostGate {
       sent: () => {
         wentOut = true;
         const late = performance.now() - granted;
+        this.lagMs = Math.max(late, this.lagMs * LAG_DECAY);
         s.pace.charge(late);
         if (late >= LATE_SEND_MS && this.shared && s.pace.spacingMs() > 0) this.shared.notBefore(host, this.now() + s.pace.spacingMs());
         call.sent();

@@ -1,4 +1,5 @@
 import type Database from 'better-sqlite3';
+import { LATE_SEND_MS } from '../../config.js';
 import type { HostRow } from '../types.js';
 import type { GroupCommit } from './group-commit.js';
 
@@ -59,10 +60,11 @@ export class HostsTable {
     // Taken, as most asks of a host shared with others find it: a read, no write lock.
     const seen = this.stmt.nextAt.get(host) as number | undefined;
     if (seen !== undefined && seen > now) return seen;
-    // Time spent waiting for the write lock is added: the host is taken from when it is written.
+    // A wait for the write lock (as long as a late send) is added: the host is taken from when it is written.
     const asked = Date.now();
     return this.group.write(() => {
-      const at = now + (Date.now() - asked);
+      const waited = Date.now() - asked;
+      const at = waited >= LATE_SEND_MS ? now + waited : now;
       return this.stmt.take.get({ host, spacing: spacingMs, now: at }) ? null : (this.stmt.nextAt.get(host) as number);
     });
   }
