@@ -137,7 +137,7 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX http_cache_url ON http_cache (url, method);
   `,
-  /* 8: each paced host's next free request slot, booked by every process sharing the ledger */ `
+  /* 8: each paced host's next free request slot, shared by every process on the ledger */ `
   CREATE TABLE host_pace (
     host TEXT PRIMARY KEY,
     next_at REAL NOT NULL

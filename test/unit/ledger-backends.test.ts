@@ -4,20 +4,12 @@ import { join } from 'node:path';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { PgLedger } from '../../src/ledger/postgres.js';
 import { SqliteLedger } from '../../src/ledger/sqlite.js';
-import type { Ledger, Outcome } from '../../src/ledger/types.js';
-import { parseLine, type Item } from '../../src/manifest/parse.js';
+import type { Ledger } from '../../src/ledger/types.js';
+import { DONE, itemOf } from '../helpers/ledger.js';
 import { freshDatabase } from '../helpers/postgres.js';
 
-const mk = (url: string, id?: string): Item => {
-  const p = parseLine({ file: 'm', line: 1, text: JSON.stringify({ url, id }) });
-  if (p.kind !== 'item') throw new Error('not an item');
-  return p.item;
-};
-
-const done: Outcome = {
-  state: 'done', status: 'downloaded', reason: null, http_status: 200, url: 'u', final_url: 'u', sha256: 'ab'.repeat(32), bytes: 10,
-  path: 'ab/x.pdf', content_type: 'application/pdf', etag: null, last_modified: null, resumed_from: 0, attempts: 1, elapsed_ms: 3,
-};
+const mk = itemOf;
+const done = DONE;
 
 const dirs: string[] = [];
 afterAll(async () => Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }))));

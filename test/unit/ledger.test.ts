@@ -5,22 +5,14 @@ import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SCHEMA_VERSION } from '../../src/ledger/open.js';
 import { SqliteLedger } from '../../src/ledger/sqlite.js';
-import type { Outcome } from '../../src/ledger/types.js';
 import { SeenKeys } from '../../src/ledger/seen.js';
 import { SEEN_MEMORY_KEYS } from '../../src/config.js';
-import { jobKey, parseLine, type Item } from '../../src/manifest/parse.js';
+import { jobKey } from '../../src/manifest/parse.js';
+import { DONE, itemOf } from '../helpers/ledger.js';
 import { recordFromRow } from '../../src/record.js';
 
-const mk = (url: string, id?: string): Item => {
-  const p = parseLine({ file: 'm', line: 1, text: JSON.stringify({ url, id }) });
-  if (p.kind !== 'item') throw new Error('not an item');
-  return p.item;
-};
-
-const done: Outcome = {
-  state: 'done', status: 'downloaded', reason: null, http_status: 200, url: 'u', final_url: 'u', sha256: 'ab'.repeat(32), bytes: 10,
-  path: 'ab/x.pdf', content_type: 'application/pdf', etag: null, last_modified: null, resumed_from: 0, attempts: 1, elapsed_ms: 3,
-};
+const mk = itemOf;
+const done = DONE;
 
 describe('SqliteLedger', () => {
   let dir: string;
