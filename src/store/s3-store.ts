@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -104,7 +104,9 @@ export class S3Store implements ObjectStore {
   }
 
   async preflight(): Promise<void> {
-    const Key = `${this.at.prefix ? `${this.at.prefix}/` : ''}.docstokg-preflight`;
+    // A key of its own per run: processes of a fleet starting together never write and delete
+    // one key at once (a store that is not strongly consistent could then miss or keep it).
+    const Key = `${this.at.prefix ? `${this.at.prefix}/` : ''}.docstokg-preflight-${randomUUID()}`;
     await this.call('a test write', () => this.client.send(new this.sdk.PutObjectCommand({ Bucket: this.at.bucket, Key, Body: 'docstokg' })));
     await this.call('a test delete', () => this.client.send(new this.sdk.DeleteObjectCommand({ Bucket: this.at.bucket, Key })));
   }
