@@ -6,9 +6,9 @@ import { build } from 'esbuild';
 // Chunk names carry a content hash: a stale chunk would otherwise stay beside the new ones.
 rmSync('dist/bundle', { recursive: true, force: true });
 await build({
-  // The manifest key thread, the PostgreSQL ledger's thread and the transfer threads are workers: their own entries,
+  // The manifest key thread and the PostgreSQL ledger's thread are workers: their own entries,
   // beside the CLI (see manifest/keyed-lines.ts, ledger/postgres/bridge.ts).
-  entryPoints: { cli: 'dist/cli.js', 'key-worker': 'dist/manifest/key-worker.js', 'pg-worker': 'dist/ledger/postgres/pg-worker.js', 'transfer-worker': 'dist/http/transfer-worker.js' },
+  entryPoints: { cli: 'dist/cli.js', 'key-worker': 'dist/manifest/key-worker.js', 'pg-worker': 'dist/ledger/postgres/pg-worker.js' },
   outdir: 'dist/bundle',
   bundle: true,
   splitting: true,

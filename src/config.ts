@@ -62,7 +62,6 @@ export const DOWNLOAD_OPTIONS: readonly OptionSpec[] = [
   { flag: 'host-headers', kind: 'string', arg: 'file', help: 'per-host request headers such as API keys (YAML; ${VAR} reads the environment)' },
   { flag: 'user-agent', kind: 'string', arg: 's', default: 'docstokg/0.1 (+https://www.npmjs.com/package/docstokg)', help: 'User-Agent header' },
   { flag: 'mailto', kind: 'string', arg: 'addr', help: 'contact address: added to the User-Agent and to API requests (OpenAlex, Crossref); Unpaywall runs only with it' },
-  { flag: 'threads', kind: 'int', arg: 'n', default: 0, min: 0, help: 'transfer threads: each runs its own connections, TLS and HTTP parsing (0: all on the main thread)' },
   { flag: 'http2', kind: 'bool', default: false, help: 'HTTP/2 where a server offers it (ALPN); HTTP/1.1 otherwise' },
   { flag: 'ca-file', kind: 'string', arg: 'pem', help: 'also trust the certificates in this PEM file (a private CA or an institutional proxy), beside the system\'s and NODE_EXTRA_CA_CERTS' },
   { flag: 'resolvers', kind: 'string', arg: 'file', help: 'resolver order, base URLs and landing pages for identifier lines (YAML; default: config/resolvers.default.yaml)' },
@@ -196,7 +195,6 @@ export interface DownloadOptions extends SharedOptions {
   userAgent: string;
   mailto: string | undefined;
   caFile: string | undefined;
-  threads: number;
   http2: boolean;
   resolvers: string | undefined;
   /** ms */

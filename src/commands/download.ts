@@ -186,7 +186,7 @@ function assembleRun(opts: DownloadOptions, policies: Policies, store: ObjectSto
   // With JSON events the stderr stream is for machines: the summary travels in run_end.
   const reporter = new Reporter(opts.logFormat === 'json' ? { ...opts, quiet: true } : opts, now, events);
   // Tuned only once something is fetched: a re-run with nothing to fetch stays as small as it can.
-  const http = new HttpClient({ connectTimeout: opts.connectTimeout, stallTimeout: opts.stallTimeout, concurrency: opts.concurrency, blocked: policies.urls.ranges, ca: policies.ca, http2: opts.http2, threads: opts.threads, denyPrivate: opts.denyPrivate, beforeFirstUse: tuneForTransfers });
+  const http = new HttpClient({ connectTimeout: opts.connectTimeout, stallTimeout: opts.stallTimeout, concurrency: opts.concurrency, blocked: policies.urls.ranges, ca: policies.ca, http2: opts.http2, beforeFirstUse: tuneForTransfers });
   const ctx = {
     opts,
     ledger,
@@ -220,7 +220,7 @@ function assembleRun(opts: DownloadOptions, policies: Policies, store: ObjectSto
   const pool = new Pool(opts.concurrency, opts.perHost, hosts);
   // A fatal error in one item ends the run: the others stop now, keeping their parts.
   pool.onFailure = () => controller.abort();
-  pool.warmUp = () => http.transport();
+  pool.warmUp = () => http.dispatcher();
   pool.sharedCap = sharedCap(ledger, ctx.owner, opts.leaseTtl, now);
   return { ctx, ledger, reporter, hosts, pool, leases: new Map(), http, telemetry };
 }

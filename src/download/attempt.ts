@@ -108,7 +108,7 @@ async function transferInput(ctx: ItemContext, job: JobRow, candidate: Candidate
     auth: candidate.auth,
     policy: ctx.policy,
     hostHeaders: ctx.hostHeaders,
-    transport: await ctx.http.transport(),
+    dispatcher: await ctx.http.dispatcher(),
     maxBytes: ctx.opts.maxBytes,
     minFree: ctx.opts.minFree,
     minSpeed: { bytesPerSecond: ctx.opts.minSpeed, windowMs: ctx.opts.stallTimeout },
@@ -121,7 +121,6 @@ async function transferInput(ctx: ItemContext, job: JobRow, candidate: Candidate
     conditional,
     gate: ctx.gate,
     holds: () => ctx.ledger.holds(job.key, ctx.owner, ctx.now()),
-    heldUntil: () => ctx.ledger.heldUntil(job.key, ctx.owner),
     onFreshPart: (row) => stream.fresh(row),
     onBodyComplete: (body) => stream.done(body),
   };

@@ -1,9 +1,9 @@
 import { unlinkSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
+import type { Dispatcher } from 'undici';
 import { MAX_REDIRECTS } from '../config.js';
 import { ItemError } from '../errors.js';
 import type { RequestGate } from '../http/request-gate.js';
-import type { Transport } from '../http/threaded-transport.js';
 import { toItemError } from '../http/classify.js';
 import { fetchInto, type BodySink } from '../http/fetch-into.js';
 import { parseRetryAfter } from '../http/retry-after.js';
@@ -29,7 +29,7 @@ export interface TransferInput {
   policy: UrlPolicy;
   /** per-host secret headers: each hop gets only its own host's */
   hostHeaders: HostHeaders;
-  transport: Transport;
+  dispatcher: Dispatcher;
   maxBytes: number;
   minFree: number;
   minSpeed: { bytesPerSecond: number; windowMs: number };
@@ -50,8 +50,6 @@ export interface TransferInput {
   onFreshPart: (row: PartRow) => Promise<void> | null;
   /** whether this process still holds the item: checked before the part's path is touched */
   holds: () => boolean;
-  /** when the item's lease ends as this process knows it (ms since the epoch): see Transport */
-  heldUntil: () => number;
   /** a kept body is whole in its part (not yet fsync'd): see PartWriterOptions.onComplete */
   onBodyComplete: (body: { sha256: string; size: number }) => void;
   /** every request, each redirect hop included, passes the host's gate and reports back to it */
@@ -245,7 +243,7 @@ type ExchangeInput = TransferInput & { onSent: () => void };
 async function exchange(input: ExchangeInput, target: URL, headers: Record<string, string>, plan: ResumePlan, conditional: boolean, facts: AttemptFacts, seed: HeldState | null): Promise<Answer> {
   const turn: Turn = { answer: null, writer: null };
   try {
-    await fetchInto(input.transport, target, headers, input.signal, (statusCode, h, fail) => respond(turn, input, { plan, conditional, facts, seed }, statusCode, h as Headers, fail), input.onSent, input.heldUntil);
+    await fetchInto(input.dispatcher, target, headers, input.signal, (statusCode, h, fail) => respond(turn, input, { plan, conditional, facts, seed }, statusCode, h as Headers, fail), input.onSent);
   } catch (err) {
     return failedExchange(turn, err, facts);
   }

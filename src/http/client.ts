@@ -2,7 +2,6 @@ import type { BlockList } from 'node:net';
 import { rootCertificates } from 'node:tls';
 import type { Agent, Dispatcher } from 'undici';
 import { cachedLookup } from './dns-cache.js';
-import { agentTransport, threadsAvailable, ThreadedTransport, type Transport } from './threaded-transport.js';
 
 export interface ClientOptions {
   connectTimeout: number;
@@ -16,10 +15,6 @@ export interface ClientOptions {
   http2?: boolean;
   /** called once, before undici loads: the run's process-wide tuning (see runtime-tuning.ts) */
   beforeFirstUse?: () => void;
-  /** --threads: transfers on this many worker threads, each with its own Agent (0: on this thread) */
-  threads?: number;
-  /** --deny-private, for the threads (which build the ranges themselves) */
-  denyPrivate?: boolean;
 }
 
 type Undici = typeof import('undici');
@@ -58,14 +53,9 @@ export async function createAgent(opts: ClientOptions): Promise<Agent> {
   });
 }
 
-/**
- * The run's Agent, made when the first request needs it, and the transport of PDF transfers: the
- * same Agent, or transfer threads (--threads). Metadata and landing pages always use the Agent.
- */
+/** The run's Agent, made when the first request needs it. */
 export class HttpClient {
   private agent: Promise<Agent> | null = null;
-  private transfers: Promise<Transport> | null = null;
-  private threaded: ThreadedTransport | null = null;
 
   constructor(private readonly opts: ClientOptions) {}
 
@@ -73,20 +63,7 @@ export class HttpClient {
     return (this.agent ??= createAgent(this.opts));
   }
 
-  transport(): Promise<Transport> {
-    return (this.transfers ??= this.makeTransport());
-  }
-
-  private async makeTransport(): Promise<Transport> {
-    const o = this.opts;
-    if (!o.threads || !threadsAvailable()) return agentTransport(await this.dispatcher());
-    o.beforeFirstUse?.();
-    this.threaded = new ThreadedTransport(o.threads, { connectTimeout: o.connectTimeout, stallTimeout: o.stallTimeout, concurrency: o.concurrency, denyPrivate: o.denyPrivate ?? false, ca: o.ca ?? null, http2: o.http2 ?? false });
-    return this.threaded;
-  }
-
   async close(): Promise<void> {
-    await this.threaded?.close();
     if (this.agent) await (await this.agent).close();
   }
 }

@@ -1,6 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
-import type { Transport } from './threaded-transport.js';
 
 /** Where a response body goes, chunk by chunk, the moment undici has parsed it. */
 export interface BodySink {
@@ -22,18 +21,17 @@ export interface BodySink {
 export type OpenSink = (status: number, headers: IncomingHttpHeaders, fail: (err: Error) => void) => BodySink;
 
 /**
- * One GET through a transport (undici's dispatcher here, or a transfer thread's) with the body fed
- * straight into a sink. Resolves once the sink
+ * One GET through undici's dispatcher with the body fed straight into a sink. Resolves once the sink
  * has ended; rejects with the first error (the connection's, the sink's, or the signal's reason)
  * once the sink is released. This is the hot path of every transfer: one handler object per
  * request and one call per chunk, with no stream, async resource or promise per chunk in between.
  */
-export function fetchInto(transport: Transport, target: URL, headers: Record<string, string>, signal: AbortSignal, open: OpenSink, onSent?: () => void, deadline: () => number = () => Infinity): Promise<void> {
+export function fetchInto(dispatcher: Dispatcher, target: URL, headers: Record<string, string>, signal: AbortSignal, open: OpenSink, onSent?: () => void): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal.aborted) return reject(signal.reason as Error);
     const handler = new SinkHandler(signal, open, onSent, resolve, reject);
     try {
-      transport.dispatch({ origin: target.origin, path: target.pathname + target.search, headers }, handler, deadline);
+      dispatcher.dispatch({ origin: target.origin, path: target.pathname + target.search, method: 'GET', headers }, handler);
     } catch (err) {
       handler.fail(err as Error);
     }

@@ -30,12 +30,6 @@ export class LeaseCache {
     return lease !== undefined && lease.owner === owner && lease.expires >= now;
   }
 
-  /** When `owner`'s lease on `key` ends as last written; 0 when it holds none. */
-  heldUntil(key: string, owner: string): number {
-    const lease = this.leases.get(key);
-    return lease !== undefined && lease.owner === owner ? lease.expires : 0;
-  }
-
   clear(): void {
     this.leases.clear();
   }

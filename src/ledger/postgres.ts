@@ -167,10 +167,6 @@ export class PgLedger implements Ledger {
     return this.leases.holds(key, owner, now);
   }
 
-  heldUntil(key: string, owner: string): number {
-    return this.leases.heldUntil(key, owner);
-  }
-
   holdsInTable(key: string, owner: string, now: number): boolean {
     return this.bridge.call('holds', { key, owner, now });
   }

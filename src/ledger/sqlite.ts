@@ -91,10 +91,6 @@ export class SqliteLedger implements Ledger {
     return this.jobsTable.holds(key, owner, now);
   }
 
-  heldUntil(key: string, owner: string): number {
-    return this.jobsTable.heldUntil(key, owner);
-  }
-
   holdsInTable(key: string, owner: string, now: number): boolean {
     return this.jobsTable.holdsInTable(key, owner, now);
   }

@@ -309,8 +309,6 @@ export interface Ledger {
    * renewed (no query): lost only by expiry, or to a writer that broke the lease protocol.
    */
   holds(key: string, owner: string, now: number): boolean;
-  /** When that lease ends, from the same leases (0 when `owner` holds none) */
-  heldUntil(key: string, owner: string): number;
   /** The same, asked of the table itself: also sees a lease taken over early (clocks that disagree). */
   holdsInTable(key: string, owner: string, now: number): boolean;
   /** reconcile only: one of the REPAIRS moves, guarded by the expected current state */

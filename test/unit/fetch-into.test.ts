@@ -2,7 +2,6 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAgent } from '../../src/http/client.js';
 import { fetchInto, type BodySink } from '../../src/http/fetch-into.js';
-import { agentTransport, ThreadedTransport, type Transport } from '../../src/http/threaded-transport.js';
 import { startOrigin, type Origin } from '../helpers/origin.js';
 
 /** A sink that records what happened to it; `pauseEvery` makes it ask for a pause on every Nth chunk. */
@@ -32,19 +31,7 @@ function recorder(opts: { pauseEvery?: number; throwAt?: number; abortDelayMs?: 
   return { sink, log };
 }
 
-const OPTIONS = { connectTimeout: 5_000, stallTimeout: 5_000, concurrency: 2 };
-/** The transfer thread as `npm run build` compiles it (the tests run the sources, which have none). */
-const BUILT_WORKER = new URL('../../dist/http/transfer-worker.js', import.meta.url);
-
-const transports: Array<[string, () => Promise<Transport & { close: () => Promise<void> }>]> = [
-  ['an Agent on this thread', async () => {
-    const a = await createAgent({ ...OPTIONS, blocked: null });
-    return { ...agentTransport(a), close: () => a.close() };
-  }],
-  ['two transfer threads', async () => new ThreadedTransport(2, { ...OPTIONS, denyPrivate: false, ca: null, http2: false }, BUILT_WORKER)],
-];
-
-describe.each(transports)('fetchInto through %s', (_name, agent) => {
+describe('fetchInto', () => {
   let origin: Origin;
   const big = randomBytes(3 * 1024 * 1024);
   beforeAll(async () => {
@@ -56,36 +43,21 @@ describe.each(transports)('fetchInto through %s', (_name, agent) => {
   });
   afterAll(async () => origin.close());
 
+  const agent = () => createAgent({ connectTimeout: 5_000, stallTimeout: 5_000, concurrency: 2, blocked: null });
+
   it('never writes a request that onSent refuses as it leaves (a holder that lost its lease)', async () => {
     const dispatcher = await agent();
     const before = origin.requests.filter((r) => r.path === '/big').length;
     const refused = new Error('lease lost');
     const { sink, log } = recorder();
-    // A thread cannot ask this thread as the request leaves: it goes by the deadline, here past.
     const got = fetchInto(dispatcher, new URL(origin.url('/big')), {}, new AbortController().signal, () => sink, () => {
       throw refused;
-    }, () => Date.now() - 1);
+    });
     await expect(got).rejects.toBe(refused);
     // Another request on the same agent goes through: the refused one never reached the origin.
     await fetchInto(dispatcher, new URL(origin.url('/big')), {}, new AbortController().signal, () => recorder().sink);
     expect(origin.requests.filter((r) => r.path === '/big').length).toBe(before + 1);
     expect(log.chunks).toEqual([]);
-    await dispatcher.close();
-  });
-
-  it('a request whose lease was renewed after its deadline went by goes out once, and only once', async () => {
-    const dispatcher = await agent();
-    const before = origin.requests.filter((r) => r.path === '/big').length;
-    let deadline = Date.now() - 1;
-    let starts = 0;
-    const { sink, log } = recorder();
-    await fetchInto(dispatcher, new URL(origin.url('/big')), {}, new AbortController().signal, () => sink, () => {
-      starts += 1;
-      deadline = Date.now() + 60_000;
-    }, () => deadline);
-    expect(Buffer.concat(log.chunks).equals(big)).toBe(true);
-    expect(starts).toBe(1);
-    expect(origin.requests.filter((r) => r.path === '/big').length).toBe(before + 1);
     await dispatcher.close();
   });
 

@@ -9,7 +9,6 @@ import { emptyFacts, transfer, type TransferInput } from '../../src/download/tra
 import type { RequestGate } from '../../src/http/request-gate.js';
 import { HostHeaders } from '../../src/hosts/headers.js';
 import { createAgent } from '../../src/http/client.js';
-import { agentTransport } from '../../src/http/threaded-transport.js';
 import { UrlPolicy } from '../../src/http/url-policy.js';
 import type { PartRow } from '../../src/ledger/types.js';
 import { samplePdf, startOrigin, type Origin } from '../helpers/origin.js';
@@ -41,9 +40,9 @@ describe('transfer of a part whose version changed', () => {
     const seenAtFresh: { row: PartRow; partExists: boolean }[] = [];
     const completed: { sha256: string; size: number }[] = [];
     const input: TransferInput = {
-      url: partRow.url, part, out: dir, headers: {}, auth: null, policy, hostHeaders: new HostHeaders(), transport: agentTransport(dispatcher),
+      url: partRow.url, part, out: dir, headers: {}, auth: null, policy, hostHeaders: new HostHeaders(), dispatcher,
       maxBytes: 1 << 24, minFree: 0, minSpeed: { bytesPerSecond: 0, windowMs: 1000 }, fsync: false, signal: new AbortController().signal,
-      held: 100_000, partFile: true, partRow, gate, role: 'artifact', readPages: false, holds: () => true, heldUntil: () => Infinity,
+      held: 100_000, partFile: true, partRow, gate, role: 'artifact', readPages: false, holds: () => true,
       onFreshPart: (row) => {
         seenAtFresh.push({ row, partExists: existsSync(part) });
         return null;
@@ -67,10 +66,10 @@ describe('transfer of a part whose version changed', () => {
     const gate: RequestGate = { enter: async () => ({ sent: () => undefined, settle: () => true }) };
     const dispatcher = await createAgent({ connectTimeout: 2000, stallTimeout: 2000, concurrency: 4, blocked: policy.ranges });
     const input: TransferInput = {
-      url: origin.url('/doc.pdf'), part, out: dir, headers: {}, auth: null, policy, hostHeaders: new HostHeaders(), transport: agentTransport(dispatcher),
+      url: origin.url('/doc.pdf'), part, out: dir, headers: {}, auth: null, policy, hostHeaders: new HostHeaders(), dispatcher,
       maxBytes: 1 << 24, minFree: 0, minSpeed: { bytesPerSecond: 0, windowMs: 1000 }, fsync: false, signal: new AbortController().signal,
       held: 0, partFile: true, partRow: undefined, gate, role: 'artifact', readPages: false,
-      holds: () => false, heldUntil: () => 0,
+      holds: () => false,
       onFreshPart: () => null,
       onBodyComplete: () => undefined,
     };

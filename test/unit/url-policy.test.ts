@@ -3,7 +3,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ItemError } from '../../src/errors.js';
 import { HostHeaders, loadHostHeaders } from '../../src/hosts/headers.js';
 import { createAgent } from '../../src/http/client.js';
-import { agentTransport } from '../../src/http/threaded-transport.js';
 import { cachedLookup } from '../../src/http/dns-cache.js';
 import { BLOCKED_ADDRESS, UrlPolicy } from '../../src/http/url-policy.js';
 import { emptyFacts, transfer } from '../../src/download/transfer.js';
@@ -93,9 +92,9 @@ describe('a redirect hop to a refused address (real HTTP)', () => {
     const dispatcher = await createAgent({ connectTimeout: 2000, stallTimeout: 2000, concurrency: 4, blocked: policy.ranges });
     const facts = emptyFacts();
     const input = {
-      url: origin.url('/hop'), part: join(dir, 'p.part'), out: dir, headers: {}, auth: null, policy, hostHeaders: new HostHeaders(), transport: agentTransport(dispatcher),
+      url: origin.url('/hop'), part: join(dir, 'p.part'), out: dir, headers: {}, auth: null, policy, hostHeaders: new HostHeaders(), dispatcher,
       maxBytes: 1 << 20, minFree: 0, minSpeed: { bytesPerSecond: 0, windowMs: 1000 }, fsync: false, signal: new AbortController().signal,
-      held: 0, partFile: false, partRow: undefined, onFreshPart: () => null, onBodyComplete: () => undefined, gate, role: 'artifact' as const, readPages: false, holds: () => true, heldUntil: () => Infinity,
+      held: 0, partFile: false, partRow: undefined, onFreshPart: () => null, onBodyComplete: () => undefined, gate, role: 'artifact' as const, readPages: false, holds: () => true,
     };
     await expect(transfer(input, facts)).rejects.toMatchObject({ code: 'blocked', message: expect.stringMatching(/127\.0\.0\.2 is not a public address/) });
     expect(facts.finalUrl).toBe('http://127.0.0.2:9/x.pdf');

@@ -201,10 +201,6 @@ export class JobsTable {
     return this.leases.holds(key, owner, now);
   }
 
-  heldUntil(key: string, owner: string): number {
-    return this.leases.heldUntil(key, owner);
-  }
-
   holdsInTable(key: string, owner: string, now: number): boolean {
     return this.stmt.holds.get({ key, owner, now }) !== undefined;
   }
