@@ -9,7 +9,7 @@ import { HostGate, type SharedHosts } from '../hosts/gate.js';
 import { HostHeaders, loadHostHeaders } from '../hosts/headers.js';
 import { UrlPolicy } from '../http/url-policy.js';
 import { builtinConfig, loadBreakers, loadRatelimits, type BreakerPolicies, type RatePolicies } from '../hosts/policy.js';
-import { HttpClient } from '../http/client.js';
+import { HttpClient, pemCertificates } from '../http/client.js';
 import { dbPath, openLedger } from '../ledger/locate.js';
 import { redacted } from '../ledger/postgres/bridge.js';
 import type { Ledger, PlanResult } from '../ledger/types.js';
@@ -76,7 +76,7 @@ function readCaFile(file: string): string {
   } catch (err) {
     throw new UsageError(`--ca-file ${file}: cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
-  const certs = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  const certs = pemCertificates(text);
   if (certs.length === 0) throw new UsageError(`--ca-file ${file}: no PEM certificate in it (-----BEGIN CERTIFICATE-----)`);
   certs.forEach((pem, i) => {
     try {

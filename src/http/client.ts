@@ -1,5 +1,6 @@
 import type { BlockList } from 'node:net';
-import { rootCertificates } from 'node:tls';
+import { readFileSync } from 'node:fs';
+import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
 import type { Agent, Dispatcher } from 'undici';
 import { cachedLookup } from './dns-cache.js';
 
@@ -34,6 +35,27 @@ export async function loadAgent(): Promise<typeof Agent> {
 }
 
 /**
+ * The trust of a run with --ca-file: Node.js's bundled roots, the certificates of
+ * NODE_EXTRA_CA_CERTS (which a `ca` option otherwise replaces) and the file's. Made once: given
+ * `ca` instead, every TLS connection parses the ~140 roots again.
+ */
+function trustWith(ca: string): SecureContext {
+  let extra = '';
+  const file = process.env.NODE_EXTRA_CA_CERTS;
+  try {
+    if (file) extra = readFileSync(file, 'utf8');
+  } catch {
+    // Node.js itself only warns about an unreadable file; its certificates are then not trusted either.
+  }
+  return createSecureContext({ ca: [...rootCertificates, ...pemCertificates(extra), ca] });
+}
+
+/** The PEM certificates in a text, in order. */
+export function pemCertificates(text: string): string[] {
+  return text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+}
+
+/**
  * One Agent for the run, tuned for many hosts: keep-alive pools per origin, sized so every in-flight
  * item can have its own connection, cached DNS answers, and headers and body timeouts that
  * implement the stall timeout (no byte for that long). Retries are ours alone (no interceptor).
@@ -47,7 +69,7 @@ export async function createAgent(opts: ClientOptions): Promise<Agent> {
     keepAliveMaxTimeout: 60_000,
     headersTimeout: opts.stallTimeout,
     bodyTimeout: opts.stallTimeout,
-    connect: { timeout: opts.connectTimeout, lookup: cachedLookup(opts.blocked), ...(opts.ca ? { ca: [...rootCertificates, opts.ca] } : {}) },
+    connect: { timeout: opts.connectTimeout, lookup: cachedLookup(opts.blocked), ...(opts.ca ? { secureContext: trustWith(opts.ca) } : {}) },
     maxHeaderSize: 64 * 1024,
     allowH2: opts.http2 ?? false,
   });

@@ -11,22 +11,33 @@ import { samplePdf } from '../helpers/origin.js';
 describe('--ca-file', () => {
   let ws: Workspace;
   let server: Server;
+  let other: Server;
   let url: string;
+  let otherUrl: string;
   let caFile: string;
+  let otherCa: string;
   const body = samplePdf('over tls', 40_000);
+
+  /** An HTTPS origin with a certificate of its own, and that certificate's file. */
+  async function tlsOrigin(name: string): Promise<{ server: Server; url: string; cert: string }> {
+    const key = join(ws.dir, `${name}-key.pem`);
+    const cert = join(ws.dir, `${name}-cert.pem`);
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', `/CN=${name}`, '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+    const s = createServer({ key: await readFile(key), cert: await readFile(cert) }, (_req, res) => res.writeHead(200, { 'content-type': 'application/pdf', 'content-length': body.length }).end(body));
+    await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+    return { server: s, url: `https://127.0.0.1:${(s.address() as AddressInfo).port}/paper.pdf`, cert };
+  }
 
   beforeAll(async () => {
     ws = await workspace();
-    const key = join(ws.dir, 'key.pem');
-    caFile = join(ws.dir, 'cert.pem');
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', caFile, '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
-    server = createServer({ key: await readFile(key), cert: await readFile(caFile) }, (_req, res) => res.writeHead(200, { 'content-type': 'application/pdf', 'content-length': body.length }).end(body));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/paper.pdf`;
+    ({ server, url, cert: caFile } = await tlsOrigin('private-ca'));
+    ({ server: other, url: otherUrl, cert: otherCa } = await tlsOrigin('extra-ca'));
   });
   afterAll(async () => {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
+    for (const s of [server, other]) {
+      s.closeAllConnections();
+      await new Promise((resolve) => s.close(resolve));
+    }
     await ws.cleanup();
   });
 
@@ -38,6 +49,13 @@ describe('--ca-file', () => {
     expect(trusted.code).toBe(0);
     expect(trusted.records[0]).toMatchObject({ status: 'downloaded', bytes: body.length });
     expect((await readFile(join(ws.dir, 'b', trusted.records[0]!.path as string))).equals(body)).toBe(true);
+  });
+
+  it('trusts NODE_EXTRA_CA_CERTS beside it, as without it', async () => {
+    const manifest = await ws.file('both.txt', `${url}\n${otherUrl}?2\n`);
+    const res = await runCli(['download', manifest, '-o', join(ws.dir, 'd'), '--json', '-q', '--ca-file', caFile], { env: { NODE_EXTRA_CA_CERTS: otherCa } });
+    expect(res.code).toBe(0);
+    expect(res.records.map((r) => r.status).sort()).toEqual(['deduped', 'downloaded']);
   });
 
   it('a file without a readable certificate is a usage error before anything starts', async () => {
