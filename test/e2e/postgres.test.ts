@@ -21,6 +21,20 @@ async function waitFor(cond: () => boolean | Promise<boolean>, ms = 15_000): Pro
   }
 }
 
+/**
+ * Makes the server refuse the first `count` writes of one kind to `table` with SQLSTATE `code`.
+ * A sequence counts them: it advances outside transactions, so a rolled-back refusal counts too.
+ */
+async function refuseWrites(db: string, table: string, when: 'INSERT' | 'UPDATE', code: string, count: number): Promise<void> {
+  await queryPg(db, `CREATE SEQUENCE fault_${table}`);
+  await queryPg(db, `CREATE FUNCTION fault_${table}() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF nextval('fault_${table}') <= ${count} THEN RAISE EXCEPTION 'injected' USING ERRCODE = '${code}'; END IF;
+      RETURN NEW;
+    END $$`);
+  await queryPg(db, `CREATE TRIGGER fault_${table} BEFORE ${when} ON ${table} FOR EACH ROW EXECUTE FUNCTION fault_${table}()`);
+}
+
 /** A fleet on one PostgreSQL ledger: processes standing in for machines, each the real binary. */
 describe('processes on one PostgreSQL ledger', () => {
   const env = originAndWorkspace();
@@ -93,5 +107,44 @@ describe('processes on one PostgreSQL ledger', () => {
     expect(again.code, again.stderr).toBe(0);
     expect(await queryPg(db, 'SELECT state, COUNT(*)::int AS n FROM jobs GROUP BY state')).toEqual([{ state: 'done', n: N }]);
     expect((await objectsIn(out)).length).toBe(N);
+  });
+  it('transient database errors (a serialization failure, a deadlock) are retried: the run finishes as if none had happened', async () => {
+    const db = await freshDatabase();
+    const N = 20;
+    for (let i = 0; i < N; i += 1) env.origin.set(`/t/${i}.pdf`, { body: samplePdf(`t ${i}`, 20_000) });
+    const empty = await env.ws.file('t-empty.txt', '');
+    const out = join(env.ws.dir, 't-out');
+    expect((await runCli(['download', empty, '-o', out, '--db', db])).code).toBe(0);
+    // The server itself refuses the first writes of each kind, as it would under contention.
+    await refuseWrites(db, 'attempts', 'INSERT', '40001', 3);
+    await refuseWrites(db, 'jobs', 'UPDATE', '40P01', 3);
+    const manifest = await env.ws.file('t.txt', Array.from({ length: N }, (_, i) => `${env.origin.url(`/t/${i}.pdf`)}\n`).join(''));
+    const res = await runCli(['download', manifest, '-o', out, '--db', db, '--json', '--no-progress']);
+    expect(res.code, res.stderr).toBe(0);
+    expect(res.records.filter((r) => r.status === 'downloaded')).toHaveLength(N);
+    for (const table of ['attempts', 'jobs']) {
+      const [row] = await queryPg<{ n: number }>(db, `SELECT last_value AS n FROM fault_${table}`);
+      expect(row!.n, `refusals injected on ${table}`).toBeGreaterThan(3);
+    }
+    expect(await queryPg(db, `SELECT state, count(*)::int AS n FROM jobs GROUP BY state`)).toEqual([{ state: 'done', n: N }]);
+    expect((await queryPg<{ n: number }>(db, 'SELECT count(*)::int AS n FROM attempts'))[0]!.n).toBe(N);
+    expect(await objectsIn(out)).toHaveLength(N);
+  });
+
+  it('a transient error that outlasts its retries ends the run with exit 3; a later run finishes', async () => {
+    const db = await freshDatabase();
+    env.origin.set('/u/1.pdf', { body: samplePdf('u 1', 20_000) });
+    const out = join(env.ws.dir, 'u-out');
+    expect((await runCli(['download', await env.ws.file('u-empty.txt', ''), '-o', out, '--db', db])).code).toBe(0);
+    await refuseWrites(db, 'jobs', 'UPDATE', '40001', 1_000_000);
+    const manifest = await env.ws.file('u.txt', `${env.origin.url('/u/1.pdf')}\n`);
+    const refused = await runCli(['download', manifest, '-o', out, '--db', db, '--no-progress']);
+    expect(refused.code).toBe(3);
+    expect(refused.stderr).toMatch(/fatal: ledger postgres:\/\/[^\n]*: injected \(40001\)/);
+    expect(refused.stderr).not.toMatch(/internal error/);
+    await queryPg(db, 'DROP TRIGGER fault_jobs ON jobs');
+    const later = await runCli(['download', manifest, '-o', out, '--db', db, '--json', '--no-progress']);
+    expect(later.code, later.stderr).toBe(0);
+    expect(later.records.map((r) => r.status)).toEqual(['downloaded']);
   });
 });

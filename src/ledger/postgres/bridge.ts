@@ -11,7 +11,8 @@ export interface Failure {
 /** `call`: answered through the shared counter; `write`: no answer; `committed`: acknowledged once every earlier call ran. */
 export type Write = { id: number; kind: 'write'; op: string; arg: unknown };
 export type Call = { id: number; kind: 'call'; op: string; arg: unknown } | Write | { id: number; kind: 'committed' };
-export type Reply = { id: number; value?: unknown; error?: Failure };
+/** `fatal`: the failure ends the ledger (every later call fails with it) */
+export type Reply = { id: number; value?: unknown; error?: Failure; fatal?: boolean };
 type Notice = { failed?: Failure | null; committed?: number };
 
 /**
@@ -78,7 +79,7 @@ export class PgBridge {
     const reply = receiveMessageOnPort(this.port)?.message as Reply | undefined;
     if (!reply || reply.id !== id) throw new FatalError(`ledger ${redacted(this.url)}: answers out of order`);
     if (reply.error) {
-      if (op === 'open') this.failed = reply.error;
+      if (op === 'open' || reply.fatal) this.failed = reply.error;
       throw this.error(reply.error, op);
     }
     return reply.value as T;

@@ -133,10 +133,10 @@ async function runOne(call: Call): Promise<void> {
     reply({ id: call.id, value });
   } catch (err) {
     const f = failure(err);
-    // A lost connection ends every later call too; a statement's own error (a bug, a constraint)
-    // fails only its caller.
-    if (call.op === 'open' || /connection|terminat|ECONN|EPIPE/i.test(f.message) || f.code?.startsWith('08') || f.code?.startsWith('57P')) broken = f;
-    reply({ id: call.id, error: f });
+    // A lost connection, or a transient refusal that outlasted its retries, ends every later call
+    // too (the run ends with exit 3); a statement's own error (a bug, a constraint) fails only its caller.
+    if (call.op === 'open' || transient(err) || /connection|terminat|ECONN|EPIPE/i.test(f.message) || f.code?.startsWith('08') || f.code?.startsWith('57P')) broken = f;
+    reply({ id: call.id, error: f, fatal: broken === f });
   }
 }
 
