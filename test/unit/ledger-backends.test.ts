@@ -5,6 +5,7 @@ import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { PgLedger } from '../../src/ledger/postgres.js';
 import { SqliteLedger } from '../../src/ledger/sqlite.js';
 import type { Ledger } from '../../src/ledger/types.js';
+import type { Item } from '../../src/manifest/parse.js';
 import { DONE, itemOf } from '../helpers/ledger.js';
 import { freshDatabase } from '../helpers/postgres.js';
 
@@ -59,6 +60,33 @@ describe.each(backends)('the ledger contract on %s', (_name, make) => {
     const skipped = c.plan(mk('https://a.org/x.pdf', 'x'), 500, { skippedRecord: true });
     expect(skipped.kind === 'skipped' && JSON.parse(skipped.json)).toMatchObject({ id: 'x', status: 'skipped', sha256: done.sha256, source: 'm:1' });
     c.close();
+  });
+
+  it('answers a re-run from rows read ahead: the same records in manifest order or any other', () => {
+    const a = open();
+    const items = Array.from({ length: 300 }, (_, i) => mk(`https://a.org/r${i}.pdf`, `r${i}`));
+    for (const [i, item] of items.entries()) {
+      a.plan(item, 1);
+      a.claim(item.key, 'me', 1, 1000);
+      // every seventh failed, the rest done
+      a.finish(item.key, 'me', i % 7 === 3 ? { ...done, state: 'failed', status: 'failed', reason: 'http_404', sha256: null, path: null } : { ...done, url: item.candidates[0]!.href }, 2);
+    }
+    a.close();
+    const expected = (ledger: Ledger, order: Item[]): string[] => order.map((item) => {
+      const p = ledger.plan(item, 10, { skippedRecord: true });
+      return p.kind === 'skipped' ? JSON.parse(p.json).id : `${p.kind}:${item.id}`;
+    });
+    const inOrder = open();
+    expect(expected(inOrder, items)).toEqual(items.map((item, i) => (i % 7 === 3 ? `failed:${item.id}` : item.id)));
+    inOrder.close();
+    // A job changed since (here reopened by a repair) is planned as it is now.
+    const other = open();
+    other.repair(items[150]!.key, 'done', 'pending', {}, 11);
+    other.close();
+    const shuffled = open();
+    const order = [...items].reverse();
+    expect(expected(shuffled, order)).toEqual(order.map((item) => (Number(item.id!.slice(1)) % 7 === 3 ? `failed:${item.id}` : item.id === 'r150' ? 'work:r150' : item.id)));
+    shuffled.close();
   });
 
   it('guards every write after a claim by the lease owner, and expired leases can be taken over', () => {

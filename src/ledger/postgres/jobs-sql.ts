@@ -1,5 +1,6 @@
 import type { ClientBase } from 'pg';
 import { OUTCOME_FIELDS, REPAIRS, sourcesOf, type JobRow, type JobState, type Outcome, type RepairPatch } from '../types.js';
+import { JOB_COLUMNS } from './schema.js';
 
 const REPAIR_FIELDS = new Set<string>(OUTCOME_FIELDS);
 const CLAIMABLE = sourcesOf('active')
@@ -12,18 +13,25 @@ export type NewJob = Pick<JobRow, 'key' | 'item_id' | 'doi' | 'canonical_url' | 
 
 /** The jobs table's statements, run by the ledger thread on its connection (see pg-worker.ts). */
 export const jobsSql = {
-  /** The job's row after planning it: inserted pending, or the one already there. */
-  async plan(c: ClientBase, j: NewJob): Promise<JobRow> {
+  /**
+   * The job's row after planning it: inserted pending, or the one already there, then (for one
+   * already there) up to `ahead` rows planned after it, in planning order (see ReadAhead).
+   */
+  async plan(c: ClientBase, { job: j, ahead }: { job: NewJob; ahead: number }): Promise<{ row: JobRow; ahead: JobRow[] }> {
     const inserted = await c.query<JobRow>(
       `INSERT INTO jobs (key, item_id, doi, canonical_url, urls, expected_sha256, source, state, seen_run, created_at, updated_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $9) ON CONFLICT (key) DO NOTHING RETURNING *`,
+       VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $9) ON CONFLICT (key) DO NOTHING RETURNING ${JOB_COLUMNS}`,
       [j.key, j.item_id, j.doi, j.canonical_url, j.urls, j.expected_sha256, j.source, j.seen_run, j.now],
     );
-    return inserted.rows[0] ?? (await jobsSql.job(c, j.key))!;
+    if (inserted.rows[0]) return { row: inserted.rows[0], ahead: [] };
+    if (ahead === 0) return { row: (await jobsSql.job(c, j.key))!, ahead: [] };
+    // The row itself first, then the ones after it.
+    const rows = (await c.query<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs WHERE seq >= (SELECT seq FROM jobs WHERE key = $1) ORDER BY seq LIMIT $2`, [j.key, ahead + 1])).rows;
+    return { row: rows[0]!, ahead: rows.slice(1) };
   },
 
   async job(c: ClientBase, key: string): Promise<JobRow | undefined> {
-    return (await c.query<JobRow>('SELECT * FROM jobs WHERE key = $1', [key])).rows[0];
+    return (await c.query<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs WHERE key = $1`, [key])).rows[0];
   },
 
   /**
@@ -87,6 +95,6 @@ export const jobsSql = {
   },
 
   async jobsIn(c: ClientBase, state: JobState): Promise<JobRow[]> {
-    return (await c.query<JobRow>('SELECT * FROM jobs WHERE state = $1', [state])).rows;
+    return (await c.query<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs WHERE state = $1`, [state])).rows;
   },
 };

@@ -1,6 +1,7 @@
 import type { ClientBase } from 'pg';
 import type { CacheRow } from '../http-cache.js';
 import type { HostRow, InvalidLineRow, JobRow, RunRow, StatusCounts } from '../types.js';
+import { JOB_COLUMNS } from './schema.js';
 
 /** Rows a report reads at a time (export goes through a ledger of any size in pages). */
 export const PAGE_ROWS = 1000;
@@ -34,8 +35,8 @@ export const readsSql = {
   /** One page of jobs in export order, after the (created_at, key) given. */
   async jobsPage(c: ClientBase, after: [number, string] | null): Promise<JobRow[]> {
     const r = after
-      ? await c.query<JobRow>(`SELECT * FROM jobs WHERE (created_at, key) > ($1, $2) ORDER BY created_at, key LIMIT ${PAGE_ROWS}`, after)
-      : await c.query<JobRow>(`SELECT * FROM jobs ORDER BY created_at, key LIMIT ${PAGE_ROWS}`);
+      ? await c.query<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs WHERE (created_at, key) > ($1, $2) ORDER BY created_at, key LIMIT ${PAGE_ROWS}`, after)
+      : await c.query<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs ORDER BY created_at, key LIMIT ${PAGE_ROWS}`);
     return r.rows;
   },
 

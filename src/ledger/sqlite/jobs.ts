@@ -2,6 +2,7 @@ import type Database from 'better-sqlite3';
 import type { Item } from '../../manifest/parse.js';
 import { RECORD_FIELDS } from '../../record.js';
 import { LeaseCache } from '../leases.js';
+import { ReadAhead } from '../read-ahead.js';
 import { SeenKeys } from '../seen.js';
 import { OUTCOME_FIELDS, pendingJob, planOf, REPAIRS, sourcesOf, type ClaimOptions, type JobRow, type JobState, type Outcome, type PlanOptions, type PlanResult, type RepairPatch } from '../types.js';
 import type { GroupCommit } from './group-commit.js';
@@ -14,7 +15,6 @@ const SKIPPED_COLUMNS: Partial<Record<(typeof RECORD_FIELDS)[number], string>> =
 const SKIPPED_JSON = `CASE WHEN state = 'done' THEN json_object(${RECORD_FIELDS.filter((f) => f !== 'source')
   .map((f) => `'${f}', ${SKIPPED_COLUMNS[f] ?? f}`)
   .join(', ')}) END`;
-const READ_AHEAD_MAX = 1024;
 const REPAIR_FIELDS = new Set<string>(OUTCOME_FIELDS);
 
 interface SkippedRow {
@@ -75,16 +75,8 @@ function statements(db: Database.Database) {
 export class JobsTable {
   private readonly stmt;
   private readonly seen = new SeenKeys();
-  /**
-   * Rows read ahead in planning order (key, skipped JSON), the next one expected, and how many to
-   * read next time (0: the manifest is not in ledger order)
-   */
-  private aheadKeys: string[] = [];
-  private aheadJson: (string | null)[] = [];
-  private aheadAt = 0;
-  private aheadSize = 16;
-  private aheadHits = 0;
-  private aheadMisses = 0;
+  /** a done job's skipped JSON (null for other states), read ahead in planning order */
+  private readonly ahead = new ReadAhead<string | null>();
   /** the key planByKey last sent on to be parsed, and whether the ledger had no row for it */
   private checked: { key: string; absent: boolean } | null = null;
   /** the leases this process wrote (see LeaseCache: every write of one holds the write lock until it commits) */
@@ -143,31 +135,12 @@ export class JobsTable {
    * grows while it is used and stops when the manifest's order is another one.
    */
   private skippedRow(key: string): { json: string | null } | undefined {
-    // A re-run meets the jobs in the order they were planned: the next row read ahead is this one.
-    const at = this.aheadAt;
-    if (at < this.aheadKeys.length && this.aheadKeys[at] === key) {
-      this.aheadAt = at + 1;
-      this.aheadHits += 1;
-      return { json: this.aheadJson[at]! };
-    }
+    const next = this.ahead.next(key);
+    if (next !== undefined) return { json: next };
     const row = this.stmt.peekSkipped.get(key) as SkippedRow | undefined;
     if (!row) return undefined;
-    this.aheadMisses += 1;
-    const used = this.aheadHits;
-    this.aheadHits = 0;
-    if (this.aheadSize > 0 && used * 2 >= this.aheadSize) this.aheadSize = Math.min(READ_AHEAD_MAX, this.aheadSize * 2);
-    else if (this.aheadSize > 0) this.aheadSize = Math.floor(this.aheadSize / 4);
-    // Switched off, it tries again now and then, in case the manifest reaches an ordered stretch.
-    else if (this.aheadMisses % 1024 === 0) this.aheadSize = 16;
-    this.aheadKeys = [];
-    this.aheadJson = [];
-    this.aheadAt = 0;
-    if (this.aheadSize > 0) {
-      for (const [k, json] of this.stmt.readAhead.all(row.rowid, this.aheadSize) as [string, string | null][]) {
-        this.aheadKeys.push(k);
-        this.aheadJson.push(json);
-      }
-    }
+    const size = this.ahead.missed();
+    if (size > 0) for (const [k, json] of this.stmt.readAhead.all(row.rowid, size) as [string, string | null][]) this.ahead.fill(k, json);
     return row;
   }
 
