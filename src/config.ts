@@ -63,7 +63,7 @@ export const DOWNLOAD_OPTIONS: readonly OptionSpec[] = [
   { flag: 'user-agent', kind: 'string', arg: 's', default: 'docstokg/0.1 (+https://www.npmjs.com/package/docstokg)', help: 'User-Agent header' },
   { flag: 'mailto', kind: 'string', arg: 'addr', help: 'contact address: added to the User-Agent and to API requests (OpenAlex, Crossref); Unpaywall runs only with it' },
   { flag: 'http2', kind: 'bool', default: false, help: 'HTTP/2 where a server offers it (ALPN); HTTP/1.1 otherwise' },
-  { flag: 'ca-file', kind: 'string', arg: 'pem', help: 'also trust the certificates in this PEM file (a private CA or an institutional proxy), beside the system\'s and NODE_EXTRA_CA_CERTS' },
+  { flag: 'ca-file', kind: 'string', arg: 'pem', help: 'also trust the certificates in this PEM file (a private CA or an institutional proxy), beside Node.js\'s bundled roots and NODE_EXTRA_CA_CERTS' },
   { flag: 'resolvers', kind: 'string', arg: 'file', help: 'resolver order, base URLs and landing pages for identifier lines (YAML; default: config/resolvers.default.yaml)' },
   { flag: 'cache-ttl', kind: 'seconds', arg: 's', default: 604800, min: 0, help: 'how long a metadata answer without freshness headers is reused (HTTP cache in the ledger)' },
 ];

@@ -141,9 +141,10 @@ export class PgLedger implements Ledger {
     // A re-run of a finished manifest: its done jobs come from rows read ahead, not a round trip each.
     const known = opts.skippedRecord ? this.ahead.next(item.key) : undefined;
     if (known?.state === 'done') return skipped(known, item.source);
-    const f = pendingJob(item, now);
-    const job: NewJob = { key: f.key, item_id: f.item_id, doi: f.doi, canonical_url: f.canonical_url, urls: f.urls, expected_sha256: f.expected_sha256, source: f.source, seen_run: this.runId, now };
-    const { row, ahead } = this.bridge.call<{ row: JobRow; ahead: JobRow[] }>('plan', { job, ahead: opts.skippedRecord ? this.ahead.missed() : 0 });
+    const job: NewJob = { ...pendingJob(item, now), seen_run: this.runId, now };
+    // A row read ahead that is not done is asked for as it is now; the rows after it stay.
+    const size = opts.skippedRecord && known === undefined ? this.ahead.missed() : 0;
+    const { row, ahead } = this.bridge.call<{ row: JobRow; ahead: JobRow[] }>('plan', { job, ahead: size });
     for (const r of ahead) this.ahead.fill(r.key, r);
     if (row.state === 'done' && opts.skippedRecord) return skipped(row, item.source);
     return planOf(row, now, opts);

@@ -3,11 +3,12 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { PgLedger } from '../../src/ledger/postgres.js';
+import { JOB_COLUMNS } from '../../src/ledger/postgres/schema.js';
 import { SqliteLedger } from '../../src/ledger/sqlite.js';
 import type { Ledger } from '../../src/ledger/types.js';
 import type { Item } from '../../src/manifest/parse.js';
 import { DONE, itemOf } from '../helpers/ledger.js';
-import { freshDatabase } from '../helpers/postgres.js';
+import { freshDatabase, queryPg } from '../helpers/postgres.js';
 
 const mk = itemOf;
 const done = DONE;
@@ -233,5 +234,14 @@ describe.each(backends)('the ledger contract on %s', (_name, make) => {
         resolve();
       });
     });
+  });
+});
+
+describe('the PostgreSQL ledger', () => {
+  it('reads every column of the jobs table into its rows but the planning order (JOB_COLUMNS)', async () => {
+    const url = await freshDatabase();
+    new PgLedger(url).close();
+    const columns = await queryPg<{ column_name: string }>(url, "SELECT column_name FROM information_schema.columns WHERE table_name = 'jobs' ORDER BY ordinal_position");
+    expect(columns.map((c) => c.column_name)).toEqual([...JOB_COLUMNS.split(', '), 'seq']);
   });
 });

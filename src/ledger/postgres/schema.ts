@@ -4,12 +4,6 @@
  * the number applied. The tables and columns are the SQLite ledger's (ledger/migrations.ts), so
  * every query reads the same rows. Never edit a shipped migration: add the next one.
  */
-/**
- * A job row's columns, as JobRow has them: every query that returns rows names them, so columns
- * the SQLite ledger does not have (such as `seq`) stay out of rows.
- */
-export const JOB_COLUMNS = 'key, item_id, doi, canonical_url, urls, expected_sha256, source, state, status, reason, http_status, url, final_url, sha256, bytes, path, content_type, etag, last_modified, resumed_from, attempts, elapsed_ms, lease_owner, lease_expires_at, seen_run, created_at, updated_at, message, next_attempt_at, failed_runs, resolver, landing_url';
-
 export const PG_MIGRATIONS: readonly string[] = [
   /* 1: the SQLite ledger's schema as of its migration 8 */ `
   CREATE TABLE jobs (
@@ -161,3 +155,10 @@ export const PG_MIGRATIONS: readonly string[] = [
   CREATE UNIQUE INDEX jobs_seq ON jobs (seq);
   `,
 ];
+
+/**
+ * A job row's columns, as JobRow has them: every query that returns rows names them, so columns
+ * the SQLite ledger does not have (such as `seq`) stay out of rows. A migration that adds a job
+ * column adds it here (the ledger contract test compares this list with the table).
+ */
+export const JOB_COLUMNS = 'key, item_id, doi, canonical_url, urls, expected_sha256, source, state, status, reason, http_status, url, final_url, sha256, bytes, path, content_type, etag, last_modified, resumed_from, attempts, elapsed_ms, lease_owner, lease_expires_at, seen_run, created_at, updated_at, message, next_attempt_at, failed_runs, resolver, landing_url';
