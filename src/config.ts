@@ -283,6 +283,11 @@ function envBytes(name: string, fallback: number): number {
   const v = process.env[name];
   return v !== undefined && /^\d+$/.test(v) ? Number(v) : fallback;
 }
+/**
+ * Hosts whose latest TLS session is kept for resuming the next connection to them (a ticket is a
+ * few hundred bytes to a few KB).
+ */
+export const TLS_SESSION_HOSTS = 1024;
 /** Slots of the heap ballast a run that downloads keeps (8 bytes each: 8 MiB); see runtime-tuning.ts. */
 export const HEAP_BALLAST_SLOTS = 1024 * 1024;
 

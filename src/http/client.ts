@@ -2,7 +2,9 @@ import type { BlockList } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
 import type { Agent, Dispatcher } from 'undici';
+import { TLS_SESSION_HOSTS } from '../config.js';
 import { cachedLookup } from './dns-cache.js';
+import { keepingSessions } from './tls-sessions.js';
 
 export interface ClientOptions {
   connectTimeout: number;
@@ -28,10 +30,6 @@ let undici: Promise<Undici> | null = null;
 export function loadUndici(): Promise<Undici> {
   // undici is CommonJS: bundled, its exports are the namespace's default.
   return (undici ??= import('undici').then((m: Undici & { default?: Undici }) => m.default ?? m));
-}
-
-export async function loadAgent(): Promise<typeof Agent> {
-  return (await loadUndici()).Agent;
 }
 
 /**
@@ -62,16 +60,26 @@ export function pemCertificates(text: string): string[] {
  */
 export async function createAgent(opts: ClientOptions): Promise<Agent> {
   opts.beforeFirstUse?.();
-  const UndiciAgent = await loadAgent();
+  const { Agent: UndiciAgent, buildConnector } = await loadUndici();
+  const allowH2 = opts.http2 ?? false;
+  // One connector for every origin (undici would make one per origin), so that a host's TLS
+  // session outlives its connection pool; the key of a session is the host, not the port.
+  const connect = buildConnector({
+    timeout: opts.connectTimeout,
+    lookup: cachedLookup(opts.blocked),
+    allowH2,
+    maxCachedSessions: TLS_SESSION_HOSTS,
+    ...(opts.ca ? { secureContext: trustWith(opts.ca) } : {}),
+  });
   return new UndiciAgent({
     connections: Math.max(4, opts.concurrency),
     keepAliveTimeout: 10_000,
     keepAliveMaxTimeout: 60_000,
     headersTimeout: opts.stallTimeout,
     bodyTimeout: opts.stallTimeout,
-    connect: { timeout: opts.connectTimeout, lookup: cachedLookup(opts.blocked), ...(opts.ca ? { secureContext: trustWith(opts.ca) } : {}) },
+    connect: keepingSessions(connect, TLS_SESSION_HOSTS),
     maxHeaderSize: 64 * 1024,
-    allowH2: opts.http2 ?? false,
+    allowH2,
   });
 }
 

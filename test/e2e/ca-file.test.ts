@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli, workspace, type Workspace } from '../helpers/cli.js';
@@ -18,12 +19,17 @@ describe('--ca-file', () => {
   let otherCa: string;
   const body = samplePdf('over tls', 40_000);
 
-  /** An HTTPS origin with a certificate of its own, and that certificate's file. */
-  async function tlsOrigin(name: string): Promise<{ server: Server; url: string; cert: string }> {
+  /**
+   * An HTTPS origin with a certificate of its own, and that certificate's file. With `closing`,
+   * every answer closes its connection and each handshake's resumption is noted in `resumed`.
+   */
+  async function tlsOrigin(name: string, closing?: { resumed: boolean[]; maxVersion?: 'TLSv1.2' }): Promise<{ server: Server; url: string; cert: string }> {
     const key = join(ws.dir, `${name}-key.pem`);
     const cert = join(ws.dir, `${name}-cert.pem`);
     execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', `/CN=${name}`, '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
-    const s = createServer({ key: await readFile(key), cert: await readFile(cert) }, (_req, res) => res.writeHead(200, { 'content-type': 'application/pdf', 'content-length': body.length }).end(body));
+    const headers = { 'content-type': 'application/pdf', 'content-length': body.length, ...(closing ? { connection: 'close' } : {}) };
+    const s = createServer({ key: await readFile(key), cert: await readFile(cert), maxVersion: closing?.maxVersion }, (_req, res) => res.writeHead(200, headers).end(body));
+    if (closing) s.on('secureConnection', (socket: TLSSocket) => closing.resumed.push(socket.isSessionReused()));
     await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
     return { server: s, url: `https://127.0.0.1:${(s.address() as AddressInfo).port}/paper.pdf`, cert };
   }
@@ -56,6 +62,22 @@ describe('--ca-file', () => {
     const res = await runCli(['download', manifest, '-o', join(ws.dir, 'd'), '--json', '-q', '--ca-file', caFile], { env: { NODE_EXTRA_CA_CERTS: otherCa } });
     expect(res.code).toBe(0);
     expect(res.records.map((r) => r.status).sort()).toEqual(['deduped', 'downloaded']);
+  });
+
+  it.each([['TLS 1.3'], ['TLS 1.2']])('a reconnection resumes the TLS session of the one before (%s)', async (version) => {
+    const resumed: boolean[] = [];
+    const closing = await tlsOrigin(`closing-${version.replace(' ', '')}`, { resumed, maxVersion: version === 'TLS 1.2' ? 'TLSv1.2' : undefined });
+    try {
+      const manifest = await ws.file(`closing-${version}.txt`, [1, 2, 3, 4, 5].map((i) => `${closing.url}?${i}\n`).join(''));
+      const res = await runCli(['download', manifest, '-o', join(ws.dir, `e-${version}`), '--json', '-q', '-c', '1', '--ca-file', closing.cert]);
+      expect(res.code).toBe(0);
+      expect(res.records.map((r) => r.status)).toEqual(['downloaded', 'deduped', 'deduped', 'deduped', 'deduped']);
+      // one full handshake, then each new connection (the server closed the last) resumes
+      expect(resumed).toEqual([false, true, true, true, true]);
+    } finally {
+      closing.server.closeAllConnections();
+      await new Promise((resolve) => closing.server.close(resolve));
+    }
   });
 
   it('a file without a readable certificate is a usage error before anything starts', async () => {
