@@ -1,15 +1,22 @@
-// The many-hosts origin: one node:http server on each of N loopback addresses (127.0.1.1 …),
-// each answering every request with a small PDF after a set latency. Runs as its own process, so
-// the arrival times it logs come from its own clock and event loop, not docstokg's.
-// Driven over IPC by many-hosts.js: {latency} starts a round, {collect} returns its log.
-import { createServer } from 'node:http';
+// The many-hosts origin: one server on each of N loopback addresses (127.0.1.1 …), each answering
+// every request with a small PDF after a set latency; node:http, or node:https given a certificate
+// and its key. Runs as its own process, so the arrival times it logs come from its own clock and
+// event loop, not docstokg's.
+// Driven over IPC by many-hosts.js: {latency} starts a round, {collect} returns its log (and, over
+// TLS, how many handshakes the round made and how many of them resumed a session).
+import { readFileSync } from 'node:fs';
+import { createServer as createHttp } from 'node:http';
+import { createServer as createHttps } from 'node:https';
 import { performance } from 'node:perf_hooks';
 
 const hosts = Number(process.argv[2] ?? 120);
 const port = Number(process.argv[3] ?? 18_090);
 let latency = Number(process.argv[4] ?? 200);
+const [certFile, keyFile] = process.argv.slice(5);
+const tls = certFile ? { cert: readFileSync(certFile), key: readFileSync(keyFile) } : null;
 /** one entry per request: [host index, arrival ms, end ms] */
 let log = [];
+let handshakes = { full: 0, resumed: 0 };
 
 function body(path) {
   // 16 KiB, distinct per path: every item is its own object.
@@ -19,7 +26,7 @@ function body(path) {
 
 const servers = [];
 for (let i = 0; i < hosts; i += 1) {
-  const server = createServer((req, res) => {
+  const answer = (req, res) => {
     const at = performance.timeOrigin + performance.now();
     const entry = [i, at, 0];
     log.push(entry);
@@ -30,7 +37,9 @@ for (let i = 0; i < hosts; i += 1) {
         entry[2] = performance.timeOrigin + performance.now();
       });
     }, latency);
-  });
+  };
+  const server = tls ? createHttps(tls, answer) : createHttp(answer);
+  if (tls) server.on('secureConnection', (socket) => (socket.isSessionReused() ? handshakes.resumed++ : handshakes.full++));
   server.keepAliveTimeout = 65_000;
   servers.push(new Promise((resolve) => server.listen(port, `127.0.1.${i + 1}`, resolve)));
 }
@@ -40,9 +49,10 @@ process.on('message', (m) => {
   if (m.latency !== undefined) {
     latency = m.latency;
     log = [];
+    handshakes = { full: 0, resumed: 0 };
     process.send({ started: true });
   } else if (m.collect) {
-    process.send({ log });
+    process.send({ log, handshakes });
   } else if (m.exit) {
     process.exit(0);
   }

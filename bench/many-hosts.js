@@ -5,11 +5,15 @@
 // clock) against the politeness bound
 //   max(items × latency / concurrency, (largest host's items − 1) / rate + latency)
 // and the most requests any host received in any one-second window, by the origin's clock.
-//   node bench/many-hosts.js [--runs 3] [--latencies 50,200,1000]
+// With --protocols http,https it runs over plain HTTP and then over HTTPS (one self-signed
+// certificate for every host, trusted with --ca-file), and reports the TLS handshakes the origin
+// saw and how many of them resumed a session.
+//   node bench/many-hosts.js [--runs 3] [--latencies 50,200,1000] [--protocols http,https]
 import { spawnSync, fork } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { makeCertificate } from './tls.js';
 
 const HOSTS = 120;
 const PORT = 18_090;
@@ -25,8 +29,8 @@ export function corpus() {
 }
 
 /** The manifest's lines in a fixed shuffled order (a seeded generator). */
-export function manifestLines(counts, port = PORT) {
-  const urls = counts.flatMap((n, h) => Array.from({ length: n }, (_, i) => `http://127.0.1.${h + 1}:${port}/w/${h}-${i}.pdf`));
+export function manifestLines(counts, port = PORT, scheme = 'http') {
+  const urls = counts.flatMap((n, h) => Array.from({ length: n }, (_, i) => `${scheme}://127.0.1.${h + 1}:${port}/w/${h}-${i}.pdf`));
   let seed = 42;
   const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
   for (let i = urls.length - 1; i > 0; i -= 1) {
@@ -52,12 +56,13 @@ export function maxInWindow(times, ms) {
   return best;
 }
 
+/** Sends `message` and resolves with the answer's `key`, or with the whole answer without one. */
 export function ask(child, message, key) {
   return new Promise((res) => {
     const on = (m) => {
-      if (m[key] !== undefined) {
+      if (key === undefined || m[key] !== undefined) {
         child.off('message', on);
-        res(m[key]);
+        res(key === undefined ? m : m[key]);
       }
     };
     child.on('message', on);
@@ -65,46 +70,52 @@ export function ask(child, message, key) {
   });
 }
 
-export async function manyHostsBenchmark({ root, out, bin, median, runs = 3, latencies = [50, 200, 1000] }) {
+export async function manyHostsBenchmark({ root, out, bin, median, runs = 3, latencies = [50, 200, 1000], protocol = 'http' }) {
   const dir = join(out, 'many-hosts');
   mkdirSync(dir, { recursive: true });
   const counts = corpus();
-  const manifest = join(dir, 'manifest.txt');
-  writeFileSync(manifest, `${manifestLines(counts).join('\n')}\n`);
+  const tls = protocol === 'https' ? makeCertificate(dir, { name: 'many-hosts', ips: counts.map((_, h) => `127.0.1.${h + 1}`) }) : null;
+  const manifest = join(dir, `manifest-${protocol}.txt`);
+  writeFileSync(manifest, `${manifestLines(counts, PORT, protocol).join('\n')}\n`);
   const rl = join(dir, 'ratelimits.yaml');
   writeFileSync(rl, `version: 1\ndefaults:\n  artifact: {rates: ["${RATE}/SECOND"], max_delay_ms: 2000, max_concurrent: ${PER_HOST}}\n`);
-  const origin = fork(join(root, 'bench', 'many-hosts-origin.js'), [String(HOSTS), String(PORT)], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  const originArgs = [String(HOSTS), String(PORT), '200', ...(tls ? [tls.cert, tls.key] : [])];
+  const origin = fork(join(root, 'bench', 'many-hosts-origin.js'), originArgs, { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
   await new Promise((res) => origin.once('message', res));
   const items = counts.reduce((a, b) => a + b, 0);
   const lines = [
-    `\n### many hosts: ${items} items over ${HOSTS} loopback hosts (largest ${Math.max(...counts)}), ${RATE}/s per host, -c ${CONCURRENCY} --per-host ${PER_HOST} (${runs} runs each)`,
+    `\n### many hosts${tls ? ' over HTTPS' : ''}: ${items} items over ${HOSTS} loopback hosts (largest ${Math.max(...counts)}), ${RATE}/s per host, -c ${CONCURRENCY} --per-host ${PER_HOST} (${runs} runs each)`,
     '',
-    '| server latency | bound | docstokg network time (median) | range | docstokg / bound | wall (median) | most requests to one host in any 1 s |',
-    '|---|---|---|---|---|---|---|',
+    `| server latency | bound | docstokg network time (median) | range | docstokg / bound | wall (median) | most requests to one host in any 1 s |${tls ? ' TLS handshakes (resumed), median |' : ''}`,
+    `|---|---|---|---|---|---|---|${tls ? '---|' : ''}`,
   ];
   try {
     for (const latency of latencies) {
       const nets = [];
       const walls = [];
+      const shakes = [];
       let worst = 0;
       for (let run = 0; run < runs; run += 1) {
         const o = join(dir, 'out');
         rmSync(o, { recursive: true, force: true });
         await ask(origin, { latency }, 'started');
         const t0 = performance.now();
-        const r = spawnSync('node', [bin, 'download', manifest, '-o', o, '-c', String(CONCURRENCY), '--per-host', String(PER_HOST), '--ratelimits', rl, '--no-progress', '-q', '--min-free', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+        const trust = tls ? ['--ca-file', tls.cert] : [];
+        const r = spawnSync('node', [bin, 'download', manifest, '-o', o, '-c', String(CONCURRENCY), '--per-host', String(PER_HOST), '--ratelimits', rl, '--no-progress', '-q', '--min-free', '0', ...trust], { stdio: ['ignore', 'ignore', 'pipe'] });
         walls.push(performance.now() - t0);
         if (r.status !== 0) throw new Error(`docstokg failed (${r.status}): ${r.stderr}`);
-        const log = await ask(origin, { collect: true }, 'log');
+        const { log, handshakes } = await ask(origin, { collect: true });
         if (log.length !== items) throw new Error(`expected ${items} requests, the origin saw ${log.length}`);
         const round = roundStats(log);
         nets.push(round.net);
+        shakes.push(handshakes);
         worst = Math.max(worst, round.worst);
       }
       const b = bound(counts, latency);
       const net = median(nets);
+      const shook = tls ? ` ${median(shakes.map((h) => h.full + h.resumed))} (${median(shakes.map((h) => h.resumed))}) |` : '';
       lines.push(
-        `| ${latency} ms | ${(b / 1000).toFixed(2)} s | ${(net / 1000).toFixed(2)} s | ${(Math.min(...nets) / 1000).toFixed(2)}-${(Math.max(...nets) / 1000).toFixed(2)} s | ${(net / b).toFixed(3)}× | ${(median(walls) / 1000).toFixed(2)} s | ${worst} (limit ${RATE}) |`,
+        `| ${latency} ms | ${(b / 1000).toFixed(2)} s | ${(net / 1000).toFixed(2)} s | ${(Math.min(...nets) / 1000).toFixed(2)}-${(Math.max(...nets) / 1000).toFixed(2)} s | ${(net / b).toFixed(3)}× | ${(median(walls) / 1000).toFixed(2)} s | ${worst} (limit ${RATE}) |${shook}`,
       );
       console.error(lines.at(-1));
     }
@@ -140,10 +151,13 @@ export function standalone() {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const { opt, paths } = standalone();
-  const md = await manyHostsBenchmark({
-    ...paths,
-    runs: Number(opt('runs', 3)),
-    latencies: opt('latencies', '50,200,1000').split(',').map(Number),
-  });
-  console.log(md);
+  for (const protocol of opt('protocols', 'http').split(',')) {
+    const md = await manyHostsBenchmark({
+      ...paths,
+      runs: Number(opt('runs', 3)),
+      latencies: opt('latencies', '50,200,1000').split(',').map(Number),
+      protocol,
+    });
+    console.log(md);
+  }
 }

@@ -179,9 +179,11 @@ try {
     }
   }
   if (MANY_HOSTS) {
-    const many = await manyHostsBenchmark({ root: ROOT, out: OUT, bin: BIN, median, runs: Math.min(RUNS, 3), latencies: LATENCIES });
-    out.push(many);
-    console.log(many);
+    for (const protocol of PROTOCOLS.filter((p) => p === 'http' || p === 'https')) {
+      const many = await manyHostsBenchmark({ root: ROOT, out: OUT, bin: BIN, median, runs: Math.min(RUNS, 3), latencies: LATENCIES, protocol });
+      out.push(many);
+      console.log(many);
+    }
   }
   if (FLEET) {
     const fleet = await fleetBenchmark({ root: ROOT, out: OUT, bin: BIN, median, runs: Math.min(RUNS, 3) });
