@@ -451,6 +451,8 @@ class TaskLane implements Lane {
   }
 
   async enter(host: string, signal: AbortSignal): Promise<Permit> {
+    // Its slots may already serve another task: a request now would exceed the caps.
+    if (this.offNet) throw new Error('a request after its task left the network');
     const first = this.permit;
     this.permit = null;
     if (first && first.host === host) return first;

@@ -122,6 +122,12 @@ async function transferInput(ctx: ItemContext, job: JobRow, candidate: Candidate
     gate: ctx.gate,
     holds: () => ctx.ledger.holds(job.key, ctx.owner, ctx.now()),
     onFreshPart: (row) => stream.fresh(row),
-    onBodyComplete: (body) => stream.done(body),
+    onBodyComplete: (body) => {
+      stream.done(body);
+      // The exchange is over and the body is the one wanted: its fsync and close are local work,
+      // which must not keep a network slot (and the host's) from the next transfer. A body that
+      // fails its expected digest keeps them: the item goes on to its next URL.
+      if (!job.expected_sha256 || body.sha256 === job.expected_sha256) ctx.offNetwork();
+    },
   };
 }
