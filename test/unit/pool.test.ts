@@ -130,6 +130,22 @@ describe('Pool (p-limit adapter)', () => {
     expect(finishing).toBe(0);
   });
 
+  it('refuses a request from a task that has left the network, whose slots another task may hold', async () => {
+    const pool = new Pool(1, 1, await gateWith(''), 16);
+    const refused: string[] = [];
+    await pool.add({
+      host: 'a',
+      abandon: () => {},
+      run: async (lane) => {
+        (await lane.enter('a', signal)).settle('success', null, null);
+        lane.offNetwork();
+        await lane.enter('a', signal).catch((err: Error) => refused.push(err.message));
+      },
+    });
+    await pool.drain();
+    expect(refused).toEqual(['a request after its task left the network']);
+  });
+
   it('gives a free network slot to a host with a backlog before hosts with little to do', async () => {
     // One network slot; "big" has 6 tasks (cap 1: a backlog), each "small" host has one.
     const pool = new Pool(1, 1, await gateWith(''), 64);
