@@ -25,5 +25,6 @@ export function keepingSessions(connect: Connect, hosts: number): Connect {
         if (held.size > hosts) held.delete(held.keys().next().value!);
       });
     }
+    return socket;
   };
 }

@@ -64,8 +64,9 @@ describe('download: 1,000 items end to end', () => {
     expect(res.code).toBe(0);
     expect(res.records).toHaveLength(2);
     const recs = byId(res.records);
-    expect(recs.get('a')!.status).toBe('downloaded');
-    expect(recs.get('b')).toMatchObject({ status: 'deduped', path: recs.get('a')!.path });
+    // Whichever is stored first is `downloaded`: the next transfer starts while an item finishes.
+    expect([recs.get('a')!.status, recs.get('b')!.status].sort()).toEqual(['deduped', 'downloaded']);
+    expect(recs.get('b')!.path).toBe(recs.get('a')!.path);
     expect(origin.requests.filter((r) => r.path === '/dup/a.pdf')).toHaveLength(1);
     const sha = sha256Hex(same);
     expect((await readdir(join(ws.out, sha.slice(0, 2)))).filter((f) => f.startsWith(sha))).toHaveLength(1);
