@@ -284,6 +284,12 @@ function envBytes(name: string, fallback: number): number {
   return v !== undefined && /^\d+$/.test(v) ? Number(v) : fallback;
 }
 /**
+ * Bytes a connection reads ahead of the body's consumer (undici's default is one TLS record, 16
+ * KiB). While a part's writes hold the body back, the socket keeps reading into this, and undici
+ * then parses what piled up in one piece rather than record by record.
+ */
+export const SOCKET_READ_AHEAD_BYTES = 256 * 1024;
+/**
  * Hosts whose latest TLS session is kept for resuming the next connection to them (a ticket is a
  * few hundred bytes to a few KB).
  */

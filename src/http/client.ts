@@ -2,7 +2,7 @@ import type { BlockList } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
 import type { Agent, Dispatcher } from 'undici';
-import { TLS_SESSION_HOSTS } from '../config.js';
+import { SOCKET_READ_AHEAD_BYTES, TLS_SESSION_HOSTS } from '../config.js';
 import { cachedLookup } from './dns-cache.js';
 import { keepingSessions } from './tls-sessions.js';
 
@@ -69,6 +69,9 @@ export async function createAgent(opts: ClientOptions): Promise<Agent> {
     lookup: cachedLookup(opts.blocked),
     allowH2,
     maxCachedSessions: TLS_SESSION_HOSTS,
+    // A socket's stream option, which undici's connector sets itself (to 16 KiB for TLS) and lets
+    // these options override; its types do not list it.
+    ...{ highWaterMark: SOCKET_READ_AHEAD_BYTES },
     ...(opts.ca ? { secureContext: trustWith(opts.ca) } : {}),
   });
   return new UndiciAgent({
