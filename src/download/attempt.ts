@@ -50,7 +50,7 @@ export async function attemptOnce(ctx: ItemContext, job: JobRow, candidate: Cand
     }
     const op = (stream = new StreamOp(ctx, job, found.partRow));
     const result = await transfer({ ...(await transferInput(ctx, job, candidate, found, conditional, op)), ...how }, facts);
-    const mismatch = !result.notModified && job.expected_sha256 && result.sha256 !== job.expected_sha256;
+    const mismatch = !result.notModified && !expected(job, result.sha256);
     if (mismatch) {
       record('checksum_mismatch', { sha256: result.sha256 });
       await discardPart(ctx, job);
@@ -67,6 +67,11 @@ export async function attemptOnce(ctx: ItemContext, job: JobRow, candidate: Cand
     else stream?.kept();
     return { candidate, facts, error: err };
   }
+}
+
+/** The digest is the one the manifest expects, or it expects none. */
+function expected(job: JobRow, sha256: string): boolean {
+  return !job.expected_sha256 || sha256 === job.expected_sha256;
 }
 
 /** Writes the attempt's row and its resume_decision event, with the facts as they stand then. */
@@ -127,7 +132,7 @@ async function transferInput(ctx: ItemContext, job: JobRow, candidate: Candidate
       // The exchange is over and the body is the one wanted: its fsync and close are local work,
       // which must not keep a network slot (and the host's) from the next transfer. A body that
       // fails its expected digest keeps them: the item goes on to its next URL.
-      if (!job.expected_sha256 || body.sha256 === job.expected_sha256) ctx.offNetwork();
+      if (expected(job, body.sha256)) ctx.offNetwork();
     },
   };
 }
