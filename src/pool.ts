@@ -187,7 +187,7 @@ export class Pool {
     let ran = false;
     try {
       if (task.claim && !(claimed = await task.claim())) return;
-      if (this.sharedCap) freePermit = await this.sharedPermit(task.host);
+      freePermit = await this.hostPermit(task.host);
       const first = await this.firstRequest(task.host);
       if (typeof first === 'string') task.abandon(first);
       else {
@@ -210,9 +210,14 @@ export class Pool {
     }
   }
 
-  /** One of the host's permits shared with the other processes; waits (polling) while all are held. */
-  private async sharedPermit(host: string): Promise<Free> {
-    const shared = this.sharedCap!;
+  /**
+   * One of the host's permits shared with the other processes (none to take without a shared
+   * ledger); waits (polling) while all are held.
+   * @internal
+   */
+  async hostPermit(host: string): Promise<Free> {
+    const shared = this.sharedCap;
+    if (!shared) return () => undefined;
     const cap = this.gate.maxConcurrent(host);
     // A host without a cap has nothing to share.
     if (cap >= Number.MAX_SAFE_INTEGER) return () => undefined;
@@ -426,6 +431,13 @@ async function pauseFor(ms: number, signal: AbortSignal): Promise<void> {
   }
 }
 
+/** A wait for a slot or permit that the run's stop ended is the item's interruption. */
+function stopping(signal: AbortSignal): (err: unknown) => never {
+  return (err) => {
+    throw err instanceof Stopped || signal.aborted ? new ItemError('interrupted', 'the run is stopping') : err;
+  };
+}
+
 /** Polling step for a redirect hop waiting for a slot of its host. */
 const HOP_POLL_MS = 20;
 
@@ -451,14 +463,13 @@ class TaskLane implements Lane {
   }
 
   async enter(host: string, signal: AbortSignal): Promise<Permit> {
-    // Its slots may already serve another task: a request now would exceed the caps.
-    if (this.offNet) throw new Error('a request after its task left the network');
     const first = this.permit;
     this.permit = null;
     if (first && first.host === host) return first;
     first?.settle(null, null, null);
     const gate = this.pool.gateRef;
     const deadline = Date.now() + gate.maxDelayMs(host);
+    if (this.offNet) await this.rejoin(deadline, signal);
     await this.holdHop(host, deadline, signal);
     for (;;) {
       const blocked = gate.check(host, undefined, this.network !== null);
@@ -473,9 +484,7 @@ class TaskLane implements Lane {
         continue;
       }
       if (!this.network) {
-        this.network = await this.pool.networkSlot(this.home, signal).catch((err: unknown) => {
-          throw err instanceof Stopped || signal.aborted ? new ItemError('interrupted', 'the run is stopping') : err;
-        });
+        this.network = await this.pool.networkSlot(this.home, signal).catch(stopping(signal));
         continue;
       }
       return gate.admit(host);
@@ -492,13 +501,14 @@ class TaskLane implements Lane {
     this.hop?.free();
     this.hop = null;
     if (host === this.home) return;
-    const slots = this.pool.slots;
+    this.hop = { host, free: await this.freeSlotOf(host, deadline, signal) };
+  }
+
+  /** A free slot of `host`, looked for again every HOP_POLL_MS until `deadline` (then Deferred). */
+  private async freeSlotOf(host: string, deadline: number, signal: AbortSignal): Promise<Free> {
     for (;;) {
-      const free = slots.tryHold(host, this.pool.hostCap(host));
-      if (free) {
-        this.hop = { host, free };
-        return;
-      }
+      const free = this.pool.slots.tryHold(host, this.pool.hostCap(host));
+      if (free) return free;
       if (Date.now() + HOP_POLL_MS > deadline) {
         this.pause();
         throw new Deferred(host, 'busy', HOP_POLL_MS);
@@ -506,6 +516,28 @@ class TaskLane implements Lane {
       this.pause();
       await pauseFor(HOP_POLL_MS, signal);
     }
+  }
+
+  /**
+   * Back to the network after leaving it, when something after the body (an fsync that timed
+   * out, say) is retried: the slots it gave back may serve other tasks now, so it takes a slot of
+   * its host (and the host's shared permit) again, the way a hop does, and stops finishing.
+   */
+  private async rejoin(deadline: number, signal: AbortSignal): Promise<void> {
+    const free = await this.freeSlotOf(this.home, deadline, signal);
+    let permit: Free;
+    try {
+      permit = await this.pool.hostPermit(this.home).catch(stopping(signal));
+    } catch (err) {
+      free();
+      throw err;
+    }
+    this.freeHome = () => {
+      free();
+      permit();
+    };
+    this.offNet = false;
+    this.pool.leaveFinishing();
   }
 
   pause(): void {

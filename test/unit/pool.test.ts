@@ -130,20 +130,51 @@ describe('Pool (p-limit adapter)', () => {
     expect(finishing).toBe(0);
   });
 
-  it('refuses a request from a task that has left the network, whose slots another task may hold', async () => {
-    const pool = new Pool(1, 1, await gateWith(''), 16);
-    const refused: string[] = [];
+  it('a task back from finishing takes its host\'s slot again: the host\'s cap holds', async () => {
+    const pool = new Pool(2, 1, await gateWith(''), 16);
+    const order: string[] = [];
+    let inFlight = 0;
+    let peak = 0;
+    const request = async (lane: Lane, name: string, ms: number): Promise<void> => {
+      const permit = await lane.enter('a', signal);
+      inFlight += 1;
+      peak = Math.max(peak, inFlight);
+      order.push(`${name} in`);
+      await sleep(ms);
+      inFlight -= 1;
+      order.push(`${name} out`);
+      permit.settle('success', null, null);
+    };
+    let bStarted!: () => void;
+    const bIn = new Promise<void>((resolve) => (bStarted = resolve));
     await pool.add({
       host: 'a',
       abandon: () => {},
       run: async (lane) => {
-        (await lane.enter('a', signal)).settle('success', null, null);
+        await request(lane, 'A', 5);
         lane.offNetwork();
-        await lane.enter('a', signal).catch((err: Error) => refused.push(err.message));
+        // Finishing, its host's one slot went to B; then something after the body is retried.
+        await bIn;
+        await request(lane, 'A again', 5);
+      },
+    });
+    await pool.add({
+      host: 'a',
+      abandon: () => {},
+      run: async (lane) => {
+        const permit = await lane.enter('a', signal);
+        inFlight += 1;
+        order.push('B in');
+        bStarted();
+        await sleep(40);
+        inFlight -= 1;
+        order.push('B out');
+        permit.settle('success', null, null);
       },
     });
     await pool.drain();
-    expect(refused).toEqual(['a request after its task left the network']);
+    expect(order).toEqual(['A in', 'A out', 'B in', 'B out', 'A again in', 'A again out']);
+    expect(peak).toBe(1);
   });
 
   it('gives a free network slot to a host with a backlog before hosts with little to do', async () => {
