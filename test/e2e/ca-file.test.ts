@@ -20,16 +20,17 @@ describe('--ca-file', () => {
   const body = samplePdf('over tls', 40_000);
 
   /**
-   * An HTTPS origin with a certificate of its own, and that certificate's file. With `closing`,
-   * every answer closes its connection and each handshake's resumption is noted in `resumed`.
+   * An HTTPS origin with a certificate of its own, and that certificate's file. With `watch`,
+   * each handshake is noted in `resumed` (whether it resumed a session), and with `close` every
+   * answer closes its connection.
    */
-  async function tlsOrigin(name: string, closing?: { resumed: boolean[]; maxVersion?: 'TLSv1.2' }): Promise<{ server: Server; url: string; cert: string }> {
+  async function tlsOrigin(name: string, watch?: { resumed: boolean[]; close: boolean; maxVersion?: 'TLSv1.2' }): Promise<{ server: Server; url: string; cert: string }> {
     const key = join(ws.dir, `${name}-key.pem`);
     const cert = join(ws.dir, `${name}-cert.pem`);
     execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', `/CN=${name}`, '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
-    const headers = { 'content-type': 'application/pdf', 'content-length': body.length, ...(closing ? { connection: 'close' } : {}) };
-    const s = createServer({ key: await readFile(key), cert: await readFile(cert), maxVersion: closing?.maxVersion }, (_req, res) => res.writeHead(200, headers).end(body));
-    if (closing) s.on('secureConnection', (socket: TLSSocket) => closing.resumed.push(socket.isSessionReused()));
+    const headers = { 'content-type': 'application/pdf', 'content-length': body.length, ...(watch?.close ? { connection: 'close' } : {}) };
+    const s = createServer({ key: await readFile(key), cert: await readFile(cert), maxVersion: watch?.maxVersion }, (_req, res) => res.writeHead(200, headers).end(body));
+    if (watch) s.on('secureConnection', (socket: TLSSocket) => watch.resumed.push(socket.isSessionReused()));
     await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
     return { server: s, url: `https://127.0.0.1:${(s.address() as AddressInfo).port}/paper.pdf`, cert };
   }
@@ -66,7 +67,7 @@ describe('--ca-file', () => {
 
   it.each([['TLS 1.3'], ['TLS 1.2']])('a reconnection resumes the TLS session of the one before (%s)', async (version) => {
     const resumed: boolean[] = [];
-    const closing = await tlsOrigin(`closing-${version.replace(' ', '')}`, { resumed, maxVersion: version === 'TLS 1.2' ? 'TLSv1.2' : undefined });
+    const closing = await tlsOrigin(`closing-${version.replace(' ', '')}`, { resumed, close: true, maxVersion: version === 'TLS 1.2' ? 'TLSv1.2' : undefined });
     try {
       const manifest = await ws.file(`closing-${version}.txt`, [1, 2, 3, 4, 5].map((i) => `${closing.url}?${i}\n`).join(''));
       const res = await runCli(['download', manifest, '-o', join(ws.dir, `e-${version}`), '--json', '-q', '-c', '1', '--ca-file', closing.cert]);
@@ -79,6 +80,21 @@ describe('--ca-file', () => {
     } finally {
       closing.server.closeAllConnections();
       await new Promise((resolve) => closing.server.close(resolve));
+    }
+  });
+
+  it('keeps its connection alive: five items one after another over one TLS handshake', async () => {
+    const resumed: boolean[] = [];
+    const kept = await tlsOrigin('keep-alive', { resumed, close: false });
+    try {
+      const manifest = await ws.file('kept.txt', [1, 2, 3, 4, 5].map((i) => `${kept.url}?${i}\n`).join(''));
+      const res = await runCli(['download', manifest, '-o', join(ws.dir, 'kept'), '--json', '-q', '-c', '1', '--ca-file', kept.cert]);
+      expect(res.code).toBe(0);
+      expect(res.records).toHaveLength(5);
+      expect(resumed).toEqual([false]);
+    } finally {
+      kept.server.closeAllConnections();
+      await new Promise((resolve) => kept.server.close(resolve));
     }
   });
 
