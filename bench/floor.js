@@ -1,25 +1,44 @@
 #!/usr/bin/env node
-// node bench/floor.js <url list> <out dir> [--h2] [--fsync]
+// node bench/floor.js <url list> <out dir> [--h2] [--fsync] [--threads N]
 // The least a Node.js client on docstokg's stack does for each verified file: one GET through
 // undici's dispatcher, SHA-256 of the body as it arrives, the body written to a part file, and a
 // rename to <out>/<ab>/<sha256>.pdf (with --fsync: the file and its directory fsynced first).
 // No ledger, records, policy, validation or resume. The benchmark runs it beside docstokg so
 // that what Node.js and undici alone cost on a set is measured in the same run as the peers.
+// --threads N: N worker threads, each with its own event loop, undici Agent, TLS, hashing and file
+// writes, sharing the 16 connections and taking every Nth URL; the main thread only waits. It
+// bounds from below what transfers on worker threads could cost on the machine at hand.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdir, open, rename } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Worker, isMainThread, workerData } from 'node:worker_threads';
 import { Agent } from 'undici';
 
 const CONCURRENCY = 16;
 /** Bytes queued for the part file at which the connection is paused until the queue is written. */
 const HIGH_WATER = 4 * 1024 * 1024;
 
-const [list, out, ...flags] = process.argv.slice(2);
+const [list, out, ...flags] = isMainThread ? process.argv.slice(2) : workerData.argv;
+const threadsAt = flags.indexOf('--threads');
+const threads = threadsAt >= 0 ? Number(flags[threadsAt + 1]) : 1;
+if (isMainThread && threads > 1) {
+  const argv = [list, out, ...flags];
+  await Promise.all(
+    Array.from({ length: threads }, (_, share) => new Promise((resolve, reject) => {
+      const w = new Worker(new URL(import.meta.url), { workerData: { argv, share } });
+      w.on('error', reject);
+      w.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`floor thread ${share} exited with ${code}`))));
+    })),
+  );
+  process.exit(0);
+}
+const share = isMainThread ? 0 : workerData.share;
+const connections = Math.max(1, Math.round(CONCURRENCY / threads));
 const durable = flags.includes('--fsync');
 const urls = readFileSync(list, 'utf8').split('\n').filter(Boolean);
 // --h2: HTTP/2 where the server offers it, as docstokg does.
-const agent = new Agent({ connections: CONCURRENCY, allowH2: flags.includes('--h2') });
+const agent = new Agent({ connections, allowH2: flags.includes('--h2') });
 const staging = join(out, '.staging');
 const shards = new Map();
 
@@ -106,11 +125,13 @@ async function place(part, sha) {
 }
 
 await mkdir(staging, { recursive: true });
-let next = 0;
+// This thread's URLs: every `threads`th, from its share on; part names stay unique across threads.
+let next = share;
 await Promise.all(
-  Array.from({ length: CONCURRENCY }, async () => {
+  Array.from({ length: connections }, async () => {
     while (next < urls.length) {
-      const i = next++;
+      const i = next;
+      next += threads;
       const part = join(staging, `${i}.part`);
       await place(part, await fetchTo(urls[i], part));
     }

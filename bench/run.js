@@ -21,6 +21,8 @@ const DATA = join(ROOT, 'bench', '.data');
 const OUT = join(ROOT, 'bench', '.out');
 const BIN = join(ROOT, 'bin', 'docstokg.js');
 const FLOOR = join(ROOT, 'bench', 'floor.js');
+/** The floor also runs on one thread per core: what transfers on worker threads would cost at least. */
+const THREADS = cpus().length;
 const CONCURRENCY = 16;
 
 const argv = process.argv.slice(2);
@@ -93,6 +95,7 @@ function tools(set, base, cert, h2) {
     'curl+sha256sum+sync': `${curl} && sha256sum ${dir}/* > /dev/null && sync`,
     ...(h2 ? { 'docstokg --http2': docstokg('--http2') } : {}),
     'node floor --fsync': floor('--fsync'),
+    ...(THREADS > 1 ? { [`node floor --fsync, ${THREADS} threads`]: floor(`--fsync --threads ${THREADS}`) } : {}),
     ...(has('aria2c') ? { 'aria2c+sync': `${aria} && sync` } : {}),
   };
   const pagecache = {
@@ -100,6 +103,7 @@ function tools(set, base, cert, h2) {
     curl,
     ...(h2 ? { 'docstokg --no-fsync --http2': docstokg('--no-fsync --http2') } : {}),
     'node floor': floor(''),
+    ...(THREADS > 1 ? { [`node floor, ${THREADS} threads`]: floor(`--threads ${THREADS}`) } : {}),
     ...(has('aria2c') ? { aria2c: aria } : {}),
     ...(has('wget') && set.name !== 'small' ? { 'wget (sequential)': wget } : {}),
   };
