@@ -83,4 +83,33 @@ describe('HTTP/2', () => {
     expect(res.records.every((r) => r.status === 'downloaded')).toBe(true);
     expect(new Set(seen.map((s) => s.version))).toEqual(new Set(['1.1']));
   });
+
+  it('--per-host bounds the streams in flight to a host, however few its connections', async () => {
+    // A second origin, HTTP/2 only, whose answers wait 150 ms, counting the streams open at once.
+    const slow = createSecureServer({ key: await readFile(join(ws.dir, 'key.pem')), cert: await readFile(caFile) }, (req, res) => {
+      const body = bodies[Number(/^\/(\d+)\.pdf$/.exec(req.url)?.[1])]!;
+      versions.add(req.httpVersion);
+      inFlight += 1;
+      most = Math.max(most, inFlight);
+      setTimeout(() => {
+        inFlight -= 1;
+        res.writeHead(200, { 'content-type': 'application/pdf', 'content-length': body.length }).end(body);
+      }, 150);
+    });
+    let inFlight = 0;
+    let most = 0;
+    const versions = new Set<string>();
+    await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
+    try {
+      const origin = `https://127.0.0.1:${(slow.address() as AddressInfo).port}`;
+      const list = await ws.file('slow.txt', bodies.slice(0, 12).map((_, i) => `${origin}/${i}.pdf\n`).join(''));
+      const res = await runCli(['download', list, '-o', join(ws.dir, 'c'), '--json', '-q', '--ca-file', caFile, '--http2', '-c', '8', '--per-host', '3']);
+      expect(res.code).toBe(0);
+      expect(res.records.filter((r) => r.status === 'downloaded')).toHaveLength(12);
+      expect(versions).toEqual(new Set(['2.0']));
+      expect(most).toBe(3);
+    } finally {
+      await new Promise((resolve) => slow.close(resolve));
+    }
+  });
 });
