@@ -290,8 +290,8 @@ function envBytes(name: string, fallback: number): number {
  */
 export const SOCKET_READ_AHEAD_BYTES = 256 * 1024;
 /**
- * Hosts whose latest TLS session is kept for resuming the next connection to them (a ticket is a
- * few hundred bytes to a few KB).
+ * Hosts (with their ports) whose latest TLS session is kept for resuming the next connection to
+ * them (a ticket is a few hundred bytes to a few KB).
  */
 export const TLS_SESSION_HOSTS = 1024;
 /** Slots of the heap ballast a run that downloads keeps (8 bytes each: 8 MiB); see runtime-tuning.ts. */

@@ -62,25 +62,28 @@ export async function createAgent(opts: ClientOptions): Promise<Agent> {
   opts.beforeFirstUse?.();
   const { Agent: UndiciAgent, buildConnector } = await loadUndici();
   const allowH2 = opts.http2 ?? false;
-  // One connector for every origin (undici would make one per origin), so that a host's TLS
-  // session outlives its connection pool; the key of a session is the host, not the port.
-  const connect = buildConnector({
-    timeout: opts.connectTimeout,
-    lookup: cachedLookup(opts.blocked),
-    allowH2,
-    maxCachedSessions: TLS_SESSION_HOSTS,
-    // A socket's stream option, which undici's connector sets itself (to 16 KiB for TLS) and lets
-    // these options override; its types do not list it.
-    ...{ highWaterMark: SOCKET_READ_AHEAD_BYTES },
-    ...(opts.ca ? { secureContext: trustWith(opts.ca) } : {}),
-  });
+  const secureContext = opts.ca ? trustWith(opts.ca) : null;
+  const lookup = cachedLookup(opts.blocked);
+  // Connectors shared by every origin (undici would make one per origin), so that a host's TLS
+  // session outlives its connection pool; one per HTTPS port (see tls-sessions.ts).
+  const connector = () =>
+    buildConnector({
+      timeout: opts.connectTimeout,
+      lookup,
+      allowH2,
+      maxCachedSessions: TLS_SESSION_HOSTS,
+      // A socket's stream option, which undici's connector sets itself (to 16 KiB for TLS) and lets
+      // these options override; its types do not list it.
+      ...{ highWaterMark: SOCKET_READ_AHEAD_BYTES },
+      ...(secureContext ? { secureContext } : {}),
+    });
   return new UndiciAgent({
     connections: Math.max(4, opts.concurrency),
     keepAliveTimeout: 10_000,
     keepAliveMaxTimeout: 60_000,
     headersTimeout: opts.stallTimeout,
     bodyTimeout: opts.stallTimeout,
-    connect: keepingSessions(connect, TLS_SESSION_HOSTS),
+    connect: keepingSessions(connector, TLS_SESSION_HOSTS),
     maxHeaderSize: 64 * 1024,
     allowH2,
   });

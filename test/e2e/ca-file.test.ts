@@ -83,6 +83,28 @@ describe('--ca-file', () => {
     }
   });
 
+  it('two servers of one host on different ports each resume their own sessions', async () => {
+    const first: boolean[] = [];
+    const second: boolean[] = [];
+    const a = await tlsOrigin('port-a', { resumed: first, close: true });
+    const b = await tlsOrigin('port-b', { resumed: second, close: true });
+    try {
+      const both = await ws.file('ports-ca.pem', (await readFile(a.cert, 'utf8')) + (await readFile(b.cert, 'utf8')));
+      const manifest = await ws.file('ports.txt', [1, 2, 3].map((i) => `${a.url}?${i}\n${b.url}?${i}\n`).join(''));
+      const res = await runCli(['download', manifest, '-o', join(ws.dir, 'ports'), '--json', '-q', '-c', '1', '--ca-file', both]);
+      expect(res.code).toBe(0);
+      expect(res.records).toHaveLength(6);
+      // Alternating, each server is never offered the other's session (which it could not resume).
+      expect(first).toEqual([false, true, true]);
+      expect(second).toEqual([false, true, true]);
+    } finally {
+      for (const o of [a, b]) {
+        o.server.closeAllConnections();
+        await new Promise((resolve) => o.server.close(resolve));
+      }
+    }
+  });
+
   it('keeps its connection alive: five items one after another over one TLS handshake', async () => {
     const resumed: boolean[] = [];
     const kept = await tlsOrigin('keep-alive', { resumed, close: false });
