@@ -34,7 +34,8 @@ if (isMainThread && threads > 1) {
   process.exit(0);
 }
 const share = isMainThread ? 0 : workerData.share;
-const connections = Math.max(1, Math.round(CONCURRENCY / threads));
+// The 16 connections split between the threads (the first ones take one more when N does not divide 16).
+const connections = Math.max(1, Math.floor(CONCURRENCY / threads) + (share < CONCURRENCY % threads ? 1 : 0));
 const durable = flags.includes('--fsync');
 const urls = readFileSync(list, 'utf8').split('\n').filter(Boolean);
 // --h2: HTTP/2 where the server offers it, as docstokg does.
