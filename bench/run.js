@@ -126,7 +126,7 @@ function measure(pairing, dir) {
 
 function report(title, set, results) {
   const bytes = set.files.length * set.size;
-  const lines = [`\n### ${title}: ${set.files.length} × ${set.label} (${RUNS} runs each, concurrency ${CONCURRENCY})`, '', '| tool | median wall | files/s | MB/s | peak RSS | docstokg / tool | tool / curl |', '|---|---|---|---|---|---|---|'];
+  const lines = [`\n### ${title}: ${set.files.length} × ${set.label} (${RUNS} runs each, concurrency ${CONCURRENCY})`, '', '| tool | median wall | files/s | MB/s | peak RSS | docstokg / tool | same round: median (range) | tool / curl |', '|---|---|---|---|---|---|---|---|'];
   // The pairing's first tool is docstokg and its second the curl reference the targets are set against.
   const [ours, reference] = Object.keys(results);
   const medianOf = (name) => median(results[name].map((r) => r.wallMs));
@@ -135,9 +135,19 @@ function report(title, set, results) {
     const rss = Math.max(...rs.map((r) => r.rssKiB)) / 1024;
     const ratio = name === ours ? '' : `${(medianOf(ours) / wall).toFixed(2)}×`;
     const vsCurl = name === reference ? '' : `${(wall / medianOf(reference)).toFixed(2)}×`;
-    lines.push(`| ${name} | ${(wall / 1000).toFixed(2)} s | ${(set.files.length / (wall / 1000)).toFixed(0)} | ${(bytes / 1e6 / (wall / 1000)).toFixed(0)} | ${rss.toFixed(0)} MB | ${ratio} | ${vsCurl} |`);
+    lines.push(`| ${name} | ${(wall / 1000).toFixed(2)} s | ${(set.files.length / (wall / 1000)).toFixed(0)} | ${(bytes / 1e6 / (wall / 1000)).toFixed(0)} | ${rss.toFixed(0)} MB | ${ratio} | ${name === ours ? '' : sameRound(results[ours], rs)} | ${vsCurl} |`);
   }
   return lines.join('\n');
+}
+
+/**
+ * docstokg's time over the tool's within each round (every tool runs once a round, one after
+ * another), as the median and range of those ratios: a machine whose speed drifts during a
+ * benchmark moves both times of a round together, which the ratio of two medians does not cancel.
+ */
+function sameRound(ours, theirs) {
+  const ratios = ours.map((r, i) => r.wallMs / theirs[i].wallMs);
+  return `${median(ratios).toFixed(2)}× (${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)})`;
 }
 
 /** One more run of each client over TLS, to read from nginx's log how it used connections. */
