@@ -86,6 +86,9 @@ describe('HTTP/2', () => {
 
   it('--per-host bounds the streams in flight to a host, however few its connections', async () => {
     // A second origin, HTTP/2 only, whose answers wait 150 ms, counting the streams open at once.
+    let inFlight = 0;
+    let most = 0;
+    const versions = new Set<string>();
     const slow = createSecureServer({ key: await readFile(join(ws.dir, 'key.pem')), cert: await readFile(caFile) }, (req, res) => {
       const body = bodies[Number(/^\/(\d+)\.pdf$/.exec(req.url)?.[1])]!;
       versions.add(req.httpVersion);
@@ -96,9 +99,6 @@ describe('HTTP/2', () => {
         res.writeHead(200, { 'content-type': 'application/pdf', 'content-length': body.length }).end(body);
       }, 150);
     });
-    let inFlight = 0;
-    let most = 0;
-    const versions = new Set<string>();
     await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
     try {
       const origin = `https://127.0.0.1:${(slow.address() as AddressInfo).port}`;
