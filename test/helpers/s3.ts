@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
@@ -30,6 +30,7 @@ export async function startS3(bucket = 'corpus'): Promise<S3Origin> {
   const dir = await mkdtemp(join(tmpdir(), 'docstokg-s3-'));
   const server = new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory: dir, configureBuckets: [{ name: bucket }] });
   const { port } = await server.run();
+  keepDirectories(server);
   const writes = new Map<string, number>();
   server.on('event', (e) => {
     for (const r of e.Records) if (r.eventName.startsWith('ObjectCreated')) writes.set(r.s3.object.key, (writes.get(r.s3.object.key) ?? 0) + 1);
@@ -65,6 +66,24 @@ export async function startS3(bucket = 'corpus'): Promise<S3Origin> {
       await server.close();
       await rm(dir, { recursive: true, force: true });
     },
+  };
+}
+
+type FilesystemStore = { deleteObject(bucket: string, key: string): Promise<void>; getResourcePath(bucket: string, key: string, resource: string): string };
+
+/**
+ * s3rver removes a directory that a delete leaves empty, which races a PUT under the same prefix
+ * from another process (the preflight objects of a fleet starting together): the PUT's file then
+ * cannot be opened, and the error escapes s3rver's write stream as an uncaught exception. S3 has
+ * no directories; here a delete removes the object's files and leaves the directories.
+ */
+function keepDirectories(server: S3rver): void {
+  const store = (server as unknown as { store: FilesystemStore }).store;
+  store.deleteObject = async (bucket, key) => {
+    const files = ['object', 'object.md5', 'metadata.json'].map((r) => store.getResourcePath(bucket, key, r));
+    await Promise.all(files.map((f) => unlink(f).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+    })));
   };
 }
 
