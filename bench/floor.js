@@ -13,7 +13,8 @@ import { readFileSync } from 'node:fs';
 import { mkdir, open, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Worker, isMainThread, workerData } from 'node:worker_threads';
-import { Agent } from 'undici';
+// undici's Agent alone, as docstokg loads it (src/http/undici.ts): its entry point loads all of undici.
+import Agent from 'undici/lib/dispatcher/agent.js';
 
 const CONCURRENCY = 16;
 /** Bytes queued for the part file at which the connection is paused until the queue is written. */

@@ -4,7 +4,7 @@ import { gateKey, type Role } from '../hosts/policy.js';
 import type { CacheStore } from '../ledger/types.js';
 import { MAX_REDIRECTS } from '../config.js';
 import { toItemError } from './classify.js';
-import { loadUndici } from './client.js';
+import { loadUndici } from './undici.js';
 import type { RequestGate, RequestPermit } from './request-gate.js';
 import { parseRetryAfter } from './retry-after.js';
 import type { UrlPolicy } from './url-policy.js';
@@ -95,16 +95,16 @@ function settling(handler: Handler, permit: RequestPermit): Handler {
  * asks to wait (Deferred), a lost lease or an interruption passes through unchanged.
  */
 export async function cachedGet(ctx: CachedGetContext, url: string, role: Role, maxBytes: number): Promise<CachedAnswer> {
-  const { interceptors } = await loadUndici();
+  const { cache, redirect, request } = await loadUndici();
   const dispatcher = ctx.dispatcher.compose(
     gated(ctx, role),
-    interceptors.cache({ store: ctx.cache.store, cacheByDefault: ctx.cache.ttlS, type: 'private', methods: ['GET'] }),
-    interceptors.redirect({ maxRedirections: MAX_REDIRECTS }),
+    cache({ store: ctx.cache.store, cacheByDefault: ctx.cache.ttlS, type: 'private', methods: ['GET'] }),
+    redirect({ maxRedirections: MAX_REDIRECTS }),
   );
   const target = new URL(url);
   let res: Dispatcher.ResponseData;
   try {
-    res = await dispatcher.request({ origin: target.origin, path: target.pathname + target.search, method: 'GET', headers: ctx.headers, signal: ctx.signal });
+    res = await request.call(dispatcher, { origin: target.origin, path: target.pathname + target.search, method: 'GET', headers: ctx.headers, signal: ctx.signal });
   } catch (err) {
     throw lookupFailure(err);
   }

@@ -4,6 +4,7 @@ import { createSecureContext, rootCertificates, type SecureContext } from 'node:
 import type { Agent, Dispatcher } from 'undici';
 import { SOCKET_READ_AHEAD_BYTES, TLS_SESSION_HOSTS } from '../config.js';
 import { cachedLookup } from './dns-cache.js';
+import { loadUndici } from './undici.js';
 import { keepingSessions } from './tls-sessions.js';
 
 export interface ClientOptions {
@@ -18,18 +19,6 @@ export interface ClientOptions {
   http2?: boolean;
   /** called once, before undici loads: the run's process-wide tuning (see runtime-tuning.ts) */
   beforeFirstUse?: () => void;
-}
-
-type Undici = typeof import('undici');
-let undici: Promise<Undici> | null = null;
-
-/**
- * undici is loaded on first use, through its public entry point: a run with nothing to fetch,
- * such as a cron re-run of a finished manifest, never pays for it.
- */
-export function loadUndici(): Promise<Undici> {
-  // undici is CommonJS: bundled, its exports are the namespace's default.
-  return (undici ??= import('undici').then((m: Undici & { default?: Undici }) => m.default ?? m));
 }
 
 /**
