@@ -4,7 +4,7 @@ import { gateKey, type Role } from '../hosts/policy.js';
 import type { CacheStore } from '../ledger/types.js';
 import { MAX_REDIRECTS } from '../config.js';
 import { toItemError } from './classify.js';
-import { loadUndici } from './undici.js';
+import { loadLookups } from './undici.js';
 import type { RequestGate, RequestPermit } from './request-gate.js';
 import { parseRetryAfter } from './retry-after.js';
 import type { UrlPolicy } from './url-policy.js';
@@ -95,7 +95,7 @@ function settling(handler: Handler, permit: RequestPermit): Handler {
  * asks to wait (Deferred), a lost lease or an interruption passes through unchanged.
  */
 export async function cachedGet(ctx: CachedGetContext, url: string, role: Role, maxBytes: number): Promise<CachedAnswer> {
-  const { cache, redirect, request } = await loadUndici();
+  const { cache, redirect, request } = await loadLookups();
   const dispatcher = ctx.dispatcher.compose(
     gated(ctx, role),
     cache({ store: ctx.cache.store, cacheByDefault: ctx.cache.ttlS, type: 'private', methods: ['GET'] }),

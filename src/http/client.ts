@@ -4,7 +4,7 @@ import { createSecureContext, rootCertificates, type SecureContext } from 'node:
 import type { Agent, Dispatcher } from 'undici';
 import { SOCKET_READ_AHEAD_BYTES, TLS_SESSION_HOSTS } from '../config.js';
 import { cachedLookup } from './dns-cache.js';
-import { loadUndici } from './undici.js';
+import { loadTransport } from './undici.js';
 import { keepingSessions } from './tls-sessions.js';
 
 export interface ClientOptions {
@@ -61,7 +61,7 @@ export function pemCertificates(text: string): string[] {
  */
 export async function createAgent(opts: ClientOptions): Promise<Agent> {
   opts.beforeFirstUse?.();
-  const { Agent: UndiciAgent, buildConnector } = await loadUndici();
+  const { Agent: UndiciAgent, buildConnector } = await loadTransport();
   const allowH2 = opts.http2 ?? false;
   const secureContext = opts.ca ? trustWith(opts.ca) : null;
   const lookup = cachedLookup(opts.blocked);
