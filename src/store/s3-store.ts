@@ -125,7 +125,25 @@ export class S3Store implements ObjectStore {
     return (await this.size(sha256)) !== null;
   }
 
+  /**
+   * Places in this process, by digest: the same bytes under two URLs finishing together would
+   * otherwise both find no object and both upload it (a service that ignores If-None-Match keeps
+   * both puts). The second waits for the first, then finds its object: a dedup, one upload.
+   */
+  private readonly placing = new Map<string, Promise<unknown>>();
+
   async place(part: string, sha256: string, identity: string | null): Promise<Finalized | 'not-ours'> {
+    const before = this.placing.get(sha256);
+    const mine = (before ? before.catch(() => undefined) : Promise.resolve()).then(() => this.placeNow(part, sha256, identity));
+    this.placing.set(sha256, mine);
+    try {
+      return await mine;
+    } finally {
+      if (this.placing.get(sha256) === mine) this.placing.delete(sha256);
+    }
+  }
+
+  private async placeNow(part: string, sha256: string, identity: string | null): Promise<Finalized | 'not-ours'> {
     // The part is opened, and checked to be the file this holder wrote, before anything is sent:
     // a successor's part found at that path is never uploaded; through this handle, a successor
     // that unlinks and rewrites the path cannot change what goes up.

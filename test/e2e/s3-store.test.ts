@@ -53,6 +53,20 @@ describe('an s3:// store', () => {
     expect(objectWrites().every((n) => n === 1)).toBe(true);
   });
 
+  it('the same bytes under many URLs finishing together are uploaded once: one downloaded, the rest deduped', async () => {
+    // s3rver ignores If-None-Match: only the process's own ordering keeps the second put away.
+    const body = samplePdf('s3 twins', 300_000);
+    const urls = Array.from({ length: 8 }, (_, i) => {
+      at.origin.set(`/twin-${i}.pdf`, { body });
+      return at.origin.url(`/twin-${i}.pdf`);
+    });
+    const manifest = await at.ws.file('s3-twins.txt', `${urls.join('\n')}\n`);
+    const res = await runCli(['download', manifest, ...args('twins.sqlite'), '--json', '-q', '-c', '8', '--per-host', '8'], { env: env() });
+    expect(res.code).toBe(0);
+    expect(res.records.map((r) => r.status).sort()).toEqual(['deduped', 'deduped', 'deduped', 'deduped', 'deduped', 'deduped', 'deduped', 'downloaded']);
+    expect(at.s3.writes.get(`pdfs/${sha256(body).slice(0, 2)}/${sha256(body)}.pdf`)).toBe(1);
+  });
+
   it('reconcile --verify re-hashes the objects in the bucket and requeues a corrupt one', async () => {
     const ok = await runCli(['reconcile', ...args('a.sqlite'), '--verify', '--json'], { env: env() });
     expect(ok.code).toBe(0);
