@@ -61,10 +61,12 @@ describe('an s3:// store', () => {
       return at.origin.url(`/twin-${i}.pdf`);
     });
     const manifest = await at.ws.file('s3-twins.txt', `${urls.join('\n')}\n`);
-    const res = await runCli(['download', manifest, ...args('twins.sqlite'), '--json', '-q', '-c', '8', '--per-host', '8'], { env: env() });
+    // A prefix of its own: the other tests count the objects under pdfs/.
+    const to = ['-o', `s3://${at.s3.bucket}/twins`, '--s3-endpoint', at.s3.endpoint, '--db', join(at.ws.dir, 'twins.sqlite')];
+    const res = await runCli(['download', manifest, ...to, '--json', '-q', '-c', '8', '--per-host', '8'], { env: env() });
     expect(res.code).toBe(0);
     expect(res.records.map((r) => r.status).sort()).toEqual(['deduped', 'deduped', 'deduped', 'deduped', 'deduped', 'deduped', 'deduped', 'downloaded']);
-    expect(at.s3.writes.get(`pdfs/${sha256(body).slice(0, 2)}/${sha256(body)}.pdf`)).toBe(1);
+    expect(at.s3.writes.get(`twins/${sha256(body).slice(0, 2)}/${sha256(body)}.pdf`)).toBe(1);
   });
 
   it('reconcile --verify re-hashes the objects in the bucket and requeues a corrupt one', async () => {
