@@ -34,9 +34,15 @@ function trustWith(ca: string): SecureContext {
   // The native context's addCACert is what Node.js's own `ca` option calls for each certificate.
   const native = (context as { context?: { addCACert?: (pem: string) => void } }).context;
   if (typeof native?.addCACert !== 'function') return createSecureContext({ ca: [...rootCertificates, ...extra, ca] });
-  for (const pem of [...extra, ca]) native.addCACert(pem);
+  // A system bundle given as NODE_EXTRA_CA_CERTS mostly repeats the bundled roots, which the copied
+  // store holds already: only the others are parsed and added.
+  const bundled = new Set(rootCertificates.map(base64Of));
+  for (const pem of [...extra.filter((c) => !bundled.has(base64Of(c))), ca]) native.addCACert(pem);
   return context;
 }
+
+/** A PEM certificate's base64 alone: the same certificate whatever its line breaks. */
+const base64Of = (pem: string): string => pem.replace(/-----[^-]+-----|\s+/g, '');
 
 /** The text of NODE_EXTRA_CA_CERTS, which a `ca` option would otherwise replace. */
 function extraCaCerts(): string {

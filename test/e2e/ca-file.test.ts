@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import type { TLSSocket } from 'node:tls';
+import { rootCertificates, type TLSSocket } from 'node:tls';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli, workspace, type Workspace } from '../helpers/cli.js';
@@ -60,7 +60,9 @@ describe('--ca-file', () => {
 
   it('trusts NODE_EXTRA_CA_CERTS beside it, as without it', async () => {
     const manifest = await ws.file('both.txt', `${url}\n${otherUrl}?2\n`);
-    const res = await runCli(['download', manifest, '-o', join(ws.dir, 'd'), '--json', '-q', '--ca-file', caFile], { env: { NODE_EXTRA_CA_CERTS: otherCa } });
+    // As a system bundle: roots Node.js bundles too, then one of its own.
+    const bundle = await ws.file('bundle.pem', `${rootCertificates.slice(0, 20).join('\n')}\n${await readFile(otherCa, 'utf8')}`);
+    const res = await runCli(['download', manifest, '-o', join(ws.dir, 'd'), '--json', '-q', '--ca-file', caFile], { env: { NODE_EXTRA_CA_CERTS: bundle } });
     expect(res.code).toBe(0);
     expect(res.records.map((r) => r.status).sort()).toEqual(['deduped', 'downloaded']);
   });
