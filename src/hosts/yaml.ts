@@ -37,6 +37,14 @@ export function hostKey(k: string, w: Where): string {
   return host;
 }
 
+/**
+ * The shipped config files as JSON, keyed by their YAML text, put in by the bundle's build
+ * (scripts/bundle.js); absent when the modules run unbundled. A cold YAML parser spends several
+ * milliseconds on each file, and every run reads the defaults.
+ */
+declare const DOCSTOKG_SHIPPED_YAML: Record<string, string> | undefined;
+const shipped: Record<string, string> = typeof DOCSTOKG_SHIPPED_YAML === 'undefined' ? {} : DOCSTOKG_SHIPPED_YAML;
+
 export function readYaml(file: string): unknown {
   let text: string;
   try {
@@ -44,6 +52,8 @@ export function readYaml(file: string): unknown {
   } catch (err) {
     throw new UsageError(`${file}: cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
+  // The very text of a shipped file: its value, parsed when the bundle was built.
+  if (Object.hasOwn(shipped, text)) return JSON.parse(shipped[text]!) as unknown;
   try {
     return parse(text);
   } catch (err) {

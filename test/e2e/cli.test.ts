@@ -43,6 +43,8 @@ describe('cli: inputs, exit codes, status and export', () => {
 
   it('exit 2 for usage errors, naming the flag or file, with nothing started', async () => {
     const m = await ws.file('u.jsonl', jsonl([{ url: origin.url('/c/0.pdf') }]));
+    const shippedBreakers = await readFile(join(import.meta.dirname, '../../config/breakers.default.yaml'), 'utf8');
+    expect(shippedBreakers).toContain('fail_max: 5');
     const out = join(ws.dir, 'never');
     const cases: [string[], Record<string, string>, RegExp][] = [
       [['download', m, '-o', out, '--concurrency', '0'], {}, /--concurrency/],
@@ -58,6 +60,8 @@ describe('cli: inputs, exit codes, status and export', () => {
       [['download', m, '-o', out, '--breakers', await ws.file('br.yaml', 'defaults: {reset_timeout_s: 0}\n')], {}, /br\.yaml: defaults\.reset_timeout_s: must be at least/],
       [['download', m, '-o', out, '--breakers', await ws.file('syn.yaml', 'defaults: {fail_max: 3\n')], {}, /syn\.yaml: line \d+ YAML syntax error/],
       [['download', m, '-o', out, '--min-speed', 'fast'], {}, /--min-speed/],
+      // A shipped config edited: the bundle knows the shipped files parsed, by their exact text.
+      [['download', m, '-o', out, '--breakers', await ws.file('edited.yaml', shippedBreakers.replace('fail_max: 5', 'fail_max: 0'))], {}, /edited\.yaml: defaults\.fail_max: must be at least 1/],
     ];
     for (const [args, env, message] of cases) {
       const res = await runCli(args, { env });
