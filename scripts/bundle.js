@@ -10,9 +10,10 @@ import { parse } from 'yaml';
 const shippedYaml = {};
 for (const name of readdirSync('config').filter((n) => n.endsWith('.yaml'))) {
   const text = readFileSync(`config/${name}`, 'utf8');
-  const json = JSON.stringify(parse(text));
+  const value = parse(text);
+  const json = JSON.stringify(value);
   // Only what JSON carries unchanged: a value it would alter is parsed at run time instead.
-  if (isDeepStrictEqual(JSON.parse(json), parse(text))) shippedYaml[text] = json;
+  if (isDeepStrictEqual(JSON.parse(json), value)) shippedYaml[text] = json;
 }
 
 // Chunk names carry a content hash: a stale chunk would otherwise stay beside the new ones.
