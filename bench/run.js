@@ -3,10 +3,10 @@
 // Measures docstokg against curl --parallel, aria2c, wget and a Node.js floor (floor.js) on the
 // same sets, served by a local nginx (a node:http static server when nginx is not installed) over
 // plain HTTP, HTTPS with HTTP/1.1 only, and HTTPS offering HTTP/2 (self-signed certificate).
-// Outputs are deleted and `sync` run before every timed run; tools alternate; medians and ratios
-// come from the same run.
+// Every timed run writes into a new directory after a `sync` (outputs.js: earlier outputs are
+// moved aside, not deleted); tools alternate; medians and ratios come from the same run.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { sets, makeFile, makeSets } from './datasets.js';
@@ -15,6 +15,7 @@ import { scaleBenchmarks } from './scale.js';
 import { manyHostsBenchmark } from './many-hosts.js';
 import { fleetBenchmark } from './fleet.js';
 import { s3Benchmark } from './s3.js';
+import { Outputs } from './outputs.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const DATA = join(ROOT, 'bench', '.data');
@@ -58,11 +59,8 @@ function timed(cmd, env = {}) {
   return { wallMs, rssKiB: Number(readFileSync(rssFile, 'utf8').trim().split('\n').pop()) };
 }
 
-function fresh(dir) {
-  rmSync(dir, { recursive: true, force: true });
-  mkdirSync(dir, { recursive: true });
-  execFileSync('sync');
-}
+const outputs = new Outputs(OUT);
+const fresh = (dir, bytes) => outputs.fresh(dir, bytes);
 
 /** The flags that make each client trust the bench's certificate (none over plain HTTP). */
 function trust(cert) {
@@ -107,20 +105,21 @@ function tools(set, base, cert, h2) {
     ...(has('aria2c') ? { aria2c: aria } : {}),
     ...(has('wget') && set.name !== 'small' ? { 'wget (sequential)': wget } : {}),
   };
-  return { dir, manifest, durable, pagecache };
+  return { dir, manifest, durable, pagecache, bytes: set.files.length * set.size };
 }
 
-function measure(pairing, dir) {
+function measure(pairing, dir, bytes) {
   const names = Object.keys(pairing);
   const results = Object.fromEntries(names.map((n) => [n, []]));
   for (let run = 0; run < RUNS; run += 1) {
     // Alternate the order so no tool always runs first (or right after another's writeback).
     const order = run % 2 ? [...names].reverse() : names;
     for (const name of order) {
-      fresh(dir);
+      fresh(dir, bytes);
       results[name].push(timed(pairing[name]));
     }
   }
+  outputs.clear();
   return results;
 }
 
@@ -154,12 +153,13 @@ function sameRound(ours, theirs) {
 function connections(t, tlsLog) {
   const lines = ['', '| client | requests | connections | TLS sessions resumed | HTTP versions |', '|---|---|---|---|---|'];
   for (const [name, cmd] of Object.entries(t.pagecache)) {
-    fresh(t.dir);
+    fresh(t.dir, t.bytes);
     writeFileSync(tlsLog, '');
     timed(cmd);
     const u = connectionUse(tlsLog);
     lines.push(`| ${name} | ${u.requests} | ${u.connections} | ${u.resumed} | ${u.protocols} |`);
   }
+  outputs.clear();
   return lines.join('\n');
 }
 
@@ -169,15 +169,16 @@ makeSets(DATA, SETS);
 if (SCALE) makeFile(DATA, 'large', 0);
 const server = await startServer(DATA, OUT);
 console.log(`origin: ${server.kind} on ${server.base}`);
+if (!outputs.spreads) console.log('chattr +T failed: output directories are placed beside earlier ones (see bench/outputs.js)');
 const out = [];
 try {
   for (const proto of PROTOCOLS.filter((p) => server.bases[p])) {
     for (const name of SETS) {
       const set = sets[name];
       const t = tools(set, server.bases[proto], proto === 'http' ? null : server.cert, proto === 'h2');
-      out.push(report(`durable, ${PROTOCOL_LABEL[proto]}`, set, measure(t.durable, t.dir)));
+      out.push(report(`durable, ${PROTOCOL_LABEL[proto]}`, set, measure(t.durable, t.dir, t.bytes)));
       console.log(out.at(-1));
-      out.push(report(`page cache, ${PROTOCOL_LABEL[proto]}`, set, measure(t.pagecache, t.dir)));
+      out.push(report(`page cache, ${PROTOCOL_LABEL[proto]}`, set, measure(t.pagecache, t.dir, t.bytes)));
       console.log(out.at(-1));
       if (proto !== 'http') {
         out.push(connections(t, server.tlsLog));
