@@ -5,7 +5,7 @@
 // plain HTTP, HTTPS with HTTP/1.1 only, and HTTPS offering HTTP/2 (self-signed certificate).
 // Every timed run writes into a new directory after a `sync` (outputs.js: earlier outputs are
 // moved aside, not deleted); tools alternate; medians and ratios come from the same run.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
