@@ -216,6 +216,7 @@ try {
   }
 } finally {
   await server.close();
+  outputs.clear();
 }
 writeFileSync(join(OUT, 'results.md'), `${out.join('\n')}\n`);
 console.log(`\nwritten to ${join(OUT, 'results.md')}`);
