@@ -3,8 +3,8 @@
 // Measures docstokg against curl --parallel, aria2c, wget and a Node.js floor (floor.js) on the
 // same sets, served by a local nginx (a node:http static server when nginx is not installed) over
 // plain HTTP, HTTPS with HTTP/1.1 only, and HTTPS offering HTTP/2 (self-signed certificate).
-// Every timed run writes into a new directory after a `sync` (outputs.js: earlier outputs are
-// moved aside, not deleted); tools alternate; medians and ratios come from the same run.
+// Every timed run writes into a new directory after a `sync` (outputs.js says where and why);
+// tools alternate; medians and ratios come from the same run.
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
@@ -60,7 +60,7 @@ function timed(cmd, env = {}) {
 }
 
 const outputs = new Outputs(OUT);
-const fresh = (dir, bytes) => outputs.fresh(dir, bytes);
+const fresh = (dir) => outputs.fresh(dir);
 
 /** The flags that make each client trust the bench's certificate (none over plain HTTP). */
 function trust(cert) {
@@ -105,21 +105,20 @@ function tools(set, base, cert, h2) {
     ...(has('aria2c') ? { aria2c: aria } : {}),
     ...(has('wget') && set.name !== 'small' ? { 'wget (sequential)': wget } : {}),
   };
-  return { dir, manifest, durable, pagecache, bytes: set.files.length * set.size };
+  return { dir, manifest, durable, pagecache };
 }
 
-function measure(pairing, dir, bytes) {
+function measure(pairing, dir) {
   const names = Object.keys(pairing);
   const results = Object.fromEntries(names.map((n) => [n, []]));
   for (let run = 0; run < RUNS; run += 1) {
     // Alternate the order so no tool always runs first (or right after another's writeback).
     const order = run % 2 ? [...names].reverse() : names;
     for (const name of order) {
-      fresh(dir, bytes);
+      fresh(dir);
       results[name].push(timed(pairing[name]));
     }
   }
-  outputs.clear();
   return results;
 }
 
@@ -153,13 +152,12 @@ function sameRound(ours, theirs) {
 function connections(t, tlsLog) {
   const lines = ['', '| client | requests | connections | TLS sessions resumed | HTTP versions |', '|---|---|---|---|---|'];
   for (const [name, cmd] of Object.entries(t.pagecache)) {
-    fresh(t.dir, t.bytes);
+    fresh(t.dir);
     writeFileSync(tlsLog, '');
     timed(cmd);
     const u = connectionUse(tlsLog);
     lines.push(`| ${name} | ${u.requests} | ${u.connections} | ${u.resumed} | ${u.protocols} |`);
   }
-  outputs.clear();
   return lines.join('\n');
 }
 
@@ -176,9 +174,9 @@ try {
     for (const name of SETS) {
       const set = sets[name];
       const t = tools(set, server.bases[proto], proto === 'http' ? null : server.cert, proto === 'h2');
-      out.push(report(`durable, ${PROTOCOL_LABEL[proto]}`, set, measure(t.durable, t.dir, t.bytes)));
+      out.push(report(`durable, ${PROTOCOL_LABEL[proto]}`, set, measure(t.durable, t.dir)));
       console.log(out.at(-1));
-      out.push(report(`page cache, ${PROTOCOL_LABEL[proto]}`, set, measure(t.pagecache, t.dir, t.bytes)));
+      out.push(report(`page cache, ${PROTOCOL_LABEL[proto]}`, set, measure(t.pagecache, t.dir)));
       console.log(out.at(-1));
       if (proto !== 'http') {
         out.push(connections(t, server.tlsLog));
