@@ -147,8 +147,8 @@ export async function discardPart(ctx: OpsContext, job: JobRow): Promise<void> {
 
 /**
  * The stream op of one attempt's part. A large body (or one of unknown length) stores its part row
- * and begins its op before its first byte, which waits for that commit: a large part on disk
- * always has its validators. A body declared smaller than DURABLE_PART_BYTES has both written when
+ * and begins its op before its first byte, which waits for the group commit that holds them: a
+ * large part on disk always has its validators. A body declared smaller than DURABLE_PART_BYTES has both written when
  * it ends (or when its attempt fails and keeps the part): two ledger writes fewer a file; a kill
  * in the middle leaves a part without validators, which the next run continues through the
  * overlap check or fetches again (at most that many bytes).
@@ -174,7 +174,9 @@ export class StreamOp {
     ctx.ledger.savePart(job.key, row, ctx.now());
     this.key = streamOpKey(job.key, row);
     ctx.ledger.beginOp(this.key, job.key, 'stream', ctx.owner, ctx.now(), row.url);
-    return ctx.ledger.committed();
+    // The bytes queue in memory (up to GATED_QUEUE_BYTES) until the group's own commit: a commit
+    // forced for each large body cost more of the event loop than the wait costs the body.
+    return ctx.ledger.committed('with-group');
   }
 
   /**
