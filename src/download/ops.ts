@@ -148,10 +148,10 @@ export async function discardPart(ctx: OpsContext, job: JobRow): Promise<void> {
 /**
  * The stream op of one attempt's part. A large body (or one of unknown length) stores its part row
  * and begins its op before its first byte, which waits for the group commit that holds them: a
- * large part on disk always has its validators. A body declared smaller than DURABLE_PART_BYTES has both written when
- * it ends (or when its attempt fails and keeps the part): two ledger writes fewer a file; a kill
- * in the middle leaves a part without validators, which the next run continues through the
- * overlap check or fetches again (at most that many bytes).
+ * large part on disk always has its validators. A body declared smaller than DURABLE_PART_BYTES
+ * has both written when it ends (or when its attempt fails and keeps the part): two ledger writes
+ * fewer a file; a kill in the middle leaves a part without validators, which the next run
+ * continues through the overlap check or fetches again (at most that many bytes).
  */
 export class StreamOp {
   private key: string | null;
