@@ -92,7 +92,6 @@ describe('processes on one PostgreSQL ledger', () => {
     // finishes, and until its finalize op is committed it is on the way too.)
     const full = env.origin.requests.filter((q) => q.path.startsWith('/k/') && q.status === 200);
     const byVictim = new Set(full.filter((q) => q.headers['user-agent'] === 'victim').map((q) => q.path));
-    expect(byVictim.size).toBeGreaterThan(0);
     const byOthers = full.filter((q) => q.headers['user-agent'] !== 'victim').map((q) => q.path);
     expect(byOthers.length - new Set(byOthers).size).toBe(0);
     expect(new Set([...byVictim, ...byOthers]).size).toBe(N);

@@ -63,7 +63,6 @@ describe.each(LEDGERS)('politeness across processes on one %s ledger', (name, le
     expect(maxInWindow(at, 1000 - slack), `${at.map((t) => t - at[0]!).join(' ')} (slack ${slack} ms)`).toBeLessThanOrEqual(10);
     // Only what the killed process had on the way may have been asked twice: the other processes
     // together asked for each URL once.
-    expect(env.origin.requests.some((r) => r.headers['user-agent'] === 'victim')).toBe(true);
     const others = env.origin.requests.filter((r) => r.path.startsWith('/r/') && r.headers['user-agent'] !== 'victim').map((r) => r.path);
     expect(others.length - new Set(others).size).toBe(0);
   });
