@@ -2,7 +2,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { jsonl, originAndWorkspace, runCli, type CliResult } from '../helpers/cli.js';
+import { fromVictim, jsonl, originAndWorkspace, runCli, runWithVictim } from '../helpers/cli.js';
 import { samplePdf, sha256Hex } from '../helpers/origin.js';
 import { freshDatabase, queryPg } from '../helpers/postgres.js';
 import { stagedNames } from '../helpers/staging.js';
@@ -69,13 +69,9 @@ describe('processes on one PostgreSQL ledger', () => {
     const manifest = await env.ws.file('k.jsonl', jsonl(Array.from({ length: N }, (_, i) => ({ id: `k${i}`, url: env.origin.url(`/k/${i}.pdf`) }))));
     const out = join(env.ws.dir, 'k-out');
     const args = ['download', manifest, '-o', out, '--db', db, '--json', '--no-progress', '-c', '6', '--lease-ttl', '2'];
-    let victim = 0;
-    // The victim names itself in its User-Agent, so the origin's log tells its requests apart.
-    const runs: Promise<CliResult>[] = [0, 1, 2].map((i) =>
-      runCli(i === 0 ? [...args, '--user-agent', 'victim'] : args, { onSpawn: (pid) => (i === 0 ? (victim = pid) : undefined) }),
-    );
+    const { runs, victim } = runWithVictim(args);
     await waitFor(async () => (await queryPg<{ n: number }>(db, "SELECT COUNT(*)::int AS n FROM jobs WHERE state = 'done'").catch(() => [{ n: 0 }]))[0]!.n >= 20);
-    process.kill(victim, 'SIGKILL');
+    process.kill(victim(), 'SIGKILL');
     expect((await runs[0])!.signal).toBe('SIGKILL');
     const rest = await Promise.all(runs.slice(1));
     for (const r of rest) expect(r.code, r.stderr).toBe(0);
@@ -91,8 +87,8 @@ describe('processes on one PostgreSQL ledger', () => {
     // (How many that was is not bounded by -c: an item off the network frees its slot while it
     // finishes, and until its finalize op is committed it is on the way too.)
     const full = env.origin.requests.filter((q) => q.path.startsWith('/k/') && q.status === 200);
-    const byVictim = new Set(full.filter((q) => q.headers['user-agent'] === 'victim').map((q) => q.path));
-    const byOthers = full.filter((q) => q.headers['user-agent'] !== 'victim').map((q) => q.path);
+    const byVictim = new Set(full.filter(fromVictim).map((q) => q.path));
+    const byOthers = full.filter((q) => !fromVictim(q)).map((q) => q.path);
     expect(byOthers.length - new Set(byOthers).size).toBe(0);
     expect(new Set([...byVictim, ...byOthers]).size).toBe(N);
   });

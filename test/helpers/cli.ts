@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
-import { startOrigin, type Origin } from '../fixtures/origin.js';
+import { startOrigin, type Origin, type RequestLog } from '../fixtures/origin.js';
 
 export const BIN = resolve(import.meta.dirname, '../../bin/docstokg.js');
 
@@ -72,6 +72,25 @@ export async function workspace(): Promise<Workspace> {
     },
     cleanup: () => rm(dir, { recursive: true, force: true }),
   };
+}
+
+const VICTIM_AGENT = 'victim';
+
+/**
+ * Three runs of `args` started together; the first, the one a test kills, names itself in its
+ * User-Agent so the origin's log tells its requests apart (see `fromVictim`).
+ */
+export function runWithVictim(args: string[], opts: RunOptions = {}): { runs: Promise<CliResult>[]; victim: () => number } {
+  let pid = 0;
+  const runs = [0, 1, 2].map((i) =>
+    runCli(i === 0 ? [...args, '--user-agent', VICTIM_AGENT] : args, { ...opts, onSpawn: (p) => (i === 0 ? (pid = p) : undefined) }),
+  );
+  return { runs, victim: () => pid };
+}
+
+/** A request sent by the first run of `runWithVictim`. */
+export function fromVictim(q: RequestLog): boolean {
+  return q.headers['user-agent'] === VICTIM_AGENT;
 }
 
 export function jsonl(items: unknown[]): string {
