@@ -1,11 +1,10 @@
 import type { BlockList } from 'node:net';
-import { readFileSync } from 'node:fs';
-import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
 import type { Agent, Dispatcher } from 'undici';
 import { SOCKET_READ_AHEAD_BYTES, TLS_SESSION_HOSTS } from '../config.js';
 import { cachedLookup } from './dns-cache.js';
 import { loadTransport } from './undici.js';
 import { keepingSessions } from './tls-sessions.js';
+import { trustWith } from './trust.js';
 
 export interface ClientOptions {
   connectTimeout: number;
@@ -19,45 +18,6 @@ export interface ClientOptions {
   http2?: boolean;
   /** called once, before undici loads: the run's process-wide tuning (see runtime-tuning.ts) */
   beforeFirstUse?: () => void;
-}
-
-/**
- * The trust of a run with --ca-file: Node.js's bundled roots, the certificates of
- * NODE_EXTRA_CA_CERTS (which the new store does not inherit) and the file's. They are added to a
- * default context, which makes Node.js copy its bundled roots already parsed; a `ca` option
- * listing every root instead parses the ~140 of them again, tens of milliseconds at each start.
- * Made once: given `ca` instead, every TLS connection would pay that.
- */
-function trustWith(ca: string): SecureContext {
-  const extra = pemCertificates(extraCaCerts());
-  const context = createSecureContext();
-  // The native context's addCACert is what Node.js's own `ca` option calls for each certificate.
-  const native = (context as { context?: { addCACert?: (pem: string) => void } }).context;
-  if (typeof native?.addCACert !== 'function') return createSecureContext({ ca: [...rootCertificates, ...extra, ca] });
-  // A system bundle given as NODE_EXTRA_CA_CERTS mostly repeats the bundled roots, which the copied
-  // store holds already: only the others are parsed and added.
-  const bundled = new Set(rootCertificates.map(base64Of));
-  for (const pem of [...extra.filter((c) => !bundled.has(base64Of(c))), ca]) native.addCACert(pem);
-  return context;
-}
-
-/** A PEM certificate's base64 alone: the same certificate whatever its line breaks. */
-const base64Of = (pem: string): string => pem.replace(/-----[^-]+-----|\s+/g, '');
-
-/** The text of NODE_EXTRA_CA_CERTS, which a `ca` option would otherwise replace. */
-function extraCaCerts(): string {
-  const file = process.env.NODE_EXTRA_CA_CERTS;
-  try {
-    return file ? readFileSync(file, 'utf8') : '';
-  } catch {
-    // Node.js itself only warns about an unreadable file; its certificates are then not trusted either.
-    return '';
-  }
-}
-
-/** The PEM certificates in a text, in order. */
-export function pemCertificates(text: string): string[] {
-  return text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
 }
 
 /**
