@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // npm run bench [-- --runs 5 --sets small,medium,large --protocols http,https,h2 --no-scale --no-many-hosts --no-fleet --no-s3 --latencies 50,200,1000]
-// Measures docstokg against curl --parallel, aria2c, wget and a Node.js floor (floor.js) on the
+// Measures docstokg against curl --parallel, aria2c, wget and Node.js floors (floor.js) on the
 // same sets, served by a local nginx (a node:http static server when nginx is not installed) over
 // plain HTTP, HTTPS with HTTP/1.1 only, and HTTPS offering HTTP/2 (self-signed certificate).
 // Every timed run writes into a new directory after a `sync` (outputs.js says where and why);
@@ -94,6 +94,7 @@ function tools(set, base, cert, h2) {
     ...(h2 ? { 'docstokg --http2': docstokg('--http2') } : {}),
     'node floor --fsync': floor('--fsync'),
     ...(THREADS > 1 ? { [`node floor --fsync, ${THREADS} threads`]: floor(`--fsync --threads ${THREADS}`) } : {}),
+    'node floor --fsync --raw': floor('--fsync --raw'),
     ...(has('aria2c') ? { 'aria2c+sync': `${aria} && sync` } : {}),
   };
   const pagecache = {
@@ -102,6 +103,7 @@ function tools(set, base, cert, h2) {
     ...(h2 ? { 'docstokg --no-fsync --http2': docstokg('--no-fsync --http2') } : {}),
     'node floor': floor(''),
     ...(THREADS > 1 ? { [`node floor, ${THREADS} threads`]: floor(`--threads ${THREADS}`) } : {}),
+    'node floor --raw': floor('--raw'),
     ...(has('aria2c') ? { aria2c: aria } : {}),
     ...(has('wget') && set.name !== 'small' ? { 'wget (sequential)': wget } : {}),
   };
