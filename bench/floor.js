@@ -151,7 +151,15 @@ function rawConnect(target) {
   // NODE_EXTRA_CA_CERTS is in Node.js's default trust, as for undici.
   const socket = target.protocol === 'https:' ? tlsConnect({ host, port, servername: isIP(host) ? undefined : host }) : netConnect({ host, port });
   socket.setNoDelay(true);
+  // An idle socket the server resets must not end the process; the next GET on it fails instead.
+  socket.on('error', () => {});
   return socket;
+}
+
+/** An idle socket still open, or a new one. */
+function rawSocket(target) {
+  for (let s = idle.pop(); s; s = idle.pop()) if (!s.destroyed && s.writable) return s;
+  return rawConnect(target);
 }
 
 /**
@@ -163,7 +171,7 @@ function rawConnect(target) {
 function rawFetchTo(url, part) {
   const target = new URL(url);
   const rx = receiver(url, part);
-  const socket = idle.pop() ?? rawConnect(target);
+  const socket = rawSocket(target);
   let head = null;
   let left = -1;
   let keep = true;
